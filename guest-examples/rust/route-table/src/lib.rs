@@ -1,0 +1,1 @@
+//! route-table (skeleton).

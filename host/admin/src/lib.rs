@@ -1,0 +1,1 @@
+//! strowger-admin (skeleton; see its issue).

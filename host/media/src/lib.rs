@@ -1,0 +1,1 @@
+//! strowger-media (skeleton; see its issue).

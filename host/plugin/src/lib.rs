@@ -1,0 +1,1 @@
+//! strowger-plugin (skeleton; see its issue).

@@ -1,0 +1,1 @@
+//! strowger-sip (skeleton; see its issue).

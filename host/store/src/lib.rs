@@ -1,0 +1,1 @@
+//! strowger-store (skeleton; see its issue).

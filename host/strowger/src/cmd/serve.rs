@@ -1,0 +1,10 @@
+//! `strowger serve`.
+
+use std::process::ExitCode;
+
+#[derive(clap::Args)]
+pub struct Args {}
+
+pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
+    anyhow::bail!("`strowger serve` is not built yet")
+}

@@ -1,0 +1,1 @@
+//! strowger-switch (skeleton; see its issue).

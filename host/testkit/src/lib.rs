@@ -1,0 +1,1 @@
+//! strowger-testkit (skeleton; see its issue).

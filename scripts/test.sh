@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Runs every test: builds the plugins from guest-examples/, then the Rust
+# workspace tests (unit, runtime, SIPp, Kamailio, API), the Go tests and the
+# example policy repository's test cases.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+cd "$STROWGER_ROOT"
+
+scripts/build-guests.sh
+cargo test --workspace --all-targets --no-fail-fast
+if [ -x scripts/test-go.sh ]; then scripts/test-go.sh; fi
+if [ -x scripts/test-policies.sh ]; then scripts/test-policies.sh; fi

@@ -1,0 +1,1 @@
+//! Strowger plugin SDK for Rust (skeleton).
