@@ -1,0 +1,1 @@
+//! Switch configuration (TOML). Being written; see the config engineer's section.
