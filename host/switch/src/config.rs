@@ -1,4 +1,4 @@
-//! Switch configuration (TOML), being implemented by the config engineer.
+//! Switch configuration (TOML).
 //!
 //! The agreed format and CLI (also in docs/config.md):
 //!
@@ -65,3 +65,1513 @@
 //! file = "ported.csv"                 # key,value rows
 //! ```
 //! CLI: `strowger serve [--config FILE] [--demo] [--plugin-dir DIR]`. `--demo` without a file = built-in demo config: listen udp+tcp 127.0.0.1:5060 only, users 1001–1010 with password `demo<ext>`, store in `./strowger-demo.db` (or a data dir), route binding `route-table` with `guest-examples/rust/route-table/demo-config.json` (embedded into the binary with `include_str!`), prints a clear warning that demo credentials are active. On start the switch logs (stderr) `listening on <transport>:<addr>` per listener; SIGTERM/SIGINT shut it down cleanly (flush the store).
+//!
+//! # Implementation notes
+//!
+//! * Every section and field has a default ([`Config::default`] is a working
+//!   switch on 127.0.0.1:5060 with no users, trunks or plugins).
+//! * Unknown keys are refused with their name (`deny_unknown_fields`), so a
+//!   typo never silently falls back to a default.
+//! * [`Config::from_file`] resolves relative paths (TLS files, store, plugin
+//!   dir/cache, binding `config_file`, path-like `plugin`, data set files)
+//!   against the directory of the config file, then validates the whole
+//!   config and reports *every* problem found, not just the first.
+//! * [`Config::demo`] is the built-in `--demo` configuration.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Environment variable naming the default plugin directory.
+pub const PLUGIN_DIR_ENV: &str = "STROWGER_PLUGIN_DIR";
+
+/// Warning the switch prints when it runs with [`Config::demo`].
+pub const DEMO_WARNING: &str = "DEMO MODE: users 1001-1010 with passwords demo1001..demo1010 are active; \
+     do not expose this switch to any network you do not control";
+
+/// The route-table demo routes (`guest-examples/rust/route-table/demo-config.json`),
+/// embedded into the binary and used by [`Config::demo`].
+pub const DEMO_ROUTE_CONFIG: &str =
+    include_str!("../../../guest-examples/rust/route-table/demo-config.json");
+
+/// A configuration problem: unreadable file, TOML syntax/type error (with
+/// line, column and the offending key) or failed validation.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A file named by (or containing) the configuration could not be read.
+    #[error("cannot read {}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// TOML (or JSON, for binding config files) that does not parse or does
+    /// not fit the schema, e.g. an unknown key.
+    #[error("{}: {message}", path.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "config".into()))]
+    Parse {
+        /// The file, when the text came from one.
+        path: Option<PathBuf>,
+        /// The parser's message (names the key and position).
+        message: String,
+    },
+    /// The configuration parsed but is inconsistent; every problem is listed.
+    #[error("invalid configuration: {}", problems.join("; "))]
+    Invalid {
+        /// One human-readable sentence per problem.
+        problems: Vec<String>,
+    },
+}
+
+/// SIP transport of a listener or trunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    /// UDP (RFC 3261 §18).
+    Udp,
+    /// TCP.
+    Tcp,
+    /// TLS over TCP (`sips:`); needs the `[tls]` section for listeners.
+    Tls,
+}
+
+impl Transport {
+    /// Lower-case name as written in the config (`udp`, `tcp`, `tls`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Udp => "udp",
+            Transport::Tcp => "tcp",
+            Transport::Tls => "tls",
+        }
+    }
+
+    /// The default port: 5061 for TLS, 5060 otherwise.
+    pub fn default_port(self) -> u16 {
+        match self {
+            Transport::Tls => 5061,
+            _ => 5060,
+        }
+    }
+}
+
+impl fmt::Display for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Transport {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "udp" => Ok(Transport::Udp),
+            "tcp" => Ok(Transport::Tcp),
+            "tls" => Ok(Transport::Tls),
+            other => Err(format!(
+                "unknown transport `{other}` (expected udp, tcp or tls)"
+            )),
+        }
+    }
+}
+
+/// One listener: `udp:127.0.0.1:5060`, `tcp:[::1]:5060`, `tls:0.0.0.0:5061`.
+/// The port may be omitted (`udp:127.0.0.1` = 5060, `tls:...` = 5061).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Listen {
+    /// Transport of the socket.
+    pub transport: Transport,
+    /// Local address and port to bind.
+    pub addr: SocketAddr,
+}
+
+impl fmt::Display for Listen {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.transport, self.addr)
+    }
+}
+
+impl FromStr for Listen {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = |why: &str| {
+            format!(
+                "listen \"{s}\": {why} (expected TRANSPORT:IP:PORT, e.g. \"udp:127.0.0.1:5060\" or \"tcp:[::1]:5060\")"
+            )
+        };
+        let (transport, rest) = s.split_once(':').ok_or_else(|| bad("missing transport"))?;
+        let transport: Transport = transport.parse().map_err(|e: String| bad(&e))?;
+        if rest.is_empty() {
+            return Err(bad("missing address"));
+        }
+        if let Ok(addr) = rest.parse::<SocketAddr>() {
+            return Ok(Listen { transport, addr });
+        }
+        if rest.parse::<Ipv6Addr>().is_ok() {
+            return Err(bad(
+                "IPv6 addresses must be written in brackets, e.g. [::1]:5060",
+            ));
+        }
+        let bare = rest
+            .strip_prefix('[')
+            .and_then(|r| r.strip_suffix(']'))
+            .unwrap_or(rest);
+        match bare.parse::<IpAddr>() {
+            Ok(ip) => Ok(Listen {
+                transport,
+                addr: SocketAddr::new(ip, transport.default_port()),
+            }),
+            Err(_) => Err(bad("not an IP address and port")),
+        }
+    }
+}
+
+impl TryFrom<String> for Listen {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+impl From<Listen> for String {
+    fn from(l: Listen) -> String {
+        l.to_string()
+    }
+}
+
+/// The whole switch configuration (one TOML file).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// `[sip]`: listeners, domain and protocol timers.
+    pub sip: SipConfig,
+    /// `[tls]`: certificate and key for `tls:` listeners.
+    pub tls: Option<TlsConfig>,
+    /// `[store]`: the embedded database.
+    pub store: StoreConfig,
+    /// `[plugins]`: where `.wasm` plugins and their compile cache live.
+    pub plugins: PluginsConfig,
+    /// `[auth]`: digest authentication.
+    pub auth: AuthConfig,
+    /// `[registrar]`: registration expiry limits.
+    pub registrar: RegistrarConfig,
+    /// `[calls]`: call handling defaults.
+    pub calls: CallsConfig,
+    /// `[[users]]`: SIP users (digest credentials).
+    pub users: Vec<UserConfig>,
+    /// `[[trunks]]`: peers (carriers, PBXs, SBCs).
+    pub trunks: Vec<TrunkConfig>,
+    /// `[[bindings]]`: the initial policy, hook -> plugin.
+    pub bindings: Vec<BindingConfig>,
+    /// `[[datasets]]`: key/value tables plugins may look up.
+    pub datasets: Vec<DatasetConfig>,
+    /// Directory relative paths were resolved against (the config file's
+    /// directory; the working directory for [`Config::parse`] callers that
+    /// pass `.`). Not part of the file.
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            sip: SipConfig::default(),
+            tls: None,
+            store: StoreConfig::default(),
+            plugins: PluginsConfig::default(),
+            auth: AuthConfig::default(),
+            registrar: RegistrarConfig::default(),
+            calls: CallsConfig::default(),
+            users: Vec::new(),
+            trunks: Vec::new(),
+            bindings: Vec::new(),
+            datasets: Vec::new(),
+            base_dir: PathBuf::from("."),
+        }
+    }
+}
+
+/// `[sip]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SipConfig {
+    /// Listeners; default udp and tcp on 127.0.0.1:5060.
+    pub listen: Vec<Listen>,
+    /// Default domain and digest realm.
+    pub domain: String,
+    /// User-Agent / Server header value.
+    pub user_agent: String,
+    /// RFC 3261 T1 (RTT estimate), milliseconds.
+    pub t1_ms: u64,
+    /// RFC 3261 T2 (max retransmit interval for non-INVITE), milliseconds.
+    pub t2_ms: u64,
+    /// RFC 3261 T4 (max time a message stays in the network), milliseconds.
+    pub t4_ms: u64,
+    /// Requests larger than this go over TCP (RFC 3261 §18.1.1).
+    pub max_udp_size: usize,
+}
+
+impl Default for SipConfig {
+    fn default() -> Self {
+        SipConfig {
+            listen: vec![
+                Listen {
+                    transport: Transport::Udp,
+                    addr: SocketAddr::from(([127, 0, 0, 1], 5060)),
+                },
+                Listen {
+                    transport: Transport::Tcp,
+                    addr: SocketAddr::from(([127, 0, 0, 1], 5060)),
+                },
+            ],
+            domain: "strowger.local".into(),
+            user_agent: "Strowger/0.1".into(),
+            t1_ms: 500,
+            t2_ms: 4000,
+            t4_ms: 5000,
+            max_udp_size: 1300,
+        }
+    }
+}
+
+impl SipConfig {
+    /// T1 as a duration.
+    pub fn t1(&self) -> Duration {
+        Duration::from_millis(self.t1_ms)
+    }
+    /// T2 as a duration.
+    pub fn t2(&self) -> Duration {
+        Duration::from_millis(self.t2_ms)
+    }
+    /// T4 as a duration.
+    pub fn t4(&self) -> Duration {
+        Duration::from_millis(self.t4_ms)
+    }
+}
+
+/// `[tls]`: PEM certificate chain and private key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain (leaf first).
+    pub cert: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+}
+
+/// `[store]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// SQLite database file (created if missing).
+    pub path: PathBuf,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            path: PathBuf::from("strowger.db"),
+        }
+    }
+}
+
+/// `[plugins]`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PluginsConfig {
+    /// Directory of `<name>.wasm` plugins; none = `$STROWGER_PLUGIN_DIR`,
+    /// else `plugins` next to the config file. See [`Config::plugin_dir`].
+    pub dir: Option<PathBuf>,
+    /// Compiled-component cache; none = `<store dir>/cache`. See
+    /// [`Config::cache_dir`].
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// A digest algorithm (RFC 8760).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum DigestAlgorithm {
+    /// `SHA-256`.
+    #[serde(
+        rename = "sha256",
+        alias = "SHA-256",
+        alias = "sha-256",
+        alias = "SHA256"
+    )]
+    Sha256,
+    /// `MD5` (what most deployed phones speak).
+    #[serde(rename = "md5", alias = "MD5")]
+    Md5,
+}
+
+/// `[auth]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Challenges offered side by side, in this order.
+    pub algorithms: Vec<DigestAlgorithm>,
+    /// Lifetime of a nonce, seconds; older ones get `stale=true`.
+    pub nonce_ttl_s: u64,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            algorithms: vec![DigestAlgorithm::Sha256, DigestAlgorithm::Md5],
+            nonce_ttl_s: 300,
+        }
+    }
+}
+
+impl AuthConfig {
+    /// Nonce lifetime as a duration.
+    pub fn nonce_ttl(&self) -> Duration {
+        Duration::from_secs(self.nonce_ttl_s)
+    }
+}
+
+/// `[registrar]`: expiry limits, seconds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistrarConfig {
+    /// Shorter requested expiries get 423 Interval Too Brief (Min-Expires).
+    pub min_expires: u32,
+    /// Longer requested expiries are clamped to this.
+    pub max_expires: u32,
+    /// Granted when the REGISTER asks for none.
+    pub default_expires: u32,
+}
+
+impl Default for RegistrarConfig {
+    fn default() -> Self {
+        RegistrarConfig {
+            min_expires: 60,
+            max_expires: 3600,
+            default_expires: 3600,
+        }
+    }
+}
+
+/// `[calls]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CallsConfig {
+    /// Default per-attempt ring timeout, seconds.
+    pub ring_timeout_s: u32,
+    /// Max-Forwards set on requests that arrive without one (and the cap).
+    pub max_forwards: u8,
+    /// Offset of the local time zone from UTC as seen by plugins, minutes.
+    pub timezone_offset_minutes: i32,
+}
+
+impl Default for CallsConfig {
+    fn default() -> Self {
+        CallsConfig {
+            ring_timeout_s: 60,
+            max_forwards: 70,
+            timezone_offset_minutes: 0,
+        }
+    }
+}
+
+impl CallsConfig {
+    /// Ring timeout as a duration.
+    pub fn ring_timeout(&self) -> Duration {
+        Duration::from_secs(u64::from(self.ring_timeout_s))
+    }
+}
+
+/// `[[users]]`: one SIP user with digest credentials.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserConfig {
+    /// User part of the AOR and digest username, e.g. `1001`.
+    pub user: String,
+    /// Digest password.
+    pub password: String,
+    /// Domain of the AOR; none = `sip.domain`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
+}
+
+impl UserConfig {
+    /// The user's domain, falling back to `default_domain`.
+    pub fn domain_or<'a>(&'a self, default_domain: &'a str) -> &'a str {
+        self.domain.as_deref().unwrap_or(default_domain)
+    }
+
+    /// The address-of-record, e.g. `sip:1001@strowger.local`.
+    pub fn aor(&self, default_domain: &str) -> String {
+        format!("sip:{}@{}", self.user, self.domain_or(default_domain))
+    }
+}
+
+/// How a trunk's inbound requests are recognised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Inbound {
+    /// Requests from the trunk's host (IP) are trusted without digest.
+    #[default]
+    Ip,
+    /// Outbound only: nothing is accepted from this trunk as such.
+    None,
+}
+
+/// `[[trunks]]`: a peer the switch sends calls to and/or trusts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrunkConfig {
+    /// Unique name, used by routing decisions and CDRs.
+    pub name: String,
+    /// IP address or host name of the peer.
+    pub host: String,
+    /// Port of the peer.
+    #[serde(default = "default_sip_port")]
+    pub port: u16,
+    /// Transport towards the peer.
+    #[serde(default = "default_transport")]
+    pub transport: Transport,
+    /// Inbound trust (`ip` or `none`).
+    #[serde(default)]
+    pub inbound: Inbound,
+    /// Match inbound requests on the source IP only (the port is ignored).
+    #[serde(default = "default_true")]
+    pub ignore_source_port: bool,
+}
+
+impl TrunkConfig {
+    /// The host as an IP address, when it is one (brackets allowed for IPv6).
+    pub fn host_ip(&self) -> Option<IpAddr> {
+        let h = self.host.trim_start_matches('[').trim_end_matches(']');
+        h.parse().ok()
+    }
+
+    /// The peer's socket address, when `host` is an IP address.
+    pub fn socket_addr(&self) -> Option<SocketAddr> {
+        self.host_ip().map(|ip| SocketAddr::new(ip, self.port))
+    }
+}
+
+fn default_sip_port() -> u16 {
+    5060
+}
+fn default_transport() -> Transport {
+    Transport::Udp
+}
+fn default_true() -> bool {
+    true
+}
+
+/// A policy hook (a world of `wit/strowger.wit`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Hook {
+    /// `route` world: where a call goes.
+    Route,
+    /// `authorize` world: REGISTER and untrusted initial requests.
+    Authorize,
+    /// `portability` world: number portability lookup.
+    Portability,
+    /// `rewrite` world: ingress/egress number normalisation.
+    Rewrite,
+}
+
+impl Hook {
+    /// Name as written in the config and in the WIT world.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Hook::Route => "route",
+            Hook::Authorize => "authorize",
+            Hook::Portability => "portability",
+            Hook::Rewrite => "rewrite",
+        }
+    }
+
+    /// The fallback applied when a binding names none: routing and
+    /// authorization fail closed with 503; portability and rewrite go on
+    /// without the plugin's answer.
+    pub fn default_fallback(self) -> Fallback {
+        match self {
+            Hook::Route => Fallback::Reject(RejectConfig {
+                code: 503,
+                reason: "Routing unavailable".into(),
+            }),
+            Hook::Authorize => Fallback::Reject(RejectConfig {
+                code: 503,
+                reason: "Authorization unavailable".into(),
+            }),
+            Hook::Portability | Hook::Rewrite => Fallback::Continue,
+        }
+    }
+}
+
+impl fmt::Display for Hook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A SIP final response used as a rejection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RejectConfig {
+    /// Status code, 400..=699.
+    pub code: u16,
+    /// Reason phrase; default = the standard phrase for `code`.
+    #[serde(default)]
+    pub reason: String,
+}
+
+/// What the switch does when a plugin traps, times out, errors or answers
+/// nonsense. TOML: `fallback = { reject = { code = 503, reason = "..." } }`,
+/// `fallback = "continue"`, `fallback = "accept"`, `fallback = "drop"`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Fallback {
+    /// Answer the request with this final response (any hook).
+    Reject(RejectConfig),
+    /// Go on as if the hook had no plugin: no portability result, numbers
+    /// unchanged (`portability` and `rewrite` only).
+    Continue,
+    /// Accept the request without authentication (`authorize` only; fail-open).
+    Accept,
+    /// Send nothing (`authorize` only).
+    Drop,
+}
+
+/// `[[bindings]]`: which plugin decides a hook, for which scope.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BindingConfig {
+    /// The hook.
+    pub hook: Hook,
+    /// Plugin name (`route-table` -> `<plugins.dir>/route-table.wasm`) or a
+    /// path to a `.wasm` file. See [`Config::plugin_path`].
+    pub plugin: String,
+    /// JSON file with the plugin's configuration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_file: Option<PathBuf>,
+    /// Inline configuration (a TOML table, handed to the plugin as JSON).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<serde_json::Value>,
+    /// `global` or a trunk name (calls entering by that trunk).
+    #[serde(default = "default_scope")]
+    pub scope: String,
+    /// Per-decision deadline, milliseconds.
+    #[serde(default = "default_deadline_ms")]
+    pub deadline_ms: u64,
+    /// Linear-memory cap of one instance, MiB; none = the runtime default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_memory_mb: Option<u32>,
+    /// Fallback; none = [`Hook::default_fallback`]. See
+    /// [`BindingConfig::effective_fallback`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<Fallback>,
+    /// Data sets the plugin may read (names from `[[datasets]]`).
+    #[serde(default)]
+    pub datasets: Vec<String>,
+}
+
+fn default_scope() -> String {
+    "global".into()
+}
+fn default_deadline_ms() -> u64 {
+    5
+}
+
+impl BindingConfig {
+    /// The scope keyword for bindings that apply to every call.
+    pub const GLOBAL: &'static str = "global";
+
+    /// True when the binding applies to every call.
+    pub fn is_global(&self) -> bool {
+        self.scope == Self::GLOBAL
+    }
+
+    /// The deadline as a duration.
+    pub fn deadline(&self) -> Duration {
+        Duration::from_millis(self.deadline_ms)
+    }
+
+    /// The configured fallback, or the hook's default.
+    pub fn effective_fallback(&self) -> Fallback {
+        self.fallback
+            .clone()
+            .unwrap_or_else(|| self.hook.default_fallback())
+    }
+
+    /// The plugin configuration as JSON text (what `init` receives): the
+    /// inline table, else the contents of `config_file` (checked to be JSON),
+    /// else `{}`.
+    pub fn config_json(&self) -> Result<String, ConfigError> {
+        if let Some(v) = &self.config {
+            return Ok(v.to_string());
+        }
+        let Some(path) = &self.config_file else {
+            return Ok("{}".into());
+        };
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        serde_json::from_str::<serde_json::Value>(&text).map_err(|e| ConfigError::Parse {
+            path: Some(path.clone()),
+            message: format!("plugin config is not valid JSON: {e}"),
+        })?;
+        Ok(text)
+    }
+}
+
+/// `[[datasets]]`: a key/value table (CSV `key,value` rows).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetConfig {
+    /// Unique name, used by bindings and by `dataset-get`.
+    pub name: String,
+    /// CSV file: one `key,value` per line; blank lines and lines starting
+    /// with `#` are ignored; the value may be empty or quoted.
+    pub file: PathBuf,
+}
+
+impl DatasetConfig {
+    /// Read and parse the file into `(key, value)` rows, in file order.
+    pub fn load_rows(&self) -> Result<Vec<(String, String)>, ConfigError> {
+        let text = std::fs::read_to_string(&self.file).map_err(|source| ConfigError::Io {
+            path: self.file.clone(),
+            source,
+        })?;
+        parse_dataset_csv(&text).map_err(|message| ConfigError::Parse {
+            path: Some(self.file.clone()),
+            message,
+        })
+    }
+}
+
+fn unquote(s: &str) -> String {
+    let s = s.trim();
+    match s.strip_prefix('"').and_then(|r| r.strip_suffix('"')) {
+        Some(inner) => inner.replace("\"\"", "\""),
+        None => s.to_string(),
+    }
+}
+
+/// Parse `key,value` CSV rows (see [`DatasetConfig::file`]).
+pub fn parse_dataset_csv(text: &str) -> Result<Vec<(String, String)>, String> {
+    let mut rows = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (k, v) = match line.split_once(',') {
+            Some((k, v)) => (unquote(k), unquote(v)),
+            None => (unquote(line), String::new()),
+        };
+        if k.is_empty() {
+            return Err(format!("line {}: empty key", n + 1));
+        }
+        rows.push((k, v));
+    }
+    Ok(rows)
+}
+
+/// Standard reason phrase of a SIP status code (used when a reject omits one).
+pub fn default_reason(code: u16) -> &'static str {
+    match code {
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        408 => "Request Timeout",
+        480 => "Temporarily Unavailable",
+        484 => "Address Incomplete",
+        486 => "Busy Here",
+        487 => "Request Terminated",
+        488 => "Not Acceptable Here",
+        500 => "Server Internal Error",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Server Time-out",
+        600 => "Busy Everywhere",
+        603 => "Decline",
+        604 => "Does Not Exist Anywhere",
+        _ => match code / 100 {
+            4 => "Request Failure",
+            5 => "Server Failure",
+            _ => "Global Failure",
+        },
+    }
+}
+
+fn resolve(base: &Path, p: &mut PathBuf) {
+    if p.is_relative() {
+        *p = base.join(&*p);
+    }
+}
+
+/// True when a binding's `plugin` names a file rather than a plugin name.
+fn plugin_is_path(plugin: &str) -> bool {
+    plugin.ends_with(".wasm") || plugin.contains('/') || plugin.contains('\\')
+}
+
+impl Config {
+    /// Read, parse, resolve and validate a config file. Relative paths are
+    /// resolved against the file's directory; referenced files (TLS cert and
+    /// key, binding config files, data set files) must exist.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Config, ConfigError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let base = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let cfg = Self::parse_inner(&text, &base).map_err(|e| match e {
+            ConfigError::Parse {
+                path: None,
+                message,
+            } => ConfigError::Parse {
+                path: Some(path.to_path_buf()),
+                message,
+            },
+            other => other,
+        })?;
+        cfg.check_files()?;
+        Ok(cfg)
+    }
+
+    /// Parse and validate TOML text; relative paths are resolved against
+    /// `base_dir`. Referenced files are not checked (see
+    /// [`Config::check_files`]).
+    pub fn parse(text: &str, base_dir: impl AsRef<Path>) -> Result<Config, ConfigError> {
+        Self::parse_inner(text, base_dir.as_ref())
+    }
+
+    fn parse_inner(text: &str, base: &Path) -> Result<Config, ConfigError> {
+        let mut cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: None,
+            message: e.to_string().trim_end().to_string(),
+        })?;
+        cfg.resolve_paths(base);
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        self.base_dir = base.to_path_buf();
+        if let Some(tls) = &mut self.tls {
+            resolve(base, &mut tls.cert);
+            resolve(base, &mut tls.key);
+        }
+        resolve(base, &mut self.store.path);
+        if let Some(d) = &mut self.plugins.dir {
+            resolve(base, d);
+        }
+        if let Some(d) = &mut self.plugins.cache_dir {
+            resolve(base, d);
+        }
+        for b in &mut self.bindings {
+            if let Some(f) = &mut b.config_file {
+                resolve(base, f);
+            }
+            if plugin_is_path(&b.plugin) {
+                let mut p = PathBuf::from(&b.plugin);
+                resolve(base, &mut p);
+                b.plugin = p.to_string_lossy().into_owned();
+            }
+        }
+        for d in &mut self.datasets {
+            resolve(base, &mut d.file);
+        }
+    }
+
+    /// Check consistency; returns every problem found.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut p: Vec<String> = Vec::new();
+
+        // [sip]
+        if self.sip.listen.is_empty() {
+            p.push("sip.listen: at least one listener is required".into());
+        }
+        let mut seen = HashSet::new();
+        for l in &self.sip.listen {
+            // udp and tcp may share a port; the same transport twice may not.
+            if !seen.insert((l.transport, l.addr)) {
+                p.push(format!("sip.listen: \"{l}\" is listed twice"));
+            }
+            if l.addr.port() == 0 {
+                p.push(format!("sip.listen: \"{l}\" needs a non-zero port"));
+            }
+        }
+        if self
+            .sip
+            .listen
+            .iter()
+            .any(|l| l.transport == Transport::Tls)
+            && self.tls.is_none()
+        {
+            p.push(
+                "sip.listen has a tls: listener but there is no [tls] section with cert and key"
+                    .into(),
+            );
+        }
+        if self.sip.domain.trim().is_empty() {
+            p.push("sip.domain must not be empty".into());
+        }
+        if self.sip.t1_ms == 0 {
+            p.push("sip.t1_ms must be > 0".into());
+        }
+        if self.sip.t2_ms < self.sip.t1_ms {
+            p.push(format!(
+                "sip.t2_ms ({}) must be >= sip.t1_ms ({})",
+                self.sip.t2_ms, self.sip.t1_ms
+            ));
+        }
+        if self.sip.t4_ms == 0 {
+            p.push("sip.t4_ms must be > 0".into());
+        }
+        if self.sip.max_udp_size < 200 || self.sip.max_udp_size > 65_507 {
+            p.push(format!(
+                "sip.max_udp_size ({}) must be between 200 and 65507",
+                self.sip.max_udp_size
+            ));
+        }
+
+        // [auth]
+        if self.auth.algorithms.is_empty() {
+            p.push("auth.algorithms must name at least one of \"sha256\", \"md5\"".into());
+        }
+        let mut algs = HashSet::new();
+        for a in &self.auth.algorithms {
+            if !algs.insert(*a) {
+                p.push(format!("auth.algorithms lists {a:?} twice"));
+            }
+        }
+        if self.auth.nonce_ttl_s == 0 {
+            p.push("auth.nonce_ttl_s must be > 0".into());
+        }
+
+        // [registrar]
+        let r = &self.registrar;
+        if r.min_expires > r.max_expires {
+            p.push(format!(
+                "registrar.min_expires ({}) must be <= registrar.max_expires ({})",
+                r.min_expires, r.max_expires
+            ));
+        }
+        if r.default_expires < r.min_expires || r.default_expires > r.max_expires {
+            p.push(format!(
+                "registrar.default_expires ({}) must be between min_expires ({}) and max_expires ({})",
+                r.default_expires, r.min_expires, r.max_expires
+            ));
+        }
+
+        // [calls]
+        if self.calls.ring_timeout_s == 0 {
+            p.push("calls.ring_timeout_s must be > 0".into());
+        }
+        if self.calls.max_forwards == 0 {
+            p.push("calls.max_forwards must be > 0".into());
+        }
+        if !(-14 * 60..=14 * 60).contains(&self.calls.timezone_offset_minutes) {
+            p.push(format!(
+                "calls.timezone_offset_minutes ({}) must be within -840..=840",
+                self.calls.timezone_offset_minutes
+            ));
+        }
+
+        // [[users]]
+        let mut users = HashSet::new();
+        for u in &self.users {
+            if u.user.is_empty() {
+                p.push("users: a user has an empty `user`".into());
+                continue;
+            }
+            if u.user.contains(['@', ':', ' ', ';', '<', '>']) {
+                p.push(format!(
+                    "users: user \"{}\" must be the user part only (no @, :, ;, spaces)",
+                    u.user
+                ));
+            }
+            if u.password.is_empty() {
+                p.push(format!("users: user \"{}\" has an empty password", u.user));
+            }
+            let domain = u.domain_or(&self.sip.domain).to_ascii_lowercase();
+            if !users.insert((u.user.clone(), domain.clone())) {
+                p.push(format!("users: duplicate user \"{}@{}\"", u.user, domain));
+            }
+        }
+
+        // [[trunks]]
+        let mut trunks = HashSet::new();
+        for t in &self.trunks {
+            if t.name.is_empty() {
+                p.push("trunks: a trunk has an empty `name`".into());
+            } else if t.name == BindingConfig::GLOBAL {
+                p.push("trunks: \"global\" is reserved and cannot be a trunk name".into());
+            }
+            if !trunks.insert(t.name.as_str()) {
+                p.push(format!("trunks: duplicate trunk name \"{}\"", t.name));
+            }
+            if t.host.trim().is_empty() {
+                p.push(format!("trunks: trunk \"{}\" has an empty host", t.name));
+            }
+            if t.port == 0 {
+                p.push(format!(
+                    "trunks: trunk \"{}\" needs a non-zero port",
+                    t.name
+                ));
+            }
+            if t.host.parse::<Ipv6Addr>().is_ok() {
+                // accepted as is; brackets are optional in `host`
+            } else if t.host.contains(':') && t.host_ip().is_none() {
+                p.push(format!(
+                    "trunks: trunk \"{}\": host \"{}\" must not contain a port (use `port`)",
+                    t.name, t.host
+                ));
+            }
+        }
+
+        // [[datasets]]
+        let mut datasets = HashSet::new();
+        for d in &self.datasets {
+            if d.name.is_empty() {
+                p.push("datasets: a data set has an empty `name`".into());
+            }
+            if !datasets.insert(d.name.as_str()) {
+                p.push(format!("datasets: duplicate data set name \"{}\"", d.name));
+            }
+        }
+
+        // [[bindings]]
+        let mut bound = HashSet::new();
+        for b in &self.bindings {
+            let what = format!("bindings: {} binding \"{}\"", b.hook, b.plugin);
+            if b.plugin.trim().is_empty() {
+                p.push(format!(
+                    "bindings: a {} binding has an empty `plugin`",
+                    b.hook
+                ));
+            }
+            if b.config.is_some() && b.config_file.is_some() {
+                p.push(format!(
+                    "{what}: give either `config` or `config_file`, not both"
+                ));
+            }
+            if !b.is_global() && !trunks.contains(b.scope.as_str()) {
+                p.push(format!(
+                    "{what}: scope \"{}\" is neither \"global\" nor a configured trunk",
+                    b.scope
+                ));
+            }
+            if !bound.insert((b.hook, b.scope.as_str())) {
+                p.push(format!(
+                    "bindings: hook {} has two bindings for scope \"{}\"",
+                    b.hook, b.scope
+                ));
+            }
+            if b.deadline_ms == 0 || b.deadline_ms > 10_000 {
+                p.push(format!(
+                    "{what}: deadline_ms ({}) must be between 1 and 10000",
+                    b.deadline_ms
+                ));
+            }
+            if b.max_memory_mb == Some(0) {
+                p.push(format!("{what}: max_memory_mb must be > 0"));
+            }
+            for d in &b.datasets {
+                if !datasets.contains(d.as_str()) {
+                    p.push(format!(
+                        "{what}: data set \"{d}\" is not defined in [[datasets]]"
+                    ));
+                }
+            }
+            match &b.fallback {
+                Some(Fallback::Reject(r)) if !(400..=699).contains(&r.code) => {
+                    p.push(format!(
+                        "{what}: fallback reject code {} must be 400..=699",
+                        r.code
+                    ));
+                }
+                Some(Fallback::Continue) if matches!(b.hook, Hook::Route | Hook::Authorize) => {
+                    p.push(format!(
+                        "{what}: fallback \"continue\" is only for portability and rewrite hooks"
+                    ));
+                }
+                Some(Fallback::Accept | Fallback::Drop) if b.hook != Hook::Authorize => {
+                    p.push(format!(
+                        "{what}: fallback \"accept\"/\"drop\" is only for the authorize hook"
+                    ));
+                }
+                _ => {}
+            }
+        }
+
+        if p.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid { problems: p })
+        }
+    }
+
+    /// Check that referenced files exist: TLS cert/key, binding config
+    /// files, data set files and path-like plugins. ([`Config::from_file`]
+    /// calls this.)
+    pub fn check_files(&self) -> Result<(), ConfigError> {
+        let mut p = Vec::new();
+        let mut need = |what: String, path: &Path| {
+            if !path.is_file() {
+                p.push(format!("{what}: file {} does not exist", path.display()));
+            }
+        };
+        if let Some(tls) = &self.tls {
+            need("tls.cert".into(), &tls.cert);
+            need("tls.key".into(), &tls.key);
+        }
+        for b in &self.bindings {
+            if let Some(f) = &b.config_file {
+                need(format!("bindings: {} config_file", b.hook), f);
+            }
+            if plugin_is_path(&b.plugin) {
+                need(format!("bindings: {} plugin", b.hook), Path::new(&b.plugin));
+            }
+        }
+        for d in &self.datasets {
+            need(format!("datasets: \"{}\"", d.name), &d.file);
+        }
+        if p.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid { problems: p })
+        }
+    }
+
+    /// The built-in `--demo` configuration: udp+tcp on 127.0.0.1:5060, users
+    /// 1001..=1010 with password `demo<ext>`, store `./strowger-demo.db`, and
+    /// a global `route` binding to `route-table` with its demo routes
+    /// ([`DEMO_ROUTE_CONFIG`], embedded). Print [`DEMO_WARNING`] when using it.
+    pub fn demo() -> Config {
+        let mut cfg = Config {
+            store: StoreConfig {
+                path: PathBuf::from("strowger-demo.db"),
+            },
+            ..Config::default()
+        };
+        cfg.users = (1001..=1010)
+            .map(|ext| UserConfig {
+                user: ext.to_string(),
+                password: format!("demo{ext}"),
+                domain: None,
+            })
+            .collect();
+        cfg.bindings = vec![BindingConfig {
+            hook: Hook::Route,
+            plugin: "route-table".into(),
+            config_file: None,
+            config: Some(
+                serde_json::from_str(DEMO_ROUTE_CONFIG).expect("demo-config.json is valid JSON"),
+            ),
+            scope: default_scope(),
+            deadline_ms: default_deadline_ms(),
+            max_memory_mb: None,
+            fallback: None,
+            datasets: Vec::new(),
+        }];
+        cfg
+    }
+
+    /// Directory of `<name>.wasm` plugins: `plugins.dir`, else
+    /// `$STROWGER_PLUGIN_DIR`, else `plugins` in the config's directory.
+    pub fn plugin_dir(&self) -> PathBuf {
+        if let Some(d) = &self.plugins.dir {
+            return d.clone();
+        }
+        match std::env::var_os(PLUGIN_DIR_ENV) {
+            Some(d) if !d.is_empty() => PathBuf::from(d),
+            _ => self.base_dir.join("plugins"),
+        }
+    }
+
+    /// Compiled-component cache: `plugins.cache_dir`, else `cache` next to
+    /// the store file.
+    pub fn cache_dir(&self) -> PathBuf {
+        if let Some(d) = &self.plugins.cache_dir {
+            return d.clone();
+        }
+        match self.store.path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.join("cache"),
+            _ => PathBuf::from("cache"),
+        }
+    }
+
+    /// The `.wasm` file of a binding's `plugin`: the path itself when it
+    /// looks like one (ends in `.wasm` or contains `/`), else
+    /// `<plugin_dir>/<plugin>.wasm`.
+    pub fn plugin_path(&self, plugin: &str) -> PathBuf {
+        if plugin_is_path(plugin) {
+            PathBuf::from(plugin)
+        } else {
+            self.plugin_dir().join(format!("{plugin}.wasm"))
+        }
+    }
+
+    /// The user with this name in `domain` (case-insensitive domain; a
+    /// `None` domain means `sip.domain`).
+    pub fn find_user(&self, user: &str, domain: Option<&str>) -> Option<&UserConfig> {
+        let domain = domain.unwrap_or(&self.sip.domain);
+        self.users
+            .iter()
+            .find(|u| u.user == user && u.domain_or(&self.sip.domain).eq_ignore_ascii_case(domain))
+    }
+
+    /// The trunk with this name.
+    pub fn find_trunk(&self, name: &str) -> Option<&TrunkConfig> {
+        self.trunks.iter().find(|t| t.name == name)
+    }
+
+    /// The trunk trusting requests from `source` (`inbound = "ip"`, host IP
+    /// equal to the source IP, and the port equal unless
+    /// `ignore_source_port`).
+    pub fn trunk_for_source(&self, source: SocketAddr) -> Option<&TrunkConfig> {
+        self.trunks.iter().find(|t| {
+            t.inbound == Inbound::Ip
+                && t.host_ip() == Some(source.ip())
+                && (t.ignore_source_port || t.port == source.port())
+        })
+    }
+
+    /// Serialize back to TOML (paths as resolved).
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).expect("config serializes to TOML")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problems(text: &str) -> Vec<String> {
+        match Config::parse(text, "/etc/strowger") {
+            Err(ConfigError::Invalid { problems }) => problems,
+            other => panic!("expected Invalid, got {other:?}"),
+        }
+    }
+
+    fn parse_err(text: &str) -> String {
+        match Config::parse(text, "/etc/strowger") {
+            Err(ConfigError::Parse { message, .. }) => message,
+            other => panic!("expected Parse error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn empty_file_gives_documented_defaults() {
+        let c = Config::parse("", "/etc/strowger").unwrap();
+        assert_eq!(
+            c.sip
+                .listen
+                .iter()
+                .map(|l| l.to_string())
+                .collect::<Vec<_>>(),
+            ["udp:127.0.0.1:5060", "tcp:127.0.0.1:5060"]
+        );
+        assert_eq!(c.sip.domain, "strowger.local");
+        assert_eq!(c.sip.user_agent, "Strowger/0.1");
+        assert_eq!((c.sip.t1_ms, c.sip.t2_ms, c.sip.t4_ms), (500, 4000, 5000));
+        assert_eq!(c.sip.max_udp_size, 1300);
+        assert!(c.tls.is_none());
+        assert_eq!(c.store.path, PathBuf::from("/etc/strowger/strowger.db"));
+        assert_eq!(
+            c.auth.algorithms,
+            [DigestAlgorithm::Sha256, DigestAlgorithm::Md5]
+        );
+        assert_eq!(c.auth.nonce_ttl_s, 300);
+        assert_eq!(
+            (
+                c.registrar.min_expires,
+                c.registrar.max_expires,
+                c.registrar.default_expires
+            ),
+            (60, 3600, 3600)
+        );
+        assert_eq!(c.calls.ring_timeout_s, 60);
+        assert_eq!(c.calls.max_forwards, 70);
+        assert_eq!(c.cache_dir(), PathBuf::from("/etc/strowger/cache"));
+    }
+
+    #[test]
+    fn the_documented_example_parses() {
+        let docs = include_str!("config.rs");
+        let example: String = docs
+            .lines()
+            .skip_while(|l| !l.starts_with("//! ```toml"))
+            .skip(1)
+            .take_while(|l| !l.starts_with("//! ```"))
+            .map(|l| l.strip_prefix("//! ").unwrap_or("").to_string() + "\n")
+            .collect();
+        assert!(example.contains("[[bindings]]"));
+        let c = Config::parse(&example, "/etc/strowger").unwrap();
+        assert_eq!(
+            c.tls.as_ref().unwrap().cert,
+            PathBuf::from("/etc/strowger/cert.pem")
+        );
+        assert_eq!(c.users[0].aor(&c.sip.domain), "sip:1001@strowger.local");
+        let t = c.find_trunk("carrier").unwrap();
+        assert_eq!(t.socket_addr(), Some("127.0.0.2:5060".parse().unwrap()));
+        assert_eq!(t.inbound, Inbound::Ip);
+        let b = &c.bindings[0];
+        assert_eq!(b.hook, Hook::Route);
+        assert_eq!(
+            b.config_file.as_deref(),
+            Some(Path::new("/etc/strowger/routes.json"))
+        );
+        assert_eq!(
+            b.effective_fallback(),
+            Fallback::Reject(RejectConfig {
+                code: 503,
+                reason: "Routing unavailable".into()
+            })
+        );
+        assert_eq!(b.datasets, ["br-ported"]);
+        assert_eq!(
+            c.datasets[0].file,
+            PathBuf::from("/etc/strowger/ported.csv")
+        );
+        assert_eq!(c.plugins.dir, Some(PathBuf::from("/etc/strowger/...")));
+        // serializes back and re-parses to the same config
+        let again = Config::parse(&c.to_toml(), "/etc/strowger").unwrap();
+        assert_eq!(again, c);
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_by_name() {
+        assert!(parse_err("[sip]\nlisten_on = []\n").contains("listen_on"));
+        assert!(parse_err("[sipp]\n").contains("sipp"));
+        let m = parse_err("[[users]]\nuser='1'\npassword='x'\npasswd='y'\n");
+        assert!(m.contains("passwd"), "{m}");
+        let m = parse_err(
+            "[[bindings]]\nhook='route'\nplugin='p'\nfallback={reject={code=503, text='x'}}\n",
+        );
+        assert!(m.contains("text"), "{m}");
+        assert!(parse_err("[[bindings]]\nhook='routing'\nplugin='p'\n").contains("routing"));
+    }
+
+    #[test]
+    fn listen_strings() {
+        let ok = |s: &str| s.parse::<Listen>().unwrap();
+        assert_eq!(
+            ok("udp:127.0.0.1:5070").addr,
+            "127.0.0.1:5070".parse().unwrap()
+        );
+        assert_eq!(ok("TCP:0.0.0.0:5060").transport, Transport::Tcp);
+        assert_eq!(ok("udp:[::1]:5062").addr, "[::1]:5062".parse().unwrap());
+        assert_eq!(ok("tls:127.0.0.1").addr.port(), 5061);
+        assert_eq!(ok("udp:[::1]").addr, "[::1]:5060".parse().unwrap());
+        assert_eq!(ok("udp:[::1]:5062").to_string(), "udp:[::1]:5062");
+        for bad in [
+            "127.0.0.1:5060",
+            "sctp:127.0.0.1:5060",
+            "udp:",
+            "udp:::1:5060",
+            "udp:localhost:5060",
+            "udp:127.0.0.1:99999",
+        ] {
+            let e = bad.parse::<Listen>().unwrap_err();
+            assert!(e.contains(bad), "{bad}: {e}");
+        }
+        let m = parse_err("[sip]\nlisten=['udp:::1:5060']\n");
+        assert!(m.contains("brackets"), "{m}");
+    }
+
+    #[test]
+    fn tls_listener_needs_cert_and_key() {
+        let p = problems("[sip]\nlisten=['tls:127.0.0.1:5061']\n");
+        assert!(p.iter().any(|m| m.contains("[tls]")), "{p:?}");
+        let m = parse_err("[sip]\nlisten=['tls:127.0.0.1:5061']\n[tls]\ncert='c.pem'\n");
+        assert!(m.contains("key"), "{m}");
+        Config::parse(
+            "[sip]\nlisten=['tls:127.0.0.1:5061']\n[tls]\ncert='c.pem'\nkey='k.pem'\n",
+            ".",
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn duplicates_are_refused() {
+        let p = problems(
+            "[[users]]\nuser='1001'\npassword='a'\n[[users]]\nuser='1001'\npassword='b'\n\
+             [[trunks]]\nname='c'\nhost='127.0.0.2'\n[[trunks]]\nname='c'\nhost='127.0.0.3'\n\
+             [sip]\nlisten=['udp:127.0.0.1:5060','udp:127.0.0.1:5060']\n",
+        );
+        assert!(
+            p.iter()
+                .any(|m| m.contains("duplicate user \"1001@strowger.local\"")),
+            "{p:?}"
+        );
+        assert!(
+            p.iter().any(|m| m.contains("duplicate trunk name \"c\"")),
+            "{p:?}"
+        );
+        assert!(p.iter().any(|m| m.contains("listed twice")), "{p:?}");
+        // same user in another domain is fine
+        Config::parse(
+            "[[users]]\nuser='1001'\npassword='a'\n[[users]]\nuser='1001'\npassword='b'\ndomain='other.example'\n",
+            ".",
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn binding_checks() {
+        let p = problems(
+            "[[bindings]]\nhook='route'\nplugin='rt'\nscope='nosuch'\ndeadline_ms=0\ndatasets=['x']\n\
+             config={a=1}\nconfig_file='r.json'\nfallback='continue'\n\
+             [[bindings]]\nhook='authorize'\nplugin='a'\nfallback={reject={code=200}}\n\
+             [[bindings]]\nhook='rewrite'\nplugin='w'\nfallback='accept'\n\
+             [[bindings]]\nhook='rewrite'\nplugin='w2'\n",
+        );
+        let has = |s: &str| assert!(p.iter().any(|m| m.contains(s)), "{s} not in {p:?}");
+        has("scope \"nosuch\"");
+        has("deadline_ms (0)");
+        has("data set \"x\"");
+        has("not both");
+        has("\"continue\" is only");
+        has("code 200");
+        has("\"accept\"/\"drop\"");
+        has("two bindings for scope \"global\"");
+    }
+
+    #[test]
+    fn fallbacks_and_inline_config() {
+        let c = Config::parse(
+            "[[trunks]]\nname='carrier'\nhost='10.0.0.1'\n\
+             [[bindings]]\nhook='rewrite'\nplugin='norm'\nscope='carrier'\nconfig={country='55', list=[1,2]}\n\
+             [[bindings]]\nhook='authorize'\nplugin='/opt/p/auth.wasm'\nfallback='accept'\n\
+             [[bindings]]\nhook='route'\nplugin='rt'\nfallback={reject={code=480}}\n",
+            "/cfg",
+        )
+        .unwrap();
+        let rw = &c.bindings[0];
+        assert_eq!(rw.effective_fallback(), Fallback::Continue);
+        let json: serde_json::Value = serde_json::from_str(&rw.config_json().unwrap()).unwrap();
+        assert_eq!(json, serde_json::json!({"country": "55", "list": [1, 2]}));
+        assert_eq!(c.bindings[1].effective_fallback(), Fallback::Accept);
+        assert_eq!(
+            c.plugin_path(&c.bindings[1].plugin),
+            PathBuf::from("/opt/p/auth.wasm")
+        );
+        match c.bindings[2].effective_fallback() {
+            Fallback::Reject(r) => assert_eq!((r.code, r.reason.as_str()), (480, "")),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(default_reason(480), "Temporarily Unavailable");
+        assert_eq!(c.bindings[2].config_json().unwrap(), "{}");
+    }
+
+    #[test]
+    fn trunk_for_source_matches_ip_and_port_rules() {
+        let c = Config::parse(
+            "[[trunks]]\nname='a'\nhost='127.0.0.2'\n\
+             [[trunks]]\nname='b'\nhost='127.0.0.3'\nport=5080\nignore_source_port=false\n\
+             [[trunks]]\nname='c'\nhost='127.0.0.4'\ninbound='none'\n",
+            ".",
+        )
+        .unwrap();
+        let name = |s: &str| {
+            c.trunk_for_source(s.parse().unwrap())
+                .map(|t| t.name.as_str())
+        };
+        assert_eq!(name("127.0.0.2:40000"), Some("a"));
+        assert_eq!(name("127.0.0.3:40000"), None);
+        assert_eq!(name("127.0.0.3:5080"), Some("b"));
+        assert_eq!(name("127.0.0.4:5060"), None);
+        assert_eq!(name("127.0.0.1:5060"), None);
+    }
+
+    #[test]
+    fn other_range_checks() {
+        let p = problems(
+            "[registrar]\nmin_expires=100\nmax_expires=50\n[auth]\nalgorithms=[]\n\
+             [calls]\ntimezone_offset_minutes=2000\n[sip]\nt1_ms=500\nt2_ms=100\n",
+        );
+        assert!(p.len() >= 4, "{p:?}");
+        let m = parse_err("[auth]\nalgorithms=['sha1']\n");
+        assert!(m.contains("sha1"), "{m}");
+        let c = Config::parse("[auth]\nalgorithms=['MD5','SHA-256']\n", ".").unwrap();
+        assert_eq!(
+            c.auth.algorithms,
+            [DigestAlgorithm::Md5, DigestAlgorithm::Sha256]
+        );
+    }
+
+    #[test]
+    fn from_file_resolves_relative_to_the_file_and_checks_files() {
+        let dir = std::env::temp_dir().join(format!("strowger-config-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let cfg_path = dir.join("strowger.toml");
+        std::fs::write(
+            &cfg_path,
+            "[store]\npath='data/s.db'\n[[bindings]]\nhook='route'\nplugin='route-table'\nconfig_file='routes.json'\n\
+             [[datasets]]\nname='p'\nfile='p.csv'\n",
+        )
+        .unwrap();
+        let err = Config::from_file(&cfg_path).unwrap_err().to_string();
+        assert!(
+            err.contains("routes.json") && err.contains("p.csv"),
+            "{err}"
+        );
+        std::fs::write(dir.join("routes.json"), "{\"routes\": []}").unwrap();
+        std::fs::write(
+            dir.join("p.csv"),
+            "# key,value\n5511,55321\n\"5512\",\"x,y\"\n\n5513\n",
+        )
+        .unwrap();
+        let c = Config::from_file(&cfg_path).unwrap();
+        assert_eq!(c.store.path, dir.join("data/s.db"));
+        assert_eq!(c.cache_dir(), dir.join("data/cache"));
+        assert_eq!(c.bindings[0].config_json().unwrap(), "{\"routes\": []}");
+        let rows = c.datasets[0].load_rows().unwrap();
+        let row = |k: &str, v: &str| (k.to_string(), v.to_string());
+        assert_eq!(
+            rows,
+            [row("5511", "55321"), row("5512", "x,y"), row("5513", "")]
+        );
+        std::fs::write(dir.join("routes.json"), "{not json").unwrap();
+        let err = c.bindings[0].config_json().unwrap_err().to_string();
+        assert!(err.contains("not valid JSON"), "{err}");
+        let err = Config::from_file(dir.join("missing.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("missing.toml"), "{err}");
+        std::fs::write(&cfg_path, "[sip]\ndomian='x'\n").unwrap();
+        let err = Config::from_file(&cfg_path).unwrap_err().to_string();
+        assert!(
+            err.contains("strowger.toml") && err.contains("domian"),
+            "{err}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn demo_config() {
+        let c = Config::demo();
+        c.validate().unwrap();
+        assert_eq!(c.users.len(), 10);
+        assert_eq!(c.find_user("1007", None).unwrap().password, "demo1007");
+        assert_eq!(c.users[0].aor(&c.sip.domain), "sip:1001@strowger.local");
+        assert!(c.find_user("1011", None).is_none());
+        assert_eq!(c.bindings[0].hook, Hook::Route);
+        assert_eq!(c.bindings[0].plugin, "route-table");
+        let json: serde_json::Value =
+            serde_json::from_str(&c.bindings[0].config_json().unwrap()).unwrap();
+        assert!(json["routes"].is_array(), "{json}");
+        assert_eq!(c.store.path, PathBuf::from("strowger-demo.db"));
+        assert!(c.sip.listen.iter().all(|l| l.addr.ip().is_loopback()));
+    }
+}
