@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Side-by-side benchmarks: SIPp direct, Kamailio (native cfg, KEMI Lua),
+# rtpengine and Strowger on this machine, in one run, on 127.0.0.x only.
+#
+#   benches/run.sh [--smoke] [--only calls,registrations,concurrent,media,decisions]
+#                  [--no-build] [--profile] [other options of benches/harness/bench.py]
+#
+# Installs what is missing (Debian sip-tester, kamailio, kamailio-lua-modules,
+# rtpengine-daemon), builds the release binary and the plugins, then writes
+# benches/results/<timestamp>.{md,json} and latest.md (latest-smoke.md for
+# --smoke). See benches/README.md.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/../scripts/env.sh"
+cd "$STROWGER_ROOT"
+
+build=1
+args=()
+for a in "$@"; do
+    case "$a" in
+        --no-build) build=0 ;;
+        -h|--help) exec python3 benches/harness/bench.py --help ;;
+        *) args+=("$a") ;;
+    esac
+done
+
+# --- packages (idempotent: apt only runs when something is missing) -------
+need_apt=()
+command -v sipp >/dev/null || need_apt+=(sip-tester)
+command -v kamailio >/dev/null || need_apt+=(kamailio)
+[ -e /usr/lib/x86_64-linux-gnu/kamailio/modules/app_lua.so ] \
+    || compgen -G "/usr/lib/*/kamailio/modules/app_lua.so" >/dev/null \
+    || need_apt+=(kamailio-lua-modules)
+command -v rtpengine >/dev/null || need_apt+=(rtpengine-daemon)
+command -v python3 >/dev/null || need_apt+=(python3)
+if [ "${#need_apt[@]}" -gt 0 ]; then
+    echo "== installing ${need_apt[*]}"
+    sudo_cmd=()
+    [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
+    export DEBIAN_FRONTEND=noninteractive
+    "${sudo_cmd[@]}" apt-get update -q
+    "${sudo_cmd[@]}" apt-get install -y -q "${need_apt[@]}"
+fi
+
+# --- build -----------------------------------------------------------------
+if [ "$build" -eq 1 ]; then
+    echo "== building plugins and strowger (release)"
+    if ! scripts/build-guests.sh >/dev/null; then
+        echo "warning: plugin build failed; the Strowger columns will say so" >&2
+    fi
+    if ! cargo build --release -p strowger; then
+        echo "warning: strowger release build failed; the Strowger columns will say so" >&2
+    fi
+fi
+
+exec python3 benches/harness/bench.py \
+    --strowger-bin "$CARGO_TARGET_DIR/release/strowger" \
+    --plugin-dir "$STROWGER_PLUGIN_DIR" \
+    "${args[@]}"
