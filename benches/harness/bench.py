@@ -153,6 +153,20 @@ def group_pss_kb(pgid: int) -> int:
     return total
 
 
+LIVE: list["Proc"] = []  # every child still running, stopped on exit or signal
+
+
+def stop_all() -> None:
+    for proc in list(LIVE):
+        proc.stop(grace=2.0)
+
+
+def on_signal(signum, _frame) -> None:
+    log(f"signal {signum}: stopping every process this harness started")
+    stop_all()
+    raise SystemExit(128 + signum)
+
+
 class Proc:
     """A child started in its own process group, stopped by its pgid only."""
 
@@ -174,6 +188,7 @@ class Proc:
             start_new_session=True,
         )
         self.pgid = self.p.pid
+        LIVE.append(self)
 
     def alive(self) -> bool:
         return self.p.poll() is None
@@ -185,6 +200,10 @@ class Proc:
             return None
 
     def stop(self, grace: float = 5.0) -> None:
+        if self in LIVE:
+            LIVE.remove(self)
+        if self.log_file.closed:
+            return
         if self.alive():
             try:
                 os.killpg(self.pgid, signal.SIGTERM)
@@ -506,8 +525,9 @@ def run_call_step(ctx: Ctx, system: System, target: str, uas_port: int, uac_port
     prefix = "91" if isinstance(system, SippDirect) else "90"
     limit = max(int(rate * (hold_ms / 1000.0 + 3)), 50)
     bound = int(duration + hold_ms / 1000.0 + 30)
+    # the UAS runs until the UAC is done (no -m: a stray message must not end it early)
     uas = Proc("uas", sipp("uas", SIPP_DIR / "call-uas.xml", UAS_IP, uas_port, None, d / "uas.csv",
-                           ["-m", str(calls)], bound + 10), d / "uas.log")
+                           [], bound + 10), d / "uas.log")
     time.sleep(0.3)
     pgid = system.pgid()
     cpu0 = group_cpu_seconds(pgid) if pgid else 0.0
@@ -515,7 +535,8 @@ def run_call_step(ctx: Ctx, system: System, target: str, uas_port: int, uac_port
     load0 = loadavg()
     perf = None
     if perf_out and pgid:
-        perf = Proc("perf", ["perf", "record", "-F", "499", "-g", "-o", str(perf_out), "-p", str(pgid)],
+        pids = ",".join(str(x) for x in group_pids(pgid))  # every Kamailio child, all Strowger threads
+        perf = Proc("perf", ["perf", "record", "-F", "499", "-g", "-o", str(perf_out), "-p", pids],
                     d / "perf.log")
     t0 = time.monotonic()
     uac = Proc("uac", sipp("uac", SIPP_DIR / "call-uac.xml", UAC_IP, uac_port, target, d / "uac.csv",
@@ -535,7 +556,7 @@ def run_call_step(ctx: Ctx, system: System, target: str, uas_port: int, uac_port
         perf.wait(20)
         perf.stop()
     uac.stop()
-    uas.wait(5)
+    time.sleep(2.5)  # UAS: last ACK/BYE exchanges and its 1 s statistics dump
     uas.stop()
     s_uac = parse_sipp_stat(d / "uac.csv")
     s_uas = parse_sipp_stat(d / "uas.csv")
@@ -558,6 +579,8 @@ def step_result(ctx, rate, calls, s_uac, s_uas, wall, cpu, have_cpu, load0, mem0
         reasons.append(f"{int(bad)} failed/unfinished of {calls}")
     if retrans > MAX_RETRANS_RATIO * calls:
         reasons.append(f"{int(retrans)} retransmissions")
+    if have_cpu and cpu < 0:
+        reasons.append("system processes exited during the step")
     if achieved < MIN_ACHIEVED_RATIO * rate:
         reasons.append(f"achieved {achieved:.0f}/s")
     res = {
@@ -570,7 +593,7 @@ def step_result(ctx, rate, calls, s_uac, s_uas, wall, cpu, have_cpu, load0, mem0
         "retransmissions": int(retrans),
         "achieved_rate": round(achieved, 1),
         "wall_s": round(wall, 2),
-        "cpu_s": round(cpu, 3) if have_cpu else None,
+        "cpu_s": round(cpu, 3) if have_cpu else None,  # group CPU over the step
         "cpu_s_per_1000": round(cpu / ok * 1000, 4) if (have_cpu and ok) else None,
         "max_concurrent": int(s_uac.get("max_current_calls", 0)) if s_uac else 0,
         "loadavg": load0,
@@ -670,7 +693,7 @@ def go_route_plugin(ctx: Ctx) -> str | None:
 
 
 def part_calls(ctx: Ctx) -> dict:
-    rates = ctx.args.rates or ([50, 100] if ctx.smoke else [200, 400, 800, 1200, 1600, 2400, 3200])
+    rates = ctx.args.rates or ([100] if ctx.smoke else [200, 400, 800, 1200, 1600, 2400, 3200])
     out = {}
     for system in call_systems(ctx):
         log(f"calls: {system.label}")
@@ -709,7 +732,7 @@ def perf_report(ctx: Ctx, key: str, data: Path) -> str | None:
 
 
 def part_registrations(ctx: Ctx) -> dict:
-    rates = ctx.args.reg_rates or ([50, 100] if ctx.smoke else [250, 500, 1000, 1500, 2000, 3000, 4000])
+    rates = ctx.args.reg_rates or ([100] if ctx.smoke else [250, 500, 1000, 1500, 2000, 3000, 4000])
     systems: list[System] = [
         Kamailio(ctx, "kamailio-registrar", "Kamailio 5.6 registrar + auth", "registrar.cfg"),
         Strowger(ctx, "strowger", "Strowger registrar", "route-table"),
@@ -735,7 +758,7 @@ def part_registrations(ctx: Ctx) -> dict:
 
 def part_concurrent(ctx: Ctx) -> dict:
     rate = ctx.args.hold_rate or (20 if ctx.smoke else 100)
-    hold_s = 3 if ctx.smoke else 30
+    hold_s = 2 if ctx.smoke else 30
     duration = hold_s + (2 if ctx.smoke else 10)  # reach the plateau, stay a while
     out = {}
     for system in call_systems(ctx):
@@ -815,6 +838,8 @@ UNIT_NS = {"ps": 1e-3, "ns": 1.0, "µs": 1e3, "us": 1e3, "ms": 1e6, "s": 1e9}
 
 
 def parse_criterion(text: str) -> dict:
+    """`name time: [low median high]` lines of criterion's stdout (a long
+    name is printed alone on the line before its `time:` line)."""
     out = {}
     prev = ""
     for line in text.splitlines():
@@ -826,8 +851,7 @@ def parse_criterion(text: str) -> dict:
                 "low_ns": round(float(m.group("lo")) * UNIT_NS.get(m.group("lou"), float("nan")), 3),
                 "high_ns": round(float(m.group("hi")) * UNIT_NS.get(m.group("hiu"), float("nan")), 3),
             }
-        elif line.strip() and not line.startswith(" "):
-            prev = line.strip()
+        prev = line.strip() if (line.strip() and not line.startswith(" ")) else ""
     return out
 
 
@@ -1057,6 +1081,8 @@ def main() -> int:
     args.rates = [int(x) for x in args.rates.split(",") if x]
     args.reg_rates = [int(x) for x in args.reg_rates.split(",") if x]
 
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
     ctx = Ctx(args)
     ctx.write_fixtures()
     res: dict = {
@@ -1070,13 +1096,18 @@ def main() -> int:
     log(f"results in {ctx.results_dir}/{ctx.stamp}.md; load {res['machine']['loadavg_start']}")
     funcs = {"calls": part_calls, "registrations": part_registrations, "concurrent": part_concurrent,
              "media": part_media, "decisions": part_decisions}
-    for p in parts:
-        try:
-            res[p] = funcs[p](ctx)
-        except Exception as e:  # noqa: BLE001 - one broken part must not lose the others
-            log(f"{p} failed: {e!r}")
-            res[p] = {"error": repr(e)}
-        write_outputs(ctx, res)
+    try:
+        for p in parts:
+            try:
+                res[p] = funcs[p](ctx)
+            except Exception as e:  # noqa: BLE001 - one broken part must not lose the others
+                log(f"{p} failed: {e!r}")
+                res[p] = {"error": repr(e)}
+            finally:
+                stop_all()
+            write_outputs(ctx, res)
+    finally:
+        stop_all()
     res["machine"]["loadavg_end"] = loadavg()
     md = write_outputs(ctx, res)
     print(md)
