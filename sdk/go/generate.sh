@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# THE command that (re)generates the Go bindings of the plugin contract:
+# one package tree per hook world, from wit/strowger.wit, into
+# sdk/go/internal/bindings/<world>/ (or OUT_DIR/<world>/ when given; lint-go.sh
+# uses that to check the checked-in bindings are up to date).
+#
+#   sdk/go/generate.sh [OUT_DIR]
+#
+# Needs wit-bindgen-cli 0.63 (scripts/install-go.sh installs it). Never pass
+# --generate-stubs: the export side (internal/bindings/<world>/exports/
+# export_*) is hand-written glue into the SDK, and that flag would overwrite
+# it with panicking stubs.
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+source "$here/tools/goenv.sh"
+strowger_go_find || { echo "generate.sh: no Go >= $STROWGER_GO_MIN (run scripts/install-go.sh)" >&2; exit 1; }
+command -v wit-bindgen >/dev/null || { echo "generate.sh: wit-bindgen missing (run scripts/install-go.sh)" >&2; exit 1; }
+wit-bindgen --version | grep -q '^wit-bindgen-cli 0\.63\.' \
+    || { echo "generate.sh: need wit-bindgen-cli 0.63, have $(wit-bindgen --version)" >&2; exit 1; }
+
+out="${1:-$here/internal/bindings}"
+mkdir -p "$out"
+for world in route authorize portability rewrite; do
+    # Only the generated parts are replaced: imports/ and exports/wit_exports/.
+    rm -rf "$out/$world/imports" "$out/$world/exports/wit_exports"
+    wit-bindgen go "$root/wit" --quiet --world "$world" \
+        --pkg-name "strowger.dev/sdk/go/internal/bindings/$world" \
+        --out-dir "$out/$world" >/dev/null
+done
