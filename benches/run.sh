@@ -47,6 +47,13 @@ if [ "$build" -eq 1 ]; then
     if ! scripts/build-guests.sh >/dev/null; then
         echo "warning: plugin build failed; the Strowger columns will say so" >&2
     fi
+    # the Go twin of the routing policy (needs the Go toolchain of scripts/install-go.sh)
+    for d in benches/plugins/*/; do
+        [ -f "$d/go.mod" ] || continue
+        if ! scripts/build-go-guest.sh "$d" "$STROWGER_PLUGIN_DIR/$(basename "$d").wasm"; then
+            echo "warning: Go plugin $d did not build; the Strowger + Go column will say so" >&2
+        fi
+    done
     if ! cargo build --release -p strowger; then
         echo "warning: strowger release build failed; the Strowger columns will say so" >&2
     fi

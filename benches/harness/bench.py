@@ -50,6 +50,13 @@ MAX_FAILED_RATIO = 0.001  # < 0.1 % failed calls
 MAX_RETRANS_RATIO = 0.01  # retransmissions (UAC + UAS) <= 1 % of calls
 MIN_ACHIEVED_RATIO = 0.95  # calls created at >= 95 % of the target rate
 
+# Every system first gets an uncounted warm-up (caches, lazy start-up work).
+WARMUP_RATE = 50
+WARMUP_S = 2
+
+# The Go twin of the routing policy (benches/plugins/bench-prefix-go, built by run.sh).
+GO_PLUGIN = "bench-prefix-go"
+
 N_USERS = 10_000
 DOMAIN = "bench.local"
 
@@ -421,7 +428,7 @@ class Strowger(System):
                 "[[bindings]]",
                 'hook = "route"',
                 f'plugin = "{self.route_plugin}"',
-                f'config_file = "{self.ctx.route_config_path}"',
+                f'config_file = "{self.ctx.route_config_path(self.route_plugin)}"',
                 'scope = "global"',
                 "deadline_ms = 20",
                 'fallback = { reject = { code = 503, reason = "Routing unavailable" } }',
@@ -475,8 +482,10 @@ class Ctx:
         self.raw.mkdir(parents=True, exist_ok=True)
         self.users = [(f"u{100000 + i}", f"pw{100000 + i}x") for i in range(N_USERS)]
         self.kam_db_dir = self.raw / "kamailio-db"
-        self.route_config_path = self.raw / "route-table.json"
         self.seq = 0
+
+    def route_config_path(self, plugin: str) -> Path:
+        return self.raw / f"{plugin}.json"
 
     def next_dir(self, name: str) -> Path:
         self.seq += 1
@@ -497,8 +506,10 @@ class Ctx:
             for u, p in self.users:
                 f.write(f"{u}:0:0:{p}:0\n")
         (self.kam_db_dir / "version").write_text("table_name(string) table_version(int)\nusers:2\n")
-        # Strowger route-table plugin: 90 -> 91 prefix rewrite, to the UAS trunk
-        self.route_config_path.write_text(json.dumps(route_table_config(), indent=2) + "\n")
+        # Strowger routing plugins: 90 -> 91 prefix rewrite, to the UAS trunk
+        self.route_config_path("route-table").write_text(json.dumps(route_table_config(), indent=2) + "\n")
+        self.route_config_path(GO_PLUGIN).write_text(
+            json.dumps({"from": "90", "to": "91", "trunk": "bench-uas"}, indent=2) + "\n")
 
 
 def route_table_config() -> dict:
@@ -678,18 +689,8 @@ def call_systems(ctx: Ctx) -> list[System]:
         Kamailio(ctx, "kamailio-lua", "Kamailio 5.6 KEMI Lua", "proxy-lua.cfg", lua=True),
         Strowger(ctx, "strowger-rust", "Strowger + route-table (Rust)", "route-table"),
     ]
-    go = go_route_plugin(ctx)
-    if go:
-        systems.append(Strowger(ctx, "strowger-go", f"Strowger + {go} (Go)", go))
+    systems.append(Strowger(ctx, "strowger-go", f"Strowger + {GO_PLUGIN} (Go)", GO_PLUGIN))
     return [s for s in systems if not ctx.args.systems or s.key in ctx.args.systems]
-
-
-def go_route_plugin(ctx: Ctx) -> str | None:
-    """The Go routing plugin, once guest-examples/go/ has one that is built."""
-    for d in sorted((ROOT / "guest-examples" / "go").glob("*route*")):
-        if (d / "go.mod").exists() and (ctx.plugin_dir / f"{d.name}.wasm").exists():
-            return d.name
-    return None
 
 
 def part_calls(ctx: Ctx) -> dict:
@@ -704,6 +705,9 @@ def part_calls(ctx: Ctx) -> dict:
             out[system.key] = {"label": system.label, "error": system.error, "max_rate": 0}
             continue
         try:
+            warm = run_call_step(ctx, system, target, uas_port, uac_port, WARMUP_RATE, WARMUP_S, 0,
+                                 f"calls-{system.key}-warmup")
+            log(f"  {system.key} warm-up: {'ok' if warm['passed'] else 'not clean: ' + warm['why']}")
             res = stepping(ctx, system, "calls", rates, lambda rate, rep: run_call_step(
                 ctx, system, target, uas_port, uac_port, rate, ctx.duration, 0,
                 f"calls-{system.key}-{rate}-{rep + 1}"))
@@ -747,6 +751,9 @@ def part_registrations(ctx: Ctx) -> dict:
             out[system.key] = {"label": system.label, "error": system.error, "max_rate": 0}
             continue
         try:
+            warm = run_register_step(ctx, system, target, uac_port, WARMUP_RATE, WARMUP_S,
+                                     f"reg-{system.key}-warmup")
+            log(f"  {system.key} warm-up: {'ok' if warm['passed'] else 'not clean: ' + warm['why']}")
             res = stepping(ctx, system, "registrations", rates, lambda rate, rep: run_register_step(
                 ctx, system, target, uac_port, rate, ctx.duration, f"reg-{system.key}-{rate}-{rep + 1}"))
         finally:

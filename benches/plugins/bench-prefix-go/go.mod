@@ -1,0 +1,7 @@
+module strowger.dev/benches/bench-prefix-go
+
+go 1.27.1
+
+require strowger.dev/sdk/go v0.0.0
+
+replace strowger.dev/sdk/go => ../../../sdk/go
