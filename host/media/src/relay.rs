@@ -1,0 +1,690 @@
+//! The relay: configuration, sessions (one per call), offer/answer handling
+//! and the media-timeout monitor. See the crate README for the API walk-through.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use tokio::sync::mpsc;
+
+use crate::codec::{self, CodecPolicy, NoCodec};
+use crate::pool::PortPool;
+use crate::sdp::{Direction, Sdp, SdpError};
+use crate::stream::{Leg, LegStats, Stream, StreamState};
+use crate::worker::{self, Cmd, WorkerHandle};
+
+/// Relay configuration.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct MediaConfig {
+    /// Address the RTP sockets bind to.
+    pub bind_ip: IpAddr,
+    /// Address written into SDP (`c=`/`o=`); default `bind_ip`. Set it when
+    /// the switch is behind 1:1 NAT or binds a wildcard address.
+    pub advertise_ip: Option<IpAddr>,
+    /// Lowest port of the RTP range (inclusive).
+    pub port_min: u16,
+    /// Highest port of the RTP range (inclusive).
+    pub port_max: u16,
+    /// Media timeout: no RTP from either leg for this long on an answered,
+    /// non-held session raises [`MediaEvent::Timeout`]. `None` = off.
+    pub timeout: Option<Duration>,
+    /// After latching, accept a new source only after the latched one has
+    /// been silent this long (`None` = never; the SDP address always may).
+    pub relatch_after: Option<Duration>,
+    /// Worker threads of the fast path (0 = one per CPU).
+    pub workers: usize,
+    /// SO_RCVBUF/SO_SNDBUF per socket in bytes (0 = system default).
+    pub socket_buffer: usize,
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        MediaConfig {
+            bind_ip: IpAddr::from([127, 0, 0, 1]),
+            advertise_ip: None,
+            port_min: 30000,
+            port_max: 39999,
+            timeout: Some(Duration::from_secs(60)),
+            relatch_after: Some(Duration::from_secs(5)),
+            workers: 0,
+            socket_buffer: 0,
+        }
+    }
+}
+
+/// Errors of the media layer. [`MediaError::sip_status`] gives the SIP answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MediaError {
+    /// The SDP could not be parsed (→ 488).
+    #[error(transparent)]
+    BadSdp(#[from] SdpError),
+    /// No audio codec left after the codec policy (→ 488).
+    #[error("no acceptable audio codec")]
+    NoCodec,
+    /// The answer does not fit the pending offer (→ 488).
+    #[error("answer does not match the offer: {0}")]
+    Mismatch(String),
+    /// No answer expected now (no offer pending from the other leg).
+    #[error("no offer pending from the other leg")]
+    NoOffer,
+    /// The port range is exhausted (→ 503).
+    #[error("RTP port range exhausted")]
+    NoPorts,
+    /// The session was closed.
+    #[error("media session closed")]
+    Closed,
+    /// Socket or thread setup failed.
+    #[error("media I/O error: {0}")]
+    Io(String),
+}
+
+impl From<NoCodec> for MediaError {
+    fn from(_: NoCodec) -> Self {
+        MediaError::NoCodec
+    }
+}
+
+impl MediaError {
+    /// The SIP status code the switch should answer with.
+    pub fn sip_status(&self) -> u16 {
+        match self {
+            MediaError::BadSdp(_) | MediaError::NoCodec | MediaError::Mismatch(_) => 488,
+            MediaError::NoOffer => 491,
+            MediaError::NoPorts | MediaError::Io(_) => 503,
+            MediaError::Closed => 481,
+        }
+    }
+}
+
+/// Events for the switch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MediaEvent {
+    /// No media for the configured timeout on an answered, non-held
+    /// session: the switch should BYE both legs.
+    Timeout {
+        /// The session's call id (as given to `create_session`).
+        call_id: String,
+        /// How long the session has been silent.
+        idle: Duration,
+    },
+}
+
+/// Per-session options.
+#[derive(Debug, Clone, Default)]
+pub struct SessionOptions {
+    /// Do not anchor media: SDP is only codec-filtered, no ports are
+    /// allocated, no timeout (direct media / `canreinvite=yes`).
+    pub bypass: bool,
+}
+
+/// Counters of one stream (one `m=` line).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct StreamStats {
+    /// Index of the `m=` line.
+    pub index: usize,
+    /// Per leg: [A, B].
+    pub legs: [LegStats; 2],
+}
+
+/// Counters of a session, for CDRs and the API.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct SessionStats {
+    /// The session's call id.
+    pub call_id: String,
+    /// Media anchored (false = bypass).
+    pub anchored: bool,
+    /// On hold (a leg signalled sendonly/recvonly/inactive or 0.0.0.0).
+    pub held: bool,
+    /// Relayed streams.
+    pub streams: Vec<StreamStats>,
+}
+
+/// Relay-wide counters.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct RelayStats {
+    /// Open sessions.
+    pub sessions: usize,
+    /// Free RTP port pairs.
+    pub ports_free: usize,
+    /// Port pairs in the range.
+    pub ports_total: usize,
+    /// Datagrams received by the fast path.
+    pub received: u64,
+    /// Datagrams forwarded.
+    pub forwarded: u64,
+    /// Datagrams dropped (foreign source, unknown destination, truncated).
+    pub dropped: u64,
+    /// Datagrams the kernel refused to send.
+    pub send_errors: u64,
+    /// Worker wake-ups (epoll returns).
+    pub wakeups: u64,
+}
+
+pub(crate) struct Shared {
+    cfg: MediaConfig,
+    advertise: IpAddr,
+    pool: Arc<PortPool>,
+    workers: Vec<Arc<WorkerHandle>>,
+    next_worker: AtomicUsize,
+    epoch: Instant,
+    sessions: Mutex<HashMap<String, Weak<SessionInner>>>,
+    events: mpsc::UnboundedSender<MediaEvent>,
+    stop: AtomicBool,
+}
+
+/// The media relay: owns the port pool, the worker threads and the
+/// timeout monitor. Dropping it (or [`MediaRelay::shutdown`]) stops them.
+pub struct MediaRelay {
+    shared: Arc<Shared>,
+    events: Mutex<Option<mpsc::UnboundedReceiver<MediaEvent>>>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl MediaRelay {
+    /// Start the workers and the timeout monitor.
+    pub fn start(cfg: MediaConfig) -> Result<MediaRelay, MediaError> {
+        if cfg.port_min == 0 || cfg.port_max <= cfg.port_min {
+            return Err(MediaError::Io(format!(
+                "bad RTP port range {}-{}",
+                cfg.port_min, cfg.port_max
+            )));
+        }
+        let advertise = cfg.advertise_ip.unwrap_or(cfg.bind_ip);
+        if advertise.is_unspecified() {
+            return Err(MediaError::Io(
+                "advertise_ip is required when bind_ip is a wildcard".into(),
+            ));
+        }
+        let n = if cfg.workers == 0 {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        } else {
+            cfg.workers
+        };
+        let pool = Arc::new(PortPool::new(
+            cfg.bind_ip,
+            cfg.port_min,
+            cfg.port_max,
+            cfg.socket_buffer,
+        ));
+        let mut workers = Vec::new();
+        for _ in 0..n {
+            workers.push(WorkerHandle::new().map_err(|e| MediaError::Io(e.to_string()))?);
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared {
+            cfg,
+            advertise,
+            pool,
+            workers,
+            next_worker: AtomicUsize::new(0),
+            epoch: Instant::now(),
+            sessions: Mutex::new(HashMap::new()),
+            events: tx,
+            stop: AtomicBool::new(false),
+        });
+        let mut threads = Vec::new();
+        for (i, w) in shared.workers.iter().enumerate() {
+            let w = w.clone();
+            let epoch = shared.epoch;
+            let t = std::thread::Builder::new()
+                .name(format!("media-{i}"))
+                .spawn(move || worker::run(w, epoch))
+                .map_err(|e| MediaError::Io(e.to_string()))?;
+            threads.push(t);
+        }
+        let weak = Arc::downgrade(&shared);
+        let t = std::thread::Builder::new()
+            .name("media-timeout".into())
+            .spawn(move || monitor(weak))
+            .map_err(|e| MediaError::Io(e.to_string()))?;
+        threads.push(t);
+        Ok(MediaRelay {
+            shared,
+            events: Mutex::new(Some(rx)),
+            threads: Mutex::new(threads),
+        })
+    }
+
+    /// The receiving end of the event channel (once; `None` afterwards).
+    pub fn take_events(&self) -> Option<mpsc::UnboundedReceiver<MediaEvent>> {
+        self.events.lock().take()
+    }
+
+    /// The address written into SDP.
+    pub fn advertise_ip(&self) -> IpAddr {
+        self.shared.advertise
+    }
+
+    /// Create the media session of a call. Creating a session with the id of
+    /// an open one returns a new, independent session (the switch keys by
+    /// its own call ids); [`MediaRelay::session`] finds the newest.
+    pub fn create_session(&self, call_id: &str, opts: SessionOptions) -> Session {
+        let inner = Arc::new(SessionInner {
+            call_id: call_id.to_string(),
+            shared: self.shared.clone(),
+            bypass: opts.bypass,
+            state: Mutex::new(SessionState::default()),
+        });
+        self.shared
+            .sessions
+            .lock()
+            .insert(call_id.to_string(), Arc::downgrade(&inner));
+        Session { inner }
+    }
+
+    /// Look up an open session by call id.
+    pub fn session(&self, call_id: &str) -> Option<Session> {
+        let found = self.shared.sessions.lock().get(call_id).cloned();
+        found
+            .and_then(|w| w.upgrade())
+            .filter(|s| !s.state.lock().closed)
+            .map(|inner| Session { inner })
+    }
+
+    /// Relay-wide counters.
+    pub fn stats(&self) -> RelayStats {
+        let mut s = RelayStats {
+            sessions: self.shared.sessions.lock().len(),
+            ports_free: self.shared.pool.available(),
+            ports_total: self.shared.pool.capacity(),
+            ..Default::default()
+        };
+        for w in &self.shared.workers {
+            let c = &w.counters;
+            s.received += c.received.load(Ordering::Relaxed);
+            s.forwarded += c.forwarded.load(Ordering::Relaxed);
+            s.dropped += c.dropped.load(Ordering::Relaxed);
+            s.send_errors += c.send_errors.load(Ordering::Relaxed);
+            s.wakeups += c.wakeups.load(Ordering::Relaxed);
+        }
+        s
+    }
+
+    /// Stop the workers and the monitor and wait for them.
+    pub fn shutdown(&self) {
+        self.shared.stop.store(true, Ordering::Release);
+        for w in &self.shared.workers {
+            w.stop();
+        }
+        for t in self.threads.lock().drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for MediaRelay {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn monitor(shared: Weak<Shared>) {
+    loop {
+        let Some(sh) = shared.upgrade() else { return };
+        if sh.stop.load(Ordering::Acquire) {
+            return;
+        }
+        let tick = sh
+            .cfg
+            .timeout
+            .map(|t| (t / 10).clamp(Duration::from_millis(20), Duration::from_millis(500)))
+            .unwrap_or(Duration::from_millis(500));
+        let now = sh.epoch.elapsed();
+        let sessions: Vec<Arc<SessionInner>> = {
+            let mut map = sh.sessions.lock();
+            map.retain(|_, w| w.strong_count() > 0);
+            map.values().filter_map(|w| w.upgrade()).collect()
+        };
+        if let Some(timeout) = sh.cfg.timeout {
+            for s in sessions {
+                if let Some(idle) = s.check_timeout(now, timeout) {
+                    tracing::info!(call_id = %s.call_id, ?idle, "media timeout");
+                    let _ = sh.events.send(MediaEvent::Timeout {
+                        call_id: s.call_id.clone(),
+                        idle,
+                    });
+                }
+            }
+        }
+        drop(sh);
+        std::thread::sleep(tick);
+    }
+}
+
+struct Pending {
+    from: Leg,
+    offered: Vec<Vec<String>>,
+    policy: CodecPolicy,
+}
+
+#[derive(Default)]
+struct SessionState {
+    streams: Vec<Option<Arc<Stream>>>,
+    pending: Option<Pending>,
+    closed: bool,
+    /// Set when an answer is applied: the media timeout runs from here.
+    armed_at: Option<Duration>,
+    timed_out: bool,
+}
+
+pub(crate) struct SessionInner {
+    call_id: String,
+    shared: Arc<Shared>,
+    bypass: bool,
+    state: Mutex<SessionState>,
+}
+
+/// Handle of one call's media session (cheap to clone). Closed by
+/// [`Session::close`] or when the last handle is dropped.
+#[derive(Clone)]
+pub struct Session {
+    inner: Arc<SessionInner>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("call_id", &self.inner.call_id)
+            .finish()
+    }
+}
+
+/// What one leg's SDP says about one media section.
+struct Remote {
+    rtp: Option<SocketAddr>,
+    rtcp: Option<SocketAddr>,
+    mux: bool,
+    held: bool,
+    disabled: bool,
+    clocks: Vec<(u8, u32)>,
+}
+
+fn remote_of(sdp: &Sdp, i: usize) -> Remote {
+    let m = &sdp.media()[i];
+    let port = m.port();
+    let addr = sdp.connection(i).map(|c| c.addr);
+    let usable = addr.filter(|a| !a.is_unspecified() && port != 0);
+    let rtp = usable.map(|a| SocketAddr::new(a, port));
+    let rtcp = usable.map(|a| match m.rtcp() {
+        Some((p, ad)) => SocketAddr::new(ad.unwrap_or(a), p),
+        None => SocketAddr::new(a, port.wrapping_add(1)),
+    });
+    Remote {
+        rtp,
+        rtcp,
+        mux: m.rtcp_mux(),
+        held: sdp.direction(i) != Direction::SendRecv || addr.is_some_and(|a| a.is_unspecified()),
+        disabled: port == 0,
+        clocks: m
+            .rtpmaps()
+            .iter()
+            .map(|r| (r.pt & 0x7f, r.clock_rate))
+            .collect(),
+    }
+}
+
+fn apply_remote(st: &mut StreamState, leg: Leg, r: &Remote) {
+    let l = &mut st.legs[leg.idx()];
+    if l.ep[0].sdp != r.rtp {
+        // New media address (transfer, re-INVITE to another device): latch afresh.
+        l.ep[0].latched = None;
+        l.ep[1].latched = None;
+    }
+    l.ep[0].sdp = r.rtp;
+    l.ep[1].sdp = r.rtcp;
+    l.mux = r.mux;
+    l.held = r.held;
+    l.disabled = r.disabled;
+    for &(pt, c) in &r.clocks {
+        l.clock[pt as usize] = c;
+    }
+}
+
+impl Session {
+    /// The call id given at creation.
+    pub fn call_id(&self) -> &str {
+        &self.inner.call_id
+    }
+
+    /// Handle an offer (INVITE or re-INVITE SDP) from leg `from`; returns
+    /// the SDP to send to the other leg: codec-filtered by `policy`, with
+    /// the relay's address and ports. The initial offer comes from
+    /// [`Leg::A`]; a re-INVITE may come from either leg. Nothing changes
+    /// when it fails.
+    pub fn offer(&self, from: Leg, sdp: &str, policy: &CodecPolicy) -> Result<String, MediaError> {
+        let mut s = Sdp::parse(sdp)?;
+        let offered = codec::filter_offer(&mut s, policy)?;
+        let sh = &self.inner.shared;
+        let mut st = self.inner.state.lock();
+        if st.closed {
+            return Err(MediaError::Closed);
+        }
+        if self.inner.bypass {
+            st.pending = Some(Pending {
+                from,
+                offered,
+                policy: policy.clone(),
+            });
+            return Ok(s.to_text());
+        }
+        // Allocate what is missing first, so a failure changes nothing.
+        let n = s.media().len();
+        let mut fresh: Vec<Option<Arc<Stream>>> = Vec::with_capacity(n);
+        for (i, m) in s.media().iter().enumerate() {
+            let exists = st.streams.get(i).is_some_and(|x| x.is_some());
+            if m.port() == 0 || exists {
+                fresh.push(None);
+                continue;
+            }
+            let a = sh.pool.allocate().ok_or(MediaError::NoPorts)?;
+            let b = match sh.pool.allocate() {
+                Some(b) => b,
+                None => {
+                    let port = a.0;
+                    drop(a);
+                    sh.pool.release(port);
+                    return Err(MediaError::NoPorts);
+                }
+            };
+            let w = sh.next_worker.fetch_add(1, Ordering::Relaxed) % sh.workers.len();
+            let state = StreamState::new(m.is_rtp(), sh.cfg.relatch_after);
+            let (a, b) = if from == Leg::A { (a, b) } else { (b, a) };
+            fresh.push(Some(Arc::new(Stream::new(sh.pool.clone(), a, b, state, w))));
+        }
+        // Apply.
+        if st.streams.len() < n {
+            st.streams.resize(n, None);
+        }
+        for (i, f) in fresh.into_iter().enumerate() {
+            if let Some(stream) = f {
+                sh.workers[stream.worker].send(Cmd::Add(stream.clone()));
+                st.streams[i] = Some(stream);
+            }
+        }
+        let to = from.other();
+        for i in 0..n {
+            let r = remote_of(&s, i);
+            if let Some(stream) = &st.streams[i] {
+                apply_remote(&mut stream.state.lock(), from, &r);
+                let m = &mut s.media_mut()[i];
+                if m.port() != 0 {
+                    let port = stream.ports[to.idx()];
+                    m.set_port(port);
+                    m.set_rtcp(port + 1, sh.advertise);
+                }
+            }
+        }
+        s.set_address(sh.advertise);
+        s.strip_ice();
+        st.pending = Some(Pending {
+            from,
+            offered,
+            policy: policy.clone(),
+        });
+        Ok(s.to_text())
+    }
+
+    /// Handle the answer (200 OK or ACK SDP) from leg `from` to the pending
+    /// offer of the other leg; returns the SDP for the offering leg.
+    pub fn answer(&self, from: Leg, sdp: &str) -> Result<String, MediaError> {
+        let mut s = Sdp::parse(sdp)?;
+        let sh = &self.inner.shared;
+        let mut st = self.inner.state.lock();
+        if st.closed {
+            return Err(MediaError::Closed);
+        }
+        let Some(p) = st.pending.as_ref() else {
+            return Err(MediaError::NoOffer);
+        };
+        if p.from == from {
+            return Err(MediaError::NoOffer);
+        }
+        if s.media().len() != p.offered.len() {
+            return Err(MediaError::Mismatch(format!(
+                "{} m= lines in the answer, {} in the offer",
+                s.media().len(),
+                p.offered.len()
+            )));
+        }
+        codec::filter_answer(&mut s, &p.offered, &p.policy)?;
+        let offerer = p.from;
+        st.pending = None;
+        if !self.inner.bypass {
+            for i in 0..s.media().len() {
+                let r = remote_of(&s, i);
+                let Some(stream) = st.streams.get(i).cloned().flatten() else {
+                    // Offer had port 0 here: keep it rejected.
+                    s.media_mut()[i].set_port(0);
+                    continue;
+                };
+                {
+                    let mut ss = stream.state.lock();
+                    apply_remote(&mut ss, from, &r);
+                    // RTCP mux is in effect only if both sides agreed.
+                    let both = ss.legs[0].mux && ss.legs[1].mux;
+                    ss.legs[offerer.idx()].mux = both;
+                    ss.legs[from.idx()].mux = both;
+                    if r.disabled {
+                        ss.legs[offerer.idx()].disabled = true;
+                    }
+                }
+                let m = &mut s.media_mut()[i];
+                if m.port() != 0 {
+                    let port = stream.ports[offerer.idx()];
+                    m.set_port(port);
+                    m.set_rtcp(port + 1, sh.advertise);
+                }
+            }
+            s.set_address(sh.advertise);
+            s.strip_ice();
+        }
+        st.armed_at = Some(sh.epoch.elapsed());
+        st.timed_out = false;
+        Ok(s.to_text())
+    }
+
+    /// Counters of every stream.
+    pub fn stats(&self) -> SessionStats {
+        let st = self.inner.state.lock();
+        let mut streams = Vec::new();
+        let mut held = false;
+        for (i, s) in st.streams.iter().enumerate() {
+            if let Some(s) = s {
+                let ss = s.state.lock();
+                held |= ss.legs.iter().any(|l| l.held);
+                streams.push(StreamStats {
+                    index: i,
+                    legs: [ss.leg_stats(0, s.ports[0]), ss.leg_stats(1, s.ports[1])],
+                });
+            }
+        }
+        SessionStats {
+            call_id: self.inner.call_id.clone(),
+            anchored: !self.inner.bypass,
+            held,
+            streams,
+        }
+    }
+
+    /// Whether a leg has signalled hold (timeout is off while held).
+    pub fn is_held(&self) -> bool {
+        self.stats().held
+    }
+
+    /// Release the ports and stop relaying. Idempotent.
+    pub fn close(&self) {
+        self.inner.close();
+    }
+}
+
+impl SessionInner {
+    fn close(&self) {
+        let mut st = self.state.lock();
+        if st.closed {
+            return;
+        }
+        st.closed = true;
+        for s in st.streams.drain(..).flatten() {
+            self.shared.workers[s.worker].send(Cmd::Remove(s));
+        }
+        let mut map = self.shared.sessions.lock();
+        if map
+            .get(&self.call_id)
+            .is_some_and(|w| std::ptr::eq(w.as_ptr(), self))
+        {
+            map.remove(&self.call_id);
+        }
+    }
+
+    /// Sans-IO timeout check: returns the idle time if the session should
+    /// time out now (once; re-armed when media resumes).
+    fn check_timeout(&self, now: Duration, timeout: Duration) -> Option<Duration> {
+        if self.bypass {
+            return None;
+        }
+        let mut st = self.state.lock();
+        let armed = st.armed_at?;
+        if st.closed {
+            return None;
+        }
+        let mut last = armed;
+        let mut held = false;
+        let mut any = false;
+        for s in st.streams.iter().flatten() {
+            let ss = s.state.lock();
+            for l in &ss.legs {
+                held |= l.held;
+                any = true;
+                if let Some(t) = l.rtp.last_arrival {
+                    last = last.max(t);
+                }
+            }
+        }
+        if held || !any {
+            return None;
+        }
+        let idle = now.saturating_sub(last);
+        if idle >= timeout {
+            if st.timed_out {
+                return None;
+            }
+            st.timed_out = true;
+            Some(idle)
+        } else {
+            st.timed_out = false;
+            None
+        }
+    }
+}
+
+impl Drop for SessionInner {
+    fn drop(&mut self) {
+        self.close();
+    }
+}

@@ -1,0 +1,476 @@
+//! The relay against real UDP sockets on 127.0.0.1 ("phones").
+//!
+//! Every test uses its own port range and bounded waits.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
+
+use strowger_media::sdp::Sdp;
+use strowger_media::{CodecPolicy, Leg, MediaConfig, MediaEvent, MediaRelay, Session};
+
+const WAIT: Duration = Duration::from_secs(5);
+
+fn relay(port_min: u16, timeout: Option<Duration>) -> MediaRelay {
+    MediaRelay::start(MediaConfig {
+        port_min,
+        port_max: port_min + 99,
+        timeout,
+        workers: 2,
+        ..Default::default()
+    })
+    .unwrap()
+}
+
+fn phone() -> UdpSocket {
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    s
+}
+
+/// Two sockets on consecutive ports (RTP even, RTCP = RTP + 1).
+fn phone_pair() -> (UdpSocket, UdpSocket) {
+    for _ in 0..200 {
+        let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let p = a.local_addr().unwrap().port();
+        if p % 2 != 0 || p == u16::MAX {
+            continue;
+        }
+        if let Ok(b) = UdpSocket::bind(("127.0.0.1", p + 1)) {
+            for s in [&a, &b] {
+                s.set_read_timeout(Some(Duration::from_millis(200)))
+                    .unwrap();
+            }
+            return (a, b);
+        }
+    }
+    panic!("no consecutive port pair");
+}
+
+fn sdp(port: u16, extra: &str) -> String {
+    format!(
+        "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+         m=audio {port} RTP/AVP 0 8 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n\
+         a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\n{extra}"
+    )
+}
+
+fn port_of(sdp: &str) -> u16 {
+    Sdp::parse(sdp).unwrap().media()[0].port()
+}
+
+/// Offer from A, answer from B; returns (relay port for A, relay port for B).
+fn establish(s: &Session, a_port: u16, b_port: u16, a_extra: &str, b_extra: &str) -> (u16, u16) {
+    let to_b = s
+        .offer(Leg::A, &sdp(a_port, a_extra), &CodecPolicy::allow_all())
+        .unwrap();
+    assert!(to_b.contains("c=IN IP4 127.0.0.1\r\n"));
+    let to_a = s.answer(Leg::B, &sdp(b_port, b_extra)).unwrap();
+    (port_of(&to_a), port_of(&to_b))
+}
+
+fn rtp(seq: u16, ts: u32, ssrc: u32) -> [u8; 172] {
+    let mut p = [0xd5u8; 172];
+    p[0] = 0x80;
+    p[1] = 0; // PCMU
+    p[2..4].copy_from_slice(&seq.to_be_bytes());
+    p[4..8].copy_from_slice(&ts.to_be_bytes());
+    p[8..12].copy_from_slice(&ssrc.to_be_bytes());
+    p
+}
+
+fn rtcp_sr() -> [u8; 28] {
+    let mut p = [0u8; 28];
+    p[0] = 0x80;
+    p[1] = 200; // SR
+    p[2..4].copy_from_slice(&6u16.to_be_bytes());
+    p
+}
+
+/// Receive until `n` datagrams arrived or WAIT passed; returns (count, sources).
+fn recv_n(s: &UdpSocket, n: usize) -> (usize, Vec<SocketAddr>) {
+    let mut buf = [0u8; 2048];
+    let mut got = 0;
+    let mut srcs = Vec::new();
+    let end = Instant::now() + WAIT;
+    while got < n && Instant::now() < end {
+        if let Ok((_, from)) = s.recv_from(&mut buf) {
+            got += 1;
+            if !srcs.contains(&from) {
+                srcs.push(from);
+            }
+        }
+    }
+    (got, srcs)
+}
+
+/// Drain whatever arrives within `d`.
+fn recv_for(s: &UdpSocket, d: Duration) -> usize {
+    let mut buf = [0u8; 2048];
+    let end = Instant::now() + d;
+    let mut got = 0;
+    while Instant::now() < end {
+        if s.recv_from(&mut buf).is_ok() {
+            got += 1;
+        }
+    }
+    got
+}
+
+fn local(p: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], p))
+}
+
+#[test]
+fn relays_rtp_both_ways_and_rtcp_on_port_plus_one() {
+    let r = relay(42000, None);
+    let s = r.create_session("call-1", Default::default());
+    let (a, a_rtcp) = phone_pair();
+    let (b, b_rtcp) = phone_pair();
+    let (pa, pb) = establish(
+        &s,
+        a.local_addr().unwrap().port(),
+        b.local_addr().unwrap().port(),
+        "",
+        "",
+    );
+    assert_ne!(pa, pb);
+    assert!(pa % 2 == 0 && pb % 2 == 0 && (42000..42100).contains(&pa));
+
+    for i in 0..50u16 {
+        a.send_to(&rtp(i, i as u32 * 160, 0xa), local(pa)).unwrap();
+    }
+    let (got, srcs) = recv_n(&b, 50);
+    assert_eq!(got, 50, "B hears A");
+    assert_eq!(srcs, vec![local(pb)], "B hears the relay's port, not A");
+    for i in 0..30u16 {
+        b.send_to(&rtp(i, i as u32 * 160, 0xb), local(pb)).unwrap();
+    }
+    let (got, srcs) = recv_n(&a, 30);
+    assert_eq!(got, 30, "A hears B");
+    assert_eq!(srcs, vec![local(pa)]);
+
+    // RTCP: phone's port+1 -> relay port+1 -> other phone's port+1.
+    a_rtcp.send_to(&rtcp_sr(), local(pa + 1)).unwrap();
+    let (got, srcs) = recv_n(&b_rtcp, 1);
+    assert_eq!((got, srcs), (1, vec![local(pb + 1)]));
+    b_rtcp.send_to(&rtcp_sr(), local(pb + 1)).unwrap();
+    assert_eq!(recv_n(&a_rtcp, 1).0, 1);
+
+    let st = s.stats();
+    let [la, lb] = &st.streams[0].legs;
+    assert_eq!(
+        (la.rtp.packets, la.rtp.bytes, la.rtp.lost),
+        (50, 50 * 172, 0)
+    );
+    assert_eq!((lb.rtp.packets, lb.rtp.bytes), (30, 30 * 172));
+    assert_eq!((lb.sent_packets, lb.sent_bytes), (50 + 1, 50 * 172 + 28));
+    assert_eq!(la.sent_packets, 30 + 1);
+    assert_eq!((la.rtcp_packets, lb.rtcp_packets), (1, 1));
+    assert_eq!(la.latched, Some(a.local_addr().unwrap()));
+    assert!(la.rtp.last_packet_ms.is_some());
+    assert_eq!(r.stats().forwarded, 82);
+
+    // Close releases the ports (asynchronously, by the worker).
+    s.close();
+    let end = Instant::now() + WAIT;
+    while r.stats().ports_free != r.stats().ports_total && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(r.stats().ports_free, r.stats().ports_total);
+}
+
+#[test]
+fn rtcp_mux_session() {
+    let r = relay(42200, None);
+    let s = r.create_session("mux", Default::default());
+    let a = phone();
+    let b = phone();
+    let mux = "a=rtcp-mux\r\n";
+    let (pa, pb) = establish(
+        &s,
+        a.local_addr().unwrap().port(),
+        b.local_addr().unwrap().port(),
+        mux,
+        mux,
+    );
+    a.send_to(&rtp(1, 160, 1), local(pa)).unwrap();
+    a.send_to(&rtcp_sr(), local(pa)).unwrap();
+    let (got, srcs) = recv_n(&b, 2);
+    assert_eq!(
+        (got, srcs),
+        (2, vec![local(pb)]),
+        "RTP and RTCP on one port"
+    );
+    let st = s.stats();
+    assert!(st.streams[0].legs[0].rtcp_mux && st.streams[0].legs[1].rtcp_mux);
+    assert_eq!(st.streams[0].legs[0].rtcp_packets, 1);
+    assert_eq!(st.streams[0].legs[0].rtp.packets, 1);
+
+    // Only one side supports mux: RTCP from the mux side goes to the other's port+1.
+    let s2 = r.create_session("halfmux", Default::default());
+    let c = phone();
+    let (d, d_rtcp) = phone_pair();
+    let to_d = s2
+        .offer(
+            Leg::A,
+            &sdp(c.local_addr().unwrap().port(), mux),
+            &CodecPolicy::allow_all(),
+        )
+        .unwrap();
+    assert!(to_d.contains("a=rtcp-mux"), "mux offer passed through");
+    let to_c = s2
+        .answer(Leg::B, &sdp(d.local_addr().unwrap().port(), ""))
+        .unwrap();
+    assert!(!to_c.contains("a=rtcp-mux"));
+    c.send_to(&rtcp_sr(), local(port_of(&to_c) + 1)).unwrap();
+    assert_eq!(recv_n(&d_rtcp, 1).0, 1);
+}
+
+#[test]
+fn latching_follows_real_source_and_ignores_hijackers() {
+    let r = relay(42400, None);
+    let s = r.create_session("nat", Default::default());
+    let advertised = phone(); // what A's SDP claims (never sends)
+    let a = phone(); // where A's packets really come from (NAT)
+    let b = phone();
+    let (pa, pb) = establish(
+        &s,
+        advertised.local_addr().unwrap().port(),
+        b.local_addr().unwrap().port(),
+        "",
+        "",
+    );
+
+    for i in 0..5u16 {
+        a.send_to(&rtp(i, 0, 7), local(pa)).unwrap();
+    }
+    assert_eq!(recv_n(&b, 5).0, 5);
+    for i in 0..5u16 {
+        b.send_to(&rtp(i, 0, 8), local(pb)).unwrap();
+    }
+    assert_eq!(
+        recv_n(&a, 5).0,
+        5,
+        "A hears B at its real (latched) address"
+    );
+    assert_eq!(recv_for(&advertised, Duration::from_millis(100)), 0);
+
+    // A hijacker sprays the relay port.
+    let evil = phone();
+    for i in 0..20u16 {
+        evil.send_to(&rtp(1000 + i, 0, 666), local(pa)).unwrap();
+    }
+    // A keeps talking; B hears only A.
+    for i in 5..10u16 {
+        a.send_to(&rtp(i, 0, 7), local(pa)).unwrap();
+    }
+    let (got, _) = recv_n(&b, 5);
+    assert_eq!(got, 5);
+    assert_eq!(
+        recv_for(&b, Duration::from_millis(200)),
+        0,
+        "nothing from the hijacker"
+    );
+    // B's packets still go to A, not to the hijacker.
+    b.send_to(&rtp(5, 0, 8), local(pb)).unwrap();
+    assert_eq!(recv_n(&a, 1).0, 1);
+    assert_eq!(recv_for(&evil, Duration::from_millis(100)), 0);
+    let st = s.stats();
+    let la = &st.streams[0].legs[0];
+    assert_eq!(la.foreign_dropped, 20);
+    assert_eq!(la.rtp.packets, 10);
+    assert_eq!(la.latched, Some(a.local_addr().unwrap()));
+}
+
+#[test]
+fn relatch_after_silence() {
+    let r = MediaRelay::start(MediaConfig {
+        port_min: 42600,
+        port_max: 42699,
+        relatch_after: Some(Duration::from_millis(300)),
+        timeout: None,
+        workers: 1,
+        ..Default::default()
+    })
+    .unwrap();
+    let s = r.create_session("relatch", Default::default());
+    let a1 = phone();
+    let a2 = phone(); // same phone after a NAT rebinding
+    let b = phone();
+    let (pa, pb) = establish(
+        &s,
+        a1.local_addr().unwrap().port(),
+        b.local_addr().unwrap().port(),
+        "",
+        "",
+    );
+    a1.send_to(&rtp(1, 0, 1), local(pa)).unwrap();
+    assert_eq!(recv_n(&b, 1).0, 1);
+    std::thread::sleep(Duration::from_millis(600));
+    a2.send_to(&rtp(2, 0, 1), local(pa)).unwrap();
+    assert_eq!(recv_n(&b, 1).0, 1, "new source accepted after silence");
+    b.send_to(&rtp(1, 0, 2), local(pb)).unwrap();
+    assert_eq!(recv_n(&a2, 1).0, 1);
+}
+
+#[test]
+fn media_timeout_event_and_hold() {
+    let r = relay(42800, Some(Duration::from_secs(1)));
+    let mut events = r.take_events().unwrap();
+    let start = Instant::now();
+    let silent = r.create_session("silent", Default::default());
+    establish(&silent, 40002, 40004, "", "");
+    let held = r.create_session("held", Default::default());
+    establish(&held, 40006, 40008, "a=sendonly\r\n", "a=recvonly\r\n");
+    assert!(held.is_held());
+    let talking = r.create_session("talking", Default::default());
+    let a = phone();
+    let b = phone();
+    let (pa, _) = establish(
+        &talking,
+        a.local_addr().unwrap().port(),
+        b.local_addr().unwrap().port(),
+        "",
+        "",
+    );
+    // Not answered yet: no timeout while ringing.
+    let ringing = r.create_session("ringing", Default::default());
+    ringing
+        .offer(Leg::A, &sdp(40010, ""), &CodecPolicy::allow_all())
+        .unwrap();
+
+    let mut got = Vec::new();
+    let mut seq = 0u16;
+    while start.elapsed() < Duration::from_millis(2500) {
+        seq += 1;
+        a.send_to(&rtp(seq, seq as u32 * 160, 3), local(pa))
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        while let Ok(MediaEvent::Timeout { call_id, idle }) = events.try_recv() {
+            got.push((call_id, idle, start.elapsed()));
+        }
+    }
+    assert_eq!(got.len(), 1, "only the silent session times out: {got:?}");
+    let (id, idle, at) = &got[0];
+    assert_eq!(id, "silent");
+    assert!(*idle >= Duration::from_secs(1));
+    assert!(
+        *at >= Duration::from_millis(950) && *at < Duration::from_millis(2500),
+        "{at:?}"
+    );
+
+    // Taking the held session off hold (re-INVITE) arms its timeout again.
+    held.offer(Leg::A, &sdp(40006, ""), &CodecPolicy::allow_all())
+        .unwrap();
+    held.answer(Leg::B, &sdp(40008, "")).unwrap();
+    assert!(!held.is_held());
+    let end = Instant::now() + Duration::from_secs(4);
+    let mut fired = false;
+    while Instant::now() < end && !fired {
+        if let Ok(MediaEvent::Timeout { call_id, .. }) = events.try_recv() {
+            fired = call_id == "held";
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(fired, "resumed session times out");
+}
+
+#[test]
+fn reinvite_moves_a_leg_without_dropping_the_session() {
+    let r = relay(43000, None);
+    let s = r.create_session("move", Default::default());
+    let a = phone();
+    let b = phone();
+    let (pa, pb) = establish(
+        &s,
+        a.local_addr().unwrap().port(),
+        b.local_addr().unwrap().port(),
+        "",
+        "",
+    );
+    b.send_to(&rtp(1, 0, 2), local(pb)).unwrap();
+    assert_eq!(recv_n(&a, 1).0, 1);
+
+    // B re-INVITEs (transfer to another device): B is the offerer now.
+    let b2 = phone();
+    let to_a = s
+        .offer(
+            Leg::B,
+            &sdp(b2.local_addr().unwrap().port(), ""),
+            &CodecPolicy::allow_all(),
+        )
+        .unwrap();
+    assert_eq!(port_of(&to_a), pa, "ports stay the same across re-INVITE");
+    let to_b = s
+        .answer(Leg::A, &sdp(a.local_addr().unwrap().port(), ""))
+        .unwrap();
+    assert_eq!(port_of(&to_b), pb);
+    // A's packets go to the new device (latch reset by the new SDP address).
+    a.send_to(&rtp(1, 0, 1), local(pa)).unwrap();
+    assert_eq!(recv_n(&b2, 1).0, 1);
+    assert_eq!(recv_for(&b, Duration::from_millis(100)), 0);
+    b2.send_to(&rtp(1, 0, 9), local(pb)).unwrap();
+    assert_eq!(recv_n(&a, 1).0, 1);
+    // Answer without an offer is refused (491), nothing changes.
+    assert_eq!(
+        s.answer(Leg::B, &sdp(1234, "")).unwrap_err().sip_status(),
+        491
+    );
+}
+
+#[test]
+fn loss_and_jitter_through_the_relay() {
+    let r = relay(43200, None);
+    let s = r.create_session("loss", Default::default());
+    let a = phone();
+    let b = phone();
+    let (pa, _) = establish(
+        &s,
+        a.local_addr().unwrap().port(),
+        b.local_addr().unwrap().port(),
+        "",
+        "",
+    );
+    // 20 packets with 3 gaps (4 packets missing), one reordered.
+    let seqs: Vec<u16> = vec![
+        100, 101, 102, 104, 105, 106, 108, 107, 109, 112, 113, 114, 115, 116, 117, 118, 119, 120,
+    ];
+    for &q in &seqs {
+        a.send_to(&rtp(q, q as u32 * 160, 42), local(pa)).unwrap();
+    }
+    assert_eq!(recv_n(&b, seqs.len()).0, seqs.len());
+    let st = s.stats();
+    let la = &st.streams[0].legs[0];
+    assert_eq!(la.rtp.packets, seqs.len() as u64);
+    // expected 100..=120 = 21, received 18 -> 3 lost (103, 110, 111).
+    assert_eq!(la.rtp.lost, 3);
+    // Sent back-to-back while timestamps advance 20 ms: jitter is visible.
+    assert!(la.rtp.jitter_ms > 0.5, "{}", la.rtp.jitter_ms);
+}
+
+#[test]
+fn port_exhaustion_is_503_and_changes_nothing() {
+    let r = MediaRelay::start(MediaConfig {
+        port_min: 43400,
+        port_max: 43407, // 4 pairs = 2 sessions
+        workers: 1,
+        timeout: None,
+        ..Default::default()
+    })
+    .unwrap();
+    let s1 = r.create_session("x1", Default::default());
+    let s2 = r.create_session("x2", Default::default());
+    let s3 = r.create_session("x3", Default::default());
+    let pol = CodecPolicy::allow_all();
+    s1.offer(Leg::A, &sdp(5000, ""), &pol).unwrap();
+    s2.offer(Leg::A, &sdp(5002, ""), &pol).unwrap();
+    let e = s3.offer(Leg::A, &sdp(5004, ""), &pol).unwrap_err();
+    assert_eq!(e.sip_status(), 503);
+    drop(s1);
+    let end = Instant::now() + WAIT;
+    while r.stats().ports_free < 2 && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    s3.offer(Leg::A, &sdp(5004, ""), &pol).unwrap();
+}
