@@ -803,38 +803,44 @@ def part_concurrent(ctx: Ctx) -> dict:
 
 
 def part_media(ctx: Ctx) -> dict:
+    """benches/media/run.sh (the media work's relay benchmark: Strowger's
+    relay vs rtpengine userspace over the ng protocol). It prints
+    `results: <file>.md` and writes the JSON next to it."""
     script = BENCHES / "media" / "run.sh"
     if not script.exists():
-        return {"error": "benches/media/run.sh not present (media engineer's part)"}
+        return {"error": "benches/media/run.sh not present"}
     d = ctx.next_dir("media")
-    json_out = d / "media.json"
-    argv = ["bash", str(script)] + (["--smoke"] if ctx.smoke else [])
-    env = dict(os.environ, BENCH_MEDIA_JSON=str(json_out), BENCH_RESULTS_DIR=str(d))
+    argv = ["bash", str(script), "--workers", str(ctx.workers)] + (["--smoke"] if ctx.smoke else [])
     log("media: " + " ".join(argv))
     try:
-        p = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=str(ROOT),
-                           timeout=300 if ctx.smoke else 1800)
+        p = subprocess.run(argv, capture_output=True, text=True, cwd=str(ROOT),
+                           timeout=600 if ctx.smoke else 2400)
     except subprocess.TimeoutExpired:
         return {"error": "benches/media/run.sh timed out"}
     (d / "stdout.log").write_text(p.stdout)
     (d / "stderr.log").write_text(p.stderr)
-    res: dict = {"exit": p.returncode, "stdout_tail": p.stdout.strip().splitlines()[-40:]}
-    if json_out.exists():
-        try:
-            res["json"] = json.loads(json_out.read_text())
-        except ValueError as e:
-            res["json_error"] = str(e)
-    else:
-        # a JSON object printed as the last stdout line is accepted too
-        for line in reversed(p.stdout.strip().splitlines()):
-            if line.startswith("{"):
-                try:
-                    res["json"] = json.loads(line)
-                except ValueError:
-                    pass
-                break
+    res: dict = {"exit": p.returncode}
+    for line in reversed(p.stdout.strip().splitlines()):
+        if line.startswith("results: "):
+            md = (ROOT / line.split(" ", 1)[1].strip()).resolve()
+            res["report_md"] = str(md)
+            try:
+                res["table_md"] = md.read_text()
+                res["json"] = json.loads(md.with_suffix(".json").read_text())
+            except (OSError, ValueError) as e:
+                res["json_error"] = str(e)
+            break
+    if "table_md" not in res:
+        res["stdout_tail"] = p.stdout.strip().splitlines()[-30:]
     if p.returncode != 0:
         res["error"] = f"exit {p.returncode}: " + " | ".join(p.stderr.strip().splitlines()[-3:])
+    # per relay: largest stream count under 0.1 % loss and CPU per packet there
+    for run in (res.get("json") or {}).get("runs", []):
+        n = run.get("max_streams_under_0_1pct", 0)
+        at = next((st for st in run.get("steps", []) if st.get("streams") == n), {})
+        key = "strowger" if "strowger" in run.get("relay", "").lower() else run.get("relay", "?")
+        res[key] = {"label": f"{run.get('relay')} {run.get('version', '')}".strip(), "max_streams": n,
+                    "us_cpu_per_packet": at.get("relay_us_per_packet")}
     return res
 
 
@@ -905,7 +911,7 @@ def figure_row(figure: str, unit: str, higher_is_better: bool, part: dict, skey:
                field: str, ceiling: str | None = None) -> dict:
     """Strowger's value, the best other system's value and their ratio."""
     sval = part.get(skey, {}).get(field) or None
-    cands = [(k, part[k].get(field)) for k in others if part.get(k, {}).get(field)]
+    cands = [(k, part[k].get(field)) for k in others if isinstance(part.get(k), dict) and part[k].get(field)]
     best_key, best = None, None
     if cands:
         best_key, best = (max if higher_is_better else min)(cands, key=lambda kv: kv[1])
@@ -919,7 +925,7 @@ def figure_row(figure: str, unit: str, higher_is_better: bool, part: dict, skey:
         "best_other": best,
         "ratio": round(sval / best, 3) if (sval and best) else None,
         "ceiling": part.get(ceiling, {}).get(field) if ceiling else None,
-        "values": {k: v.get(field) for k, v in part.items()},
+        "values": {k: v.get(field) for k, v in part.items() if isinstance(v, dict)},
         "strowger_error": part.get(skey, {}).get("error"),
     }
 
@@ -942,6 +948,13 @@ def build_summary(res: dict) -> list[dict]:
                                "max_rate"))
         rows.append(figure_row("registrations: CPU seconds per 1000", "s", False, regs, "strowger", others,
                                "cpu_s_per_1000"))
+    media = res.get("media") or {}
+    if isinstance(media, dict) and "strowger" in media:
+        others = [k for k, v in media.items() if isinstance(v, dict) and "max_streams" in v and k != "strowger"]
+        rows.append(figure_row("media: streams relayed with < 0.1 % loss", "streams", True, media, "strowger",
+                               others, "max_streams"))
+        rows.append(figure_row("media: µs CPU per relayed packet (at that N)", "µs", False, media, "strowger",
+                               others, "us_cpu_per_packet"))
     conc = res.get("concurrent") or {}
     if isinstance(conc, dict) and "error" not in conc:
         others = [k for k in conc if k.startswith("kamailio")]
@@ -1025,11 +1038,12 @@ def render_md(res: dict) -> str:
         o.append("## Media relay (benches/media/run.sh: Strowger vs rtpengine userspace)")
         o.append("")
         if media.get("error"):
-            o.append(f"Not measured: {media['error']}")
-        if media.get("json"):
-            o.append("```json")
-            o.append(json.dumps(media["json"], indent=2))
-            o.append("```")
+            o.append(f"Not (fully) measured: {media['error']}")
+            o.append("")
+        if media.get("table_md"):
+            o.append(media["table_md"].strip())
+            o.append("")
+            o.append(f"(from `{Path(media['report_md']).name}`)")
         elif media.get("stdout_tail"):
             o.append("```")
             o.extend(media["stdout_tail"])
