@@ -513,18 +513,21 @@ class Ctx:
 
 
 def route_table_config() -> dict:
-    """route-table plugin config: numbers starting with 90 get 91 instead
-    and go to the trunk `bench-uas` (format of guest-examples/rust/route-table)."""
+    """route-table plugin config (format: guest-examples/rust/route-table):
+    calls from the UAC trunk dialling 90… go to trunk `bench-uas` as 91…
+    (Asterisk pattern `_90.`, `91${EXTEN:2}` like `Dial(SIP/91${EXTEN:2}@…)`)."""
     return {
+        "no_route": {"code": 404, "reason": "No route"},
         "routes": [
             {
                 "name": "bench-90-to-91",
                 "priority": 0,
-                "match": {"called": "^90([0-9]+)$"},
-                "rewrite": {"called": "91$1"},
-                "trunks": ["bench-uas"],
+                "source": ["trunk:bench-uac"],
+                "b": ["_90."],
+                "b_rewrite": "91${EXTEN:2}",
+                "destination": {"trunk": "bench-uas"},
             }
-        ]
+        ],
     }
 
 
