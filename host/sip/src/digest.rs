@@ -1,0 +1,1 @@
+//! Digest authentication (RFC 2617 / 7616 / 8760). Work in progress.
