@@ -291,12 +291,15 @@ def parse_sipp_stat(path: Path) -> dict:
 
 
 def sipp(role: str, scenario: Path, local_ip: str, local_port: int, remote: str | None, stat: Path,
-         extra: list[str], timeout_s: int) -> list[str]:
+         extra: list[str], timeout_s: int, hold_ms: int = 0) -> list[str]:
+    # a message that does not come within recv_timeout fails the call; held
+    # calls wait hold_ms for their BYE
+    recv_timeout = 8000 + hold_ms
     argv = [
         "sipp", "-sf", str(scenario), "-i", local_ip, "-p", str(local_port),
         "-trace_stat", "-stf", str(stat), "-fd", "1", "-nostdin",
         "-timeout", f"{timeout_s}s", "-timeout_error",
-        "-buff_size", "4194304", "-recv_timeout", "8000",
+        "-buff_size", "4194304", "-recv_timeout", str(recv_timeout),
         "-trace_err", "-error_file", str(stat.with_suffix(".err.log")),
     ] + extra
     if remote:
@@ -541,7 +544,7 @@ def run_call_step(ctx: Ctx, system: System, target: str, uas_port: int, uac_port
     bound = int(duration + hold_ms / 1000.0 + 30)
     # the UAS runs until the UAC is done (no -m: a stray message must not end it early)
     uas = Proc("uas", sipp("uas", SIPP_DIR / "call-uas.xml", UAS_IP, uas_port, None, d / "uas.csv",
-                           [], bound + 10), d / "uas.log")
+                           [], bound + 10, hold_ms), d / "uas.log")
     time.sleep(0.3)
     pgid = system.pgid()
     cpu0 = group_cpu_seconds(pgid) if pgid else 0.0
@@ -555,7 +558,7 @@ def run_call_step(ctx: Ctx, system: System, target: str, uas_port: int, uac_port
     t0 = time.monotonic()
     uac = Proc("uac", sipp("uac", SIPP_DIR / "call-uac.xml", UAC_IP, uac_port, target, d / "uac.csv",
                            ["-key", "prefix", prefix, "-r", str(rate), "-m", str(calls), "-l", str(limit),
-                            "-d", str(hold_ms)], bound), d / "uac.log")
+                            "-d", str(hold_ms)], bound, hold_ms), d / "uac.log")
     mem_peak = mem0
     while uac.alive():
         if sample_mem and pgid:
@@ -767,6 +770,9 @@ def part_registrations(ctx: Ctx) -> dict:
 
 
 def part_concurrent(ctx: Ctx) -> dict:
+    """Calls held `hold_s` at a fixed rate; memory per held call. Each repeat
+    starts the system afresh, so that memory an allocator keeps after the
+    previous repeat does not hide the growth."""
     rate = ctx.args.hold_rate or (20 if ctx.smoke else 100)
     hold_s = 2 if ctx.smoke else 30
     duration = hold_s + (2 if ctx.smoke else 10)  # reach the plateau, stay a while
@@ -775,29 +781,33 @@ def part_concurrent(ctx: Ctx) -> dict:
         if isinstance(system, SippDirect):
             continue
         log(f"concurrent: {system.label} ({rate}/s held {hold_s} s)")
-        uas_port, uac_port = free_udp_port(UAS_IP), free_udp_port(UAC_IP)
-        target = system.start("concurrent", uas_port, uac_port, ctx.raw)
-        if not target:
-            out[system.key] = {"label": system.label, "error": system.error}
-            continue
-        try:
-            reps = []
-            for rep in range(1 if ctx.smoke else ctx.repeats):
+        reps = []
+        for rep in range(1 if ctx.smoke else ctx.repeats):
+            uas_port, uac_port = free_udp_port(UAS_IP), free_udp_port(UAC_IP)
+            target = system.start("concurrent", uas_port, uac_port, ctx.raw)
+            if not target:
+                break
+            try:
+                time.sleep(1.0)  # settle before the baseline sample
                 r = run_call_step(ctx, system, target, uas_port, uac_port, rate, duration, hold_s * 1000,
                                   f"hold-{system.key}-{rep + 1}", sample_mem=True)
-                conc = r["max_concurrent"]
-                r["kb_per_call"] = round((r["pss_kb_peak"] - r["pss_kb_before"]) / conc, 3) if conc else None
-                log(f"  {system.key}: {'pass' if r['passed'] else 'FAIL'} concurrent={conc} "
-                    f"pss {r['pss_kb_before']}->{r['pss_kb_peak']} kB, {r['kb_per_call']} kB/call {r['why']}")
-                reps.append(r)
-        finally:
-            system.stop()
+            finally:
+                system.stop()
+            conc = r["max_concurrent"]
+            r["kb_per_call"] = round((r["pss_kb_peak"] - r["pss_kb_before"]) / conc, 3) if conc else None
+            log(f"  {system.key} #{rep + 1}: {'pass' if r['passed'] else 'FAIL'} concurrent={conc} "
+                f"pss {r['pss_kb_before']}->{r['pss_kb_peak']} kB, {r['kb_per_call']} kB/call {r['why']}")
+            reps.append(r)
+        if not reps:
+            out[system.key] = {"label": system.label, "error": system.error}
+            continue
         out[system.key] = {
             "label": system.label,
             "rate": rate,
             "hold_s": hold_s,
             "max_concurrent": int(statistics.median([r["max_concurrent"] for r in reps])),
-            "kb_per_call": median_or_none([r["kb_per_call"] for r in reps]),
+            "kb_per_call": median_or_none([r["kb_per_call"] for r in reps if r["passed"]]),
+            "pss_mb_before": round(statistics.median([r["pss_kb_before"] for r in reps]) / 1024, 1),
             "pss_mb_peak": round(statistics.median([r["pss_kb_peak"] for r in reps]) / 1024, 1),
             "passed": all(r["passed"] for r in reps),
             "repeats": reps,
@@ -1030,11 +1040,13 @@ def render_md(res: dict) -> str:
     if conc:
         o.append("## Concurrent calls (fixed rate, calls held, memory = PSS of the process group)")
         o.append("")
-        o.append("| system | rate | hold s | peak concurrent | peak PSS MB | kB per call | all calls ok | note |")
+        o.append("| system | rate | hold s | peak concurrent | PSS MB before → peak | kB per call | all calls ok | note |")
         o.append("|---|---|---|---|---|---|---|---|")
         for k, v in conc.items():
+            note = v.get("error") or "; ".join(r["why"] for r in v.get("repeats", []) if r["why"])
             o.append(f"| {v.get('label', k)} | {v.get('rate', '—')} | {v.get('hold_s', '—')} | {v.get('max_concurrent', '—')} | "
-                     f"{fmt(v.get('pss_mb_peak'), 1)} | {fmt(v.get('kb_per_call'), 2)} | {v.get('passed', '—')} | {v.get('error') or ''} |")
+                     f"{fmt(v.get('pss_mb_before'), 1)} → {fmt(v.get('pss_mb_peak'), 1)} | {fmt(v.get('kb_per_call'), 2)} | "
+                     f"{v.get('passed', '—')} | {note} |")
         o.append("")
     media = res.get("media")
     if media:
