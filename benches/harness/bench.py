@@ -100,7 +100,7 @@ def machine_info() -> dict:
         "mem_gib": round(mem_kb / 1024 / 1024, 1),
         "loadavg_start": loadavg(),
         "git_rev": first_line(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"]),
-        "kamailio": first_line(["kamailio", "-v"]),
+        "kamailio": first_line(["kamailio", "-v"]).replace("version: ", ""),
         "sipp": first_line(["sipp", "-v"]).replace("SIPp ", ""),
         "rtpengine": first_line(["rtpengine", "--version"]),
     }
@@ -312,6 +312,26 @@ def sipp(role: str, scenario: Path, local_ip: str, local_port: int, remote: str 
 # --------------------------------------------------------------------------
 
 
+def sip_ping(ip: str, port: int, timeout: float = 0.5) -> bool:
+    """True when something on ip:port answers an OPTIONS with any SIP response."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind((UAC_IP, 0))
+        lport = s.getsockname()[1]
+        branch = f"z9hG4bK-ping-{time.monotonic_ns()}"
+        msg = (f"OPTIONS sip:ping@{ip}:{port} SIP/2.0\r\n"
+               f"Via: SIP/2.0/UDP {UAC_IP}:{lport};branch={branch};rport\r\n"
+               f"From: <sip:bench@{UAC_IP}>;tag=ping\r\nTo: <sip:ping@{ip}>\r\n"
+               f"Call-ID: {branch}@bench\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\n"
+               f"Content-Length: 0\r\n\r\n").encode()
+        s.settimeout(timeout)
+        try:
+            s.sendto(msg, (ip, port))
+            data, _ = s.recvfrom(65535)
+            return data.startswith(b"SIP/2.0 ")
+        except OSError:
+            return False
+
+
 class System:
     """A SIP system under test listening on SUT_IP:port."""
 
@@ -336,18 +356,16 @@ class System:
             self.proc.stop()
             self.proc = None
 
-    def wait_listening(self, pattern: str, timeout: float = 30.0) -> bool:
+    def wait_listening(self, timeout: float = 30.0) -> bool:
+        """Ready = answers an OPTIONS on its port (any response code)."""
         assert self.proc
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if not self.proc.alive():
                 self.error = f"exited with {self.proc.p.returncode}: {self.proc.tail()}"
                 return False
-            try:
-                if re.search(pattern, self.proc.log_path.read_text(errors="replace")):
-                    return True
-            except OSError:
-                pass
+            if sip_ping(SUT_IP, self.port):
+                return True
             time.sleep(0.2)
         self.error = f"not listening after {timeout:.0f} s: {self.proc.tail()}"
         return False
@@ -379,7 +397,7 @@ class Kamailio(System):
             "-l", f"udp:{SUT_IP}:{self.port}", "-Y", str(rundir),
         ]
         self.proc = Proc(self.key, argv, workdir / f"{self.key}-{part}.log", env=env)
-        if not self.wait_listening(rf"udp: {re.escape(SUT_IP)} \[{re.escape(SUT_IP)}\]:{self.port}", 20):
+        if not self.wait_listening(20):
             self.stop()
             return None
         time.sleep(1.0)  # children finish forking after the banner
@@ -452,12 +470,12 @@ class Strowger(System):
         cfg.write_text(self.config(part, uas_port, uac_port, workdir))
         env = {
             "TOKIO_WORKER_THREADS": str(self.ctx.workers),
-            "RUST_LOG": os.environ.get("BENCH_STROWGER_LOG", "warn,strowger=info"),
+            "STROWGER_LOG": os.environ.get("BENCH_STROWGER_LOG", "warn"),
             "STROWGER_PLUGIN_DIR": str(self.ctx.plugin_dir),
         }
         argv = [str(binary), "serve", "--config", str(cfg)]
         self.proc = Proc(self.key, argv, workdir / f"{self.key}-{part}.log", env=env)
-        if not self.wait_listening(rf"listening on udp:{re.escape(SUT_IP)}:{self.port}", 60):
+        if not self.wait_listening(60):
             self.stop()
             return None
         time.sleep(0.5)
