@@ -403,18 +403,11 @@ pub fn parse_with(buf: Bytes, opts: &ParseOptions) -> Result<Message, ParseError
     };
     let b: &[u8] = &buf;
 
-    // Start line.
+    // Start line. A request line that fails to parse can still be
+    // answered (400/505) if the headers are readable.
     let sl = str_of(&b[start_line.range()]);
-    let start = parse_start_line(sl, start_line.start as usize)?;
-    let is_request = matches!(start, Start::Request { .. });
-    let is_ack = matches!(
-        start,
-        Start::Request {
-            method: Method::Ack,
-            ..
-        }
-    );
-
+    let is_request = !(sl.len() >= 4 && sl[..4].eq_ignore_ascii_case("SIP/"));
+    let is_ack = sl.starts_with("ACK ");
     let respond_ctx = || -> Option<Box<RespondCtx>> {
         if !is_request || is_ack {
             return None;
@@ -462,6 +455,14 @@ pub fn parse_with(buf: Bytes, opts: &ParseOptions) -> Result<Message, ParseError
             ParseErrorKind::Header,
             Cow::Owned(format!("{what}: {}", e.0)),
         )
+    };
+
+    let start = match parse_start_line(sl, start_line.start as usize) {
+        Ok(s) => s,
+        Err(mut e) => {
+            e.respond = respond_ctx();
+            return Err(e);
+        }
     };
 
     // Mandatory headers.
@@ -517,9 +518,9 @@ pub fn parse_with(buf: Bytes, opts: &ParseOptions) -> Result<Message, ParseError
             }
             HeaderName::MaxForwards
                 if v.is_empty()
-                    || v.len() > 3
+                    || v.len() > 10
                     || !v.bytes().all(|c| c.is_ascii_digit())
-                    || v.parse::<u16>().is_ok_and(|n| n > 255) =>
+                    || v.parse::<u64>().is_ok_and(|n| n > 255) =>
             {
                 return Err(fail(
                     ParseErrorKind::Header,
@@ -901,7 +902,9 @@ impl Message {
 
     /// Max-Forwards, if present.
     pub fn max_forwards(&self) -> Option<u8> {
-        self.header("Max-Forwards").and_then(|v| v.parse().ok())
+        self.header("Max-Forwards")
+            .and_then(|v| v.parse::<u64>().ok())
+            .map(|n| n.min(255) as u8)
     }
 
     /// All Contact values in order (an error if any is malformed).

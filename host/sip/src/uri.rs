@@ -121,7 +121,20 @@ impl<'a> Uri<'a> {
                 headers: None,
             });
         }
-        let (body, headers) = match rest.find('?') {
+        // '?' starts the URI headers, but it is also legal inside the user
+        // part (RFC 4475 "intmeth"): if a '?' precedes the first '@', it
+        // starts the headers only when what precedes it is a valid host.
+        let q = rest.find('?');
+        let at = rest.find('@');
+        let q = match (q, at) {
+            (Some(q), Some(a)) if q < a => {
+                let before = &rest[..q];
+                let hp = before.find(';').map_or(before, |i| &before[..i]);
+                parse_hostport(hp).is_ok().then_some(q)
+            }
+            (q, _) => q,
+        };
+        let (body, headers) = match q {
             Some(i) => (&rest[..i], Some(&rest[i + 1..])),
             None => (rest, None),
         };
