@@ -151,9 +151,11 @@ fn exercise(m: &strowger_sip::Message) {
         m.cseq(),
     );
     let _ = m.to().to_string();
-    let _ = m
-        .contacts()
-        .map(|c| c.iter().map(|c| (c.expires(), c.q())).count());
+    if let Ok(cs) = m.contacts() {
+        for c in cs {
+            let _ = (c.expires(), c.q());
+        }
+    }
     let _ = m.routes();
     let _ = m.record_routes();
     let _ = (
@@ -199,7 +201,7 @@ fn exercise(m: &strowger_sip::Message) {
 
 #[test]
 fn thirty_thousand_mutations_never_panic() {
-    let mut rng = Rng(0x5EED_0F_57_0E6E_u64);
+    let mut rng = Rng(0x5EED_0F57_0E6E_u64);
     let mut accepted = 0usize;
     let mut rejected = 0usize;
     for seed in SEEDS {
