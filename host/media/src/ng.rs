@@ -188,28 +188,24 @@ impl NgClient {
             self.sock
                 .send_to(&msg, self.server)
                 .map_err(|e| e.to_string())?;
-            loop {
-                match self.sock.recv_from(&mut buf) {
-                    Ok((n, _)) => {
-                        let r = &buf[..n];
-                        let Some(sp) = r.iter().position(|&c| c == b' ') else {
-                            continue;
-                        };
-                        if &r[..sp] != cookie.as_bytes() {
-                            continue; // late reply to an earlier retry
-                        }
-                        let (v, _) = Bencode::decode(&r[sp + 1..])?;
-                        if v.get("result").and_then(|r| r.as_str()) == Some("error") {
-                            let reason = v
-                                .get("error-reason")
-                                .and_then(|r| r.as_str())
-                                .unwrap_or("?");
-                            return Err(format!("ng error: {reason}"));
-                        }
-                        return Ok(v);
-                    }
-                    Err(_) => break, // timeout: retry
+            // Read until our reply arrives or the socket times out (then retry).
+            while let Ok((n, _)) = self.sock.recv_from(&mut buf) {
+                let r = &buf[..n];
+                let Some(sp) = r.iter().position(|&c| c == b' ') else {
+                    continue;
+                };
+                if &r[..sp] != cookie.as_bytes() {
+                    continue; // late reply to an earlier retry
                 }
+                let (v, _) = Bencode::decode(&r[sp + 1..])?;
+                if v.get("result").and_then(|r| r.as_str()) == Some("error") {
+                    let reason = v
+                        .get("error-reason")
+                        .and_then(|r| r.as_str())
+                        .unwrap_or("?");
+                    return Err(format!("ng error: {reason}"));
+                }
+                return Ok(v);
             }
         }
         Err("ng server did not answer".into())

@@ -108,8 +108,7 @@ impl RtpStats {
             self.clock_rate = clock_rate;
             self.transit = None;
         }
-        let arrival_units =
-            (arrival.as_nanos() as u128 * clock_rate as u128 / 1_000_000_000) as i64;
+        let arrival_units = (arrival.as_nanos() * clock_rate as u128 / 1_000_000_000) as i64;
         let transit = arrival_units.wrapping_sub(h.ts as i64);
         if let Some(prev) = self.transit {
             let d = (transit - prev).unsigned_abs() as f64;

@@ -171,6 +171,7 @@ struct Buffers {
 }
 
 impl Buffers {
+    #[allow(clippy::needless_range_loop)] // parallel arrays, self-referencing pointers
     fn new(bufs: &mut [[u8; BUF_SIZE]; BATCH]) -> Box<Buffers> {
         // SAFETY: all fields are plain C data for which zero is valid.
         let mut b: Box<Buffers> = Box::new(unsafe { zeroed() });

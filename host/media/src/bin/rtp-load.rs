@@ -39,6 +39,14 @@ struct Step {
     /// Load generator CPU seconds during the window (for context).
     loadgen_cpu_s: f64,
     setup_s: f64,
+    /// Offered rate actually achieved by the generator (packets/s, both directions).
+    offered_pps: f64,
+    /// Nominal rate: 100 packets/s per bidirectional stream.
+    nominal_pps: f64,
+    /// The generator reached >= 95 % of the nominal rate (else the step did
+    /// not really test N streams: the machine was too busy).
+    rate_reached: bool,
+    /// loss < 0.1 %, every stream carried packets, and the rate was reached.
     pass: bool,
 }
 
@@ -151,9 +159,17 @@ fn run(args: &[String]) {
     }
     let mut results = Vec::new();
     for (k, &n) in steps.iter().enumerate() {
-        let step = run_step(&mut client, pid, &format!("{label}-{k}"), n, duration);
+        let step = match run_step(&mut client, pid, &format!("{label}-{k}"), n, duration) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("{label}: {n} streams: setup failed: {e}");
+                break;
+            }
+        };
         eprintln!(
-            "{label}: {n} streams: sent {} recv {} loss {:.4}% dead {} relay cpu {:.1}% ({:.2} us/pkt), loadgen cpu {:.2}s",
+            "{label}: {n} streams: offered {:.0}/{:.0} pps, sent {} recv {} loss {:.4}% dead {} relay cpu {:.1}% ({:.2} us/pkt), loadgen cpu {:.2}s",
+            step.offered_pps,
+            step.nominal_pps,
             step.sent,
             step.received,
             step.loss_pct,
@@ -191,7 +207,13 @@ struct Side {
     counts: Vec<AtomicU64>,
 }
 
-fn run_step(client: &mut NgClient, pid: u32, tag: &str, n: usize, duration: f64) -> Step {
+fn run_step(
+    client: &mut NgClient,
+    pid: u32,
+    tag: &str,
+    n: usize,
+    duration: f64,
+) -> Result<Step, String> {
     let a = UdpSocket::bind("127.0.0.1:0").unwrap();
     let b = UdpSocket::bind("127.0.0.1:0").unwrap();
     big_buffers(&a);
@@ -210,8 +232,18 @@ fn run_step(client: &mut NgClient, pid: u32, tag: &str, n: usize, duration: f64)
             ("from-tag", Bencode::str("a")),
             ("sdp", Bencode::str(&phone_sdp(pa_own))),
         ]);
-        let r = client.command(&offer).expect("offer");
-        pb[i] = sdp_port(r.get("sdp").and_then(|s| s.as_str()).unwrap_or("")).expect("offer sdp");
+        let r = client
+            .command(&offer)
+            .map_err(|e| format!("offer {i}: {e}"));
+        let r = match r {
+            Ok(r) => r,
+            Err(e) => {
+                delete_calls(client, tag, i + 1);
+                return Err(e);
+            }
+        };
+        pb[i] = sdp_port(r.get("sdp").and_then(|s| s.as_str()).unwrap_or(""))
+            .ok_or("offer without sdp")?;
         let answer = Bencode::dict(&[
             ("command", Bencode::str("answer")),
             ("call-id", Bencode::str(&call)),
@@ -219,8 +251,18 @@ fn run_step(client: &mut NgClient, pid: u32, tag: &str, n: usize, duration: f64)
             ("to-tag", Bencode::str("b")),
             ("sdp", Bencode::str(&phone_sdp(pb_own))),
         ]);
-        let r = client.command(&answer).expect("answer");
-        pa[i] = sdp_port(r.get("sdp").and_then(|s| s.as_str()).unwrap_or("")).expect("answer sdp");
+        let r = client
+            .command(&answer)
+            .map_err(|e| format!("answer {i}: {e}"));
+        let r = match r {
+            Ok(r) => r,
+            Err(e) => {
+                delete_calls(client, tag, i + 1);
+                return Err(e);
+            }
+        };
+        pa[i] = sdp_port(r.get("sdp").and_then(|s| s.as_str()).unwrap_or(""))
+            .ok_or("answer without sdp")?;
     }
     let setup_s = t0.elapsed().as_secs_f64();
     let mk_side = |sock: UdpSocket, ports: &[u16]| {
@@ -269,21 +311,17 @@ fn run_step(client: &mut NgClient, pid: u32, tag: &str, n: usize, duration: f64)
             }
         }
     }
-    for i in 0..n {
-        let del = Bencode::dict(&[
-            ("command", Bencode::str("delete")),
-            ("call-id", Bencode::str(&format!("{tag}-{i}"))),
-            ("from-tag", Bencode::str("a")),
-        ]);
-        let _ = client.command(&del);
-    }
+    delete_calls(client, tag, n);
     let loss_pct = if sent == 0 {
         100.0
     } else {
         100.0 * (sent.saturating_sub(received)) as f64 / sent as f64
     };
     let relay_cpu_s = cpu1 - cpu0;
-    Step {
+    let offered_pps = sent as f64 / window;
+    let nominal_pps = n as f64 * 100.0;
+    let rate_reached = offered_pps >= 0.95 * nominal_pps;
+    Ok(Step {
         streams: n,
         duration_s: window,
         sent,
@@ -299,7 +337,21 @@ fn run_step(client: &mut NgClient, pid: u32, tag: &str, n: usize, duration: f64)
         },
         loadgen_cpu_s: me1 - me0,
         setup_s,
-        pass: loss_pct < 0.1 && dead == 0,
+        offered_pps,
+        nominal_pps,
+        rate_reached,
+        pass: loss_pct < 0.1 && dead == 0 && rate_reached,
+    })
+}
+
+fn delete_calls(client: &mut NgClient, tag: &str, n: usize) {
+    for i in 0..n {
+        let del = Bencode::dict(&[
+            ("command", Bencode::str("delete")),
+            ("call-id", Bencode::str(&format!("{tag}-{i}"))),
+            ("from-tag", Bencode::str("a")),
+        ]);
+        let _ = client.command(&del);
     }
 }
 
@@ -319,7 +371,8 @@ fn sender(a: &UdpSocket, b: &UdpSocket, pa: &[u16], pb: &[u16], duration: f64) -
     let total_ticks = (duration * 1000.0) as u64;
     let mut sent = 0u64;
     let mut tick = 0u64;
-    while tick < total_ticks {
+    let deadline = Duration::from_secs_f64(duration * 1.5);
+    while tick < total_ticks && start.elapsed() < deadline {
         let due = start + Duration::from_millis(tick);
         let now = Instant::now();
         if due > now {
@@ -441,19 +494,27 @@ fn report(args: &[String]) {
         })
         .collect();
     let mut t = String::new();
-    t.push_str("| relay | streams | pkts/s relayed | loss % | relay CPU % | µs CPU/pkt | pass |\n");
-    t.push_str("|---|---|---|---|---|---|---|\n");
+    t.push_str("| relay | streams | offered pkt/s (nominal) | relayed pkt/s | loss % | relay CPU % | µs CPU/pkt | pass |\n");
+    t.push_str("|---|---|---|---|---|---|---|---|\n");
     for r in &runs {
         for s in &r.steps {
             t.push_str(&format!(
-                "| {} | {} | {:.0} | {:.4} | {:.1} | {:.2} | {} |\n",
+                "| {} | {} | {:.0} ({:.0}) | {:.0} | {:.4} | {:.1} | {:.2} | {} |\n",
                 r.relay,
                 s.streams,
+                s.offered_pps,
+                s.nominal_pps,
                 s.received as f64 / s.duration_s,
                 s.loss_pct,
                 s.relay_cpu_pct,
                 s.relay_us_per_packet,
-                if s.pass { "yes" } else { "no" }
+                if s.pass {
+                    "yes"
+                } else if !s.rate_reached {
+                    "no (generator below rate)"
+                } else {
+                    "no"
+                }
             ));
         }
     }
@@ -479,17 +540,12 @@ fn report(args: &[String]) {
         let (s, e) = (&runs[0], &runs[1]);
         let ratio_n = s.max_streams_under_0_1pct as f64 / e.max_streams_under_0_1pct.max(1) as f64;
         // CPU per packet at the largest N both passed.
-        let common = s
-            .steps
-            .iter()
-            .filter(|x| x.pass)
-            .filter_map(|x| {
-                e.steps
-                    .iter()
-                    .find(|y| y.pass && y.streams == x.streams)
-                    .map(|y| (x, y))
-            })
-            .last();
+        let common = s.steps.iter().rev().filter(|x| x.pass).find_map(|x| {
+            e.steps
+                .iter()
+                .find(|y| y.pass && y.streams == x.streams)
+                .map(|y| (x, y))
+        });
         t.push_str(&format!(
             "\nRatio {} / {}: capacity {:.2}x",
             s.relay, e.relay, ratio_n
