@@ -169,6 +169,11 @@ fn relays_rtp_both_ways_and_rtcp_on_port_plus_one() {
     assert_eq!((la.rtcp_packets, lb.rtcp_packets), (1, 1));
     assert_eq!(la.latched, Some(a.local_addr().unwrap()));
     assert!(la.rtp.last_packet_ms.is_some());
+    // Relay-wide counters are published after each batch is sent.
+    let end = Instant::now() + WAIT;
+    while r.stats().forwarded < 82 && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(10));
+    }
     assert_eq!(r.stats().forwarded, 82);
 
     // Close releases the ports (asynchronously, by the worker).
