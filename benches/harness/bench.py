@@ -735,7 +735,7 @@ def part_calls(ctx: Ctx) -> dict:
             res = stepping(ctx, system, "calls", rates, lambda rate, rep: run_call_step(
                 ctx, system, target, uas_port, uac_port, rate, ctx.duration, 0,
                 f"calls-{system.key}-{rate}-{rep + 1}"))
-            if ctx.args.profile and isinstance(system, (Strowger, Kamailio)) and shutil.which("perf"):
+            if ctx.args.profile and isinstance(system, Strowger) and shutil.which("perf"):
                 rate = res["max_rate"] or rates[0]
                 perf_data = ctx.raw / f"perf-{system.key}.data"
                 run_call_step(ctx, system, target, uas_port, uac_port, rate, ctx.duration, 0,
@@ -1119,7 +1119,7 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=0, help="repeats per step (median)")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 2,
                     help="Kamailio children (-n) and Strowger TOKIO_WORKER_THREADS")
-    ap.add_argument("--profile", action="store_true", help="perf-record one extra step per system")
+    ap.add_argument("--profile", action="store_true", help="perf-record one extra call step per Strowger system at its highest passing rate")
     ap.add_argument("--strowger-bin", default=os.path.join(os.environ.get("CARGO_TARGET_DIR", str(ROOT / "target")),
                                                            "release", "strowger"))
     ap.add_argument("--plugin-dir", default=os.environ.get("STROWGER_PLUGIN_DIR", ""))
