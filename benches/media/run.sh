@@ -23,6 +23,7 @@ DURATION=10
 SMOKE=0
 WORKERS=2
 NICE=()
+COALESCE_US=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --smoke) SMOKE=1; STEPS=20; DURATION=2 ;;
@@ -30,6 +31,7 @@ while [ $# -gt 0 ]; do
         --duration) DURATION="$2"; shift ;;
         --workers) WORKERS="$2"; shift ;;
         --priority) NICE=(nice -n -10) ;;
+        --coalesce-us) COALESCE_US="$2"; shift ;;
         *) echo "unknown argument $1" >&2; exit 2 ;;
     esac
     shift
@@ -62,7 +64,7 @@ INPUTS=()
 # --- Strowger ---
 NG1="$(free_port)"
 "${NICE[@]}" "$BIN/strowger-mediad" --ng "127.0.0.1:$NG1" --bind 127.0.0.1 --port-min 10000 --port-max 33999 \
-    --workers "$WORKERS" --timeout-s 0 2>"$WORK/strowger.log" &
+    --workers "$WORKERS" --timeout-s 0 --coalesce-us "$COALESCE_US" 2>"$WORK/strowger.log" &
 SPID=$!
 PIDS+=("$SPID")
 "${NICE[@]}" "$BIN/rtp-load" run --ng "127.0.0.1:$NG1" --pid "$SPID" --label strowger \

@@ -39,6 +39,12 @@ pub struct MediaConfig {
     pub workers: usize,
     /// SO_RCVBUF/SO_SNDBUF per socket in bytes (0 = system default).
     pub socket_buffer: usize,
+    /// Wake-up coalescing: after handling a wake-up a worker waits this long
+    /// before polling again, so each wake-up handles more packets (fewer
+    /// context switches) at the price of up to this much added latency.
+    /// Zero (default) = forward immediately.
+    #[serde(default)]
+    pub coalesce: Duration,
 }
 
 impl Default for MediaConfig {
@@ -52,6 +58,7 @@ impl Default for MediaConfig {
             relatch_after: Some(Duration::from_secs(5)),
             workers: 0,
             socket_buffer: 0,
+            coalesce: Duration::ZERO,
         }
     }
 }
@@ -232,9 +239,10 @@ impl MediaRelay {
         for (i, w) in shared.workers.iter().enumerate() {
             let w = w.clone();
             let epoch = shared.epoch;
+            let coalesce = shared.cfg.coalesce;
             let t = std::thread::Builder::new()
                 .name(format!("media-{i}"))
-                .spawn(move || worker::run(w, epoch))
+                .spawn(move || worker::run(w, epoch, coalesce))
                 .map_err(|e| MediaError::Io(e.to_string()))?;
             threads.push(t);
         }

@@ -190,7 +190,7 @@ impl Buffers {
 }
 
 /// Run a worker until stopped. `epoch` is the relay's time origin.
-pub(crate) fn run(h: Arc<WorkerHandle>, epoch: Instant) {
+pub(crate) fn run(h: Arc<WorkerHandle>, epoch: Instant, coalesce: std::time::Duration) {
     let epfd = h.epfd.as_raw_fd();
     let mut slots: Vec<Option<Arc<Stream>>> = Vec::with_capacity(1024);
     let mut free: Vec<usize> = Vec::new();
@@ -325,6 +325,9 @@ pub(crate) fn run(h: Arc<WorkerHandle>, epoch: Instant) {
                 serr += (k - sent) as u64;
                 i += k;
             }
+        }
+        if !coalesce.is_zero() && rx > 0 {
+            std::thread::sleep(coalesce);
         }
         if rx > 0 {
             let c = &h.counters;

@@ -39,6 +39,13 @@ struct Step {
     /// Load generator CPU seconds during the window (for context).
     loadgen_cpu_s: f64,
     setup_s: f64,
+    /// System-wide UDP receive-buffer overflows during the step (/proc/net/snmp):
+    /// where loss happened, if anywhere.
+    #[serde(default)]
+    udp_rcvbuf_errors: u64,
+    /// System-wide UDP send-buffer errors during the step.
+    #[serde(default)]
+    udp_sndbuf_errors: u64,
     /// Offered rate actually achieved by the generator (packets/s, both directions).
     offered_pps: f64,
     /// Nominal rate: 100 packets/s per bidirectional stream.
@@ -167,12 +174,13 @@ fn run(args: &[String]) {
             }
         };
         eprintln!(
-            "{label}: {n} streams: offered {:.0}/{:.0} pps, sent {} recv {} loss {:.4}% dead {} relay cpu {:.1}% ({:.2} us/pkt), loadgen cpu {:.2}s",
+            "{label}: {n} streams: offered {:.0}/{:.0} pps, sent {} recv {} loss {:.4}% (udp rcvbuf errors {}) dead {} relay cpu {:.1}% ({:.2} us/pkt), loadgen cpu {:.2}s",
             step.offered_pps,
             step.nominal_pps,
             step.sent,
             step.received,
             step.loss_pct,
+            step.udp_rcvbuf_errors,
             step.dead_directions,
             step.relay_cpu_pct,
             step.relay_us_per_packet,
@@ -288,6 +296,7 @@ fn run_step(
         })
         .collect();
 
+    let snmp0 = udp_snmp();
     let cpu0 = proc_cpu_s(pid);
     let me0 = self_cpu_s();
     let start = Instant::now();
@@ -311,6 +320,7 @@ fn run_step(
             }
         }
     }
+    let snmp1 = udp_snmp();
     delete_calls(client, tag, n);
     let loss_pct = if sent == 0 {
         100.0
@@ -337,11 +347,32 @@ fn run_step(
         },
         loadgen_cpu_s: me1 - me0,
         setup_s,
+        udp_rcvbuf_errors: snmp1.0.saturating_sub(snmp0.0),
+        udp_sndbuf_errors: snmp1.1.saturating_sub(snmp0.1),
         offered_pps,
         nominal_pps,
         rate_reached,
         pass: loss_pct < 0.1 && dead == 0 && rate_reached,
     })
+}
+
+/// (RcvbufErrors, SndbufErrors) of the `Udp:` line of /proc/net/snmp.
+fn udp_snmp() -> (u64, u64) {
+    let Ok(t) = std::fs::read_to_string("/proc/net/snmp") else {
+        return (0, 0);
+    };
+    let mut udp = t.lines().filter(|l| l.starts_with("Udp:"));
+    let (Some(h), Some(v)) = (udp.next(), udp.next()) else {
+        return (0, 0);
+    };
+    let get = |name: &str| {
+        h.split_whitespace()
+            .position(|x| x == name)
+            .and_then(|i| v.split_whitespace().nth(i))
+            .and_then(|x| x.parse().ok())
+            .unwrap_or(0)
+    };
+    (get("RcvbufErrors"), get("SndbufErrors"))
 }
 
 fn delete_calls(client: &mut NgClient, tag: &str, n: usize) {

@@ -39,13 +39,14 @@ fn main() {
             "--port-min" => cfg.port_min = num(val(i)),
             "--port-max" => cfg.port_max = num(val(i)),
             "--workers" => cfg.workers = num(val(i)),
+            "--coalesce-us" => cfg.coalesce = Duration::from_micros(num(val(i))),
             "--timeout-s" => {
                 let t: u64 = num(val(i));
                 cfg.timeout = (t > 0).then(|| Duration::from_secs(t));
             }
             "-h" | "--help" => {
                 eprintln!(
-                    "strowger-mediad --ng ADDR [--bind IP] [--advertise IP] [--port-min N] [--port-max N] [--workers N] [--timeout-s N]"
+                    "strowger-mediad --ng ADDR [--bind IP] [--advertise IP] [--port-min N] [--port-max N] [--workers N] [--timeout-s N] [--coalesce-us N]"
                 );
                 return;
             }
