@@ -479,3 +479,72 @@ fn port_exhaustion_is_503_and_changes_nothing() {
     }
     s3.offer(Leg::A, &sdp(5004, ""), &pol).unwrap();
 }
+
+#[test]
+fn bypass_session_only_filters_codecs() {
+    let r = relay(43800, Some(Duration::from_millis(200)));
+    let mut events = r.take_events().unwrap();
+    let s = r.create_session("direct", strowger_media::SessionOptions { bypass: true });
+    let offer = sdp(5000, "");
+    let to_b = s
+        .offer(Leg::A, &offer, &CodecPolicy::allow(&["PCMA"]))
+        .unwrap();
+    assert_eq!(
+        to_b,
+        offer
+            .replace("RTP/AVP 0 8 101", "RTP/AVP 8 101")
+            .replace("a=rtpmap:0 PCMU/8000\r\n", "")
+    );
+    let to_a = s.answer(Leg::B, &sdp(6000, "")).unwrap();
+    assert_eq!(port_of(&to_a), 6000, "addresses untouched");
+    assert!(!to_a.contains("PCMU"), "answer filtered to the offer");
+    assert_eq!(r.stats().ports_free, r.stats().ports_total);
+    assert!(!s.stats().anchored);
+    std::thread::sleep(Duration::from_millis(600));
+    assert!(events.try_recv().is_err(), "no media timeout in bypass");
+}
+
+#[test]
+fn ipv6_relay() {
+    if UdpSocket::bind("[::1]:0").is_err() {
+        eprintln!("no IPv6 loopback; skipped");
+        return;
+    }
+    let r = MediaRelay::start(MediaConfig {
+        bind_ip: "::1".parse().unwrap(),
+        port_min: 44000,
+        port_max: 44099,
+        workers: 1,
+        timeout: None,
+        ..Default::default()
+    })
+    .unwrap();
+    let s = r.create_session("v6", Default::default());
+    let a = UdpSocket::bind("[::1]:0").unwrap();
+    let b = UdpSocket::bind("[::1]:0").unwrap();
+    b.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let v6 = |p: u16| {
+        format!(
+            "v=0\r\no=- 1 1 IN IP6 ::1\r\ns=-\r\nc=IN IP6 ::1\r\nt=0 0\r\nm=audio {p} RTP/AVP 0\r\n"
+        )
+    };
+    let to_b = s
+        .offer(
+            Leg::A,
+            &v6(a.local_addr().unwrap().port()),
+            &CodecPolicy::allow_all(),
+        )
+        .unwrap();
+    assert!(to_b.contains("c=IN IP6 ::1\r\n"));
+    let to_a = s
+        .answer(Leg::B, &v6(b.local_addr().unwrap().port()))
+        .unwrap();
+    a.send_to(&rtp(1, 0, 1), ("::1", port_of(&to_a))).unwrap();
+    let mut buf = [0u8; 2048];
+    let (n, from) = b.recv_from(&mut buf).unwrap();
+    assert_eq!(n, 172);
+    assert_eq!(
+        from,
+        SocketAddr::new("::1".parse().unwrap(), port_of(&to_b))
+    );
+}
