@@ -178,6 +178,7 @@ pub(crate) struct Shared {
     workers: Vec<Arc<WorkerHandle>>,
     next_worker: AtomicUsize,
     epoch: Instant,
+    epoch_unix_ms: u64,
     sessions: Mutex<HashMap<String, Weak<SessionInner>>>,
     events: mpsc::UnboundedSender<MediaEvent>,
     stop: AtomicBool,
@@ -231,6 +232,10 @@ impl MediaRelay {
             workers,
             next_worker: AtomicUsize::new(0),
             epoch: Instant::now(),
+            epoch_unix_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(0),
             sessions: Mutex::new(HashMap::new()),
             events: tx,
             stop: AtomicBool::new(false),
@@ -606,10 +611,15 @@ impl Session {
             if let Some(s) = s {
                 let ss = s.state.lock();
                 held |= ss.legs.iter().any(|l| l.held);
-                streams.push(StreamStats {
-                    index: i,
-                    legs: [ss.leg_stats(0, s.ports[0]), ss.leg_stats(1, s.ports[1])],
-                });
+                let now_ms = self.inner.shared.epoch.elapsed().as_millis() as u64;
+                let mut legs = [ss.leg_stats(0, s.ports[0]), ss.leg_stats(1, s.ports[1])];
+                for l in &mut legs {
+                    if let Some(t) = l.rtp.last_packet_ms {
+                        l.last_packet_unix_ms = Some(self.inner.shared.epoch_unix_ms + t);
+                        l.idle_ms = Some(now_ms.saturating_sub(t));
+                    }
+                }
+                streams.push(StreamStats { index: i, legs });
             }
         }
         SessionStats {

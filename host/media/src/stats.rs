@@ -78,7 +78,8 @@ pub struct RtpStatsSnapshot {
     pub lost: i64,
     /// Interarrival jitter in milliseconds (RFC 3550 A.8).
     pub jitter_ms: f64,
-    /// Milliseconds since the relay started at the last packet, if any.
+    /// Time of the last packet in milliseconds since the relay started
+    /// (`LegStats::last_packet_unix_ms` has it as wall-clock time).
     pub last_packet_ms: Option<u64>,
 }
 

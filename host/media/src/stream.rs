@@ -308,6 +308,11 @@ pub struct LegStats {
     pub sent_bytes: u64,
     /// Packets for this phone dropped because its address was unknown.
     pub undeliverable: u64,
+    /// Wall-clock time of the last RTP (or other media) packet from the
+    /// phone, Unix milliseconds.
+    pub last_packet_unix_ms: Option<u64>,
+    /// Milliseconds since that packet (at the time of the snapshot).
+    pub idle_ms: Option<u64>,
 }
 
 impl StreamState {
@@ -326,6 +331,8 @@ impl StreamState {
             sent_packets: l.sent_packets,
             sent_bytes: l.sent_bytes,
             undeliverable: l.undeliverable,
+            last_packet_unix_ms: None,
+            idle_ms: None,
         }
     }
 }

@@ -548,3 +548,40 @@ fn ipv6_relay() {
         SocketAddr::new("::1".parse().unwrap(), port_of(&to_b))
     );
 }
+
+#[test]
+fn handles_are_send_and_sync() {
+    fn check<T: Send + Sync>() {}
+    check::<MediaRelay>();
+    check::<Session>();
+    check::<strowger_media::SessionStats>();
+}
+
+#[test]
+fn stats_have_wall_clock_times() {
+    let r = relay(44200, None);
+    let s = r.create_session("clock", Default::default());
+    let a = phone();
+    let b = phone();
+    let (pa, _) = establish(
+        &s,
+        a.local_addr().unwrap().port(),
+        b.local_addr().unwrap().port(),
+        "",
+        "",
+    );
+    a.send_to(&rtp(1, 0, 1), local(pa)).unwrap();
+    assert_eq!(recv_n(&b, 1).0, 1);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let st = s.stats();
+    let la = &st.streams[0].legs[0];
+    let t = la.last_packet_unix_ms.unwrap();
+    assert!(t <= now + 5 && now - t < 10_000, "{t} vs {now}");
+    assert!(la.idle_ms.unwrap() < 10_000);
+    // Serializable for CDRs / the admin API.
+    let json = serde_json::to_value(&st).unwrap();
+    assert_eq!(json["streams"][0]["legs"][0]["rtp"]["packets"], 1);
+}
