@@ -75,8 +75,8 @@ pub enum MediaError {
     /// The answer does not fit the pending offer (→ 488).
     #[error("answer does not match the offer: {0}")]
     Mismatch(String),
-    /// No answer expected now (no offer pending from the other leg).
-    #[error("no offer pending from the other leg")]
+    /// No answer expected now (no offer from the other leg).
+    #[error("no offer from the other leg to answer")]
     NoOffer,
     /// The port range is exhausted (→ 503).
     #[error("RTP port range exhausted")]
@@ -372,6 +372,8 @@ fn monitor(shared: Weak<Shared>) {
 
 struct Pending {
     from: Leg,
+    /// rtcp-mux offered, per m= line.
+    mux: Vec<bool>,
     offered: Vec<Vec<String>>,
     policy: CodecPolicy,
 }
@@ -478,9 +480,11 @@ impl Session {
         if st.closed {
             return Err(MediaError::Closed);
         }
+        let mux: Vec<bool> = s.media().iter().map(|m| m.rtcp_mux()).collect();
         if self.inner.bypass {
             st.pending = Some(Pending {
                 from,
+                mux,
                 offered,
                 policy: policy.clone(),
             });
@@ -537,14 +541,17 @@ impl Session {
         s.strip_ice();
         st.pending = Some(Pending {
             from,
+            mux,
             offered,
             policy: policy.clone(),
         });
         Ok(s.to_text())
     }
 
-    /// Handle the answer (200 OK or ACK SDP) from leg `from` to the pending
-    /// offer of the other leg; returns the SDP for the offering leg.
+    /// Handle the answer (183/200 OK or ACK SDP) from leg `from` to the last
+    /// offer of the other leg; returns the SDP for the offering leg. An
+    /// offer may be answered more than once (early media in a 183, then the
+    /// 200 OK; forked answers): each answer updates the answering leg.
     pub fn answer(&self, from: Leg, sdp: &str) -> Result<String, MediaError> {
         let mut s = Sdp::parse(sdp)?;
         let sh = &self.inner.shared;
@@ -567,7 +574,7 @@ impl Session {
         }
         codec::filter_answer(&mut s, &p.offered, &p.policy)?;
         let offerer = p.from;
-        st.pending = None;
+        let offered_mux = p.mux.clone();
         if !self.inner.bypass {
             for i in 0..s.media().len() {
                 let r = remote_of(&s, i);
@@ -580,7 +587,7 @@ impl Session {
                     let mut ss = stream.state.lock();
                     apply_remote(&mut ss, from, &r);
                     // RTCP mux is in effect only if both sides agreed.
-                    let both = ss.legs[0].mux && ss.legs[1].mux;
+                    let both = offered_mux.get(i).copied().unwrap_or(false) && r.mux;
                     ss.legs[offerer.idx()].mux = both;
                     ss.legs[from.idx()].mux = both;
                     if r.disabled {

@@ -585,3 +585,38 @@ fn stats_have_wall_clock_times() {
     let json = serde_json::to_value(&st).unwrap();
     assert_eq!(json["streams"][0]["legs"][0]["rtp"]["packets"], 1);
 }
+
+#[test]
+fn early_media_then_final_answer_from_another_device() {
+    let r = relay(44400, None);
+    let s = r.create_session("early", Default::default());
+    let a = phone();
+    let gw = phone(); // 183 early media from a gateway
+    let b = phone(); // 200 OK from the phone that answered
+    let pol = CodecPolicy::allow_all();
+    let to_b = s
+        .offer(Leg::A, &sdp(a.local_addr().unwrap().port(), ""), &pol)
+        .unwrap();
+    let pb = port_of(&to_b);
+    let to_a_183 = s
+        .answer(Leg::B, &sdp(gw.local_addr().unwrap().port(), ""))
+        .unwrap();
+    let pa = port_of(&to_a_183);
+    gw.send_to(&rtp(1, 0, 5), local(pb)).unwrap();
+    assert_eq!(recv_n(&a, 1).0, 1, "early media reaches the caller");
+    let to_a_200 = s
+        .answer(Leg::B, &sdp(b.local_addr().unwrap().port(), ""))
+        .unwrap();
+    assert_eq!(
+        port_of(&to_a_200),
+        pa,
+        "same relay port for the final answer"
+    );
+    a.send_to(&rtp(1, 0, 1), local(pa)).unwrap();
+    assert_eq!(
+        recv_n(&b, 1).0,
+        1,
+        "after the 200 OK the caller reaches the answering phone"
+    );
+    assert_eq!(recv_for(&gw, Duration::from_millis(100)), 0);
+}
