@@ -7,11 +7,13 @@
 //! - [`MediaRelay`] / [`Session`]: port pool, latching, counters, media
 //!   timeout, hold/re-INVITE; a multi-threaded epoll + recvmmsg/sendmmsg
 //!   fast path.
+//! - [`CallMedia`]: the relay keyed by the B2BUA's (call, outbound leg) ids.
 //! - [`ng`]: a subset of rtpengine's ng control protocol (bencode over UDP),
 //!   used by the benchmark and usable from Kamailio's `rtpengine` module.
 //!
 //! See `host/media/README.md` for how the switch drives it.
 
+pub mod calls;
 pub mod codec;
 pub mod ng;
 mod pool;
@@ -21,6 +23,7 @@ pub mod stats;
 mod stream;
 mod worker;
 
+pub use calls::CallMedia;
 pub use codec::CodecPolicy;
 pub use pool::PortPool;
 pub use relay::{

@@ -620,3 +620,59 @@ fn early_media_then_final_answer_from_another_device() {
     );
     assert_eq!(recv_for(&gw, Duration::from_millis(100)), 0);
 }
+
+#[test]
+fn call_media_forked_legs_and_release() {
+    use std::sync::Arc;
+    use strowger_media::CallMedia;
+    let r = Arc::new(relay(44600, Some(Duration::from_secs(30))));
+    let mut cm = CallMedia::new(r.clone());
+    let a = phone();
+    let b1 = phone();
+    let b2 = phone();
+    let offer = sdp(a.local_addr().unwrap().port(), "");
+    let allow = vec!["PCMA".to_string()];
+    // The INVITE forks to two phones.
+    let to1 = String::from_utf8(
+        cm.offer_to_leg(7, 1, offer.as_bytes(), true, Some(&allow))
+            .unwrap(),
+    )
+    .unwrap();
+    let to2 = String::from_utf8(
+        cm.offer_to_leg(7, 2, offer.as_bytes(), true, Some(&allow))
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(to1.contains("m=audio") && !to1.contains("PCMU"));
+    assert_ne!(port_of(&to1), port_of(&to2), "each fork has its own ports");
+    // Phone 2 answers.
+    let ans = String::from_utf8(
+        cm.answer_from_leg(7, 2, sdp(b2.local_addr().unwrap().port(), "").as_bytes())
+            .unwrap(),
+    )
+    .unwrap();
+    cm.release_leg(7, 1);
+    a.send_to(&rtp(1, 0, 1), local(port_of(&ans))).unwrap();
+    assert_eq!(recv_n(&b2, 1).0, 1);
+    assert_eq!(recv_for(&b1, Duration::from_millis(100)), 0);
+    assert_eq!(cm.stats(7).len(), 1);
+    // Unparseable / non-UTF-8 SDP is a 488, not a panic.
+    assert_eq!(
+        cm.offer_to_leg(8, 1, &[0xff, 0xfe], true, None)
+            .unwrap_err()
+            .sip_status(),
+        488
+    );
+    assert_eq!(cm.len(), 1, "a refused first offer leaves no session");
+    cm.release(7);
+    assert!(cm.is_empty());
+    let end = Instant::now() + WAIT;
+    while r.stats().ports_free != r.stats().ports_total && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(r.stats().ports_free, r.stats().ports_total);
+    assert_eq!(
+        strowger_media::calls::parse_session_key(&strowger_media::calls::session_key(7, 2)),
+        Some((7, 2))
+    );
+}
