@@ -1,9 +1,12 @@
 //! Codec policy: filter offers and answers by an allow list.
 //!
-//! Order: the filtered offer keeps the **offerer's order** (RFC 3264 §6.1:
-//! the order of the format list is the offerer's preference; a switch that
-//! reorders would silently override the caller). The allow list only
-//! decides what is kept.
+//! Order: as the WIT contract says (`attempt.codecs`: "filtered to these, in
+//! this order of preference"), a non-empty allow list also **orders** the
+//! offer: kept codecs follow the allow list's order; several payload types
+//! of one codec and `telephone-event` kept for DTMF without being listed
+//! keep the offer's relative order (DTMF/auxiliaries after the listed
+//! codecs). With an empty allow list the offer's order is untouched. The
+//! answer keeps the answerer's order.
 //!
 //! Only `m=audio` sections over RTP are filtered; `video`, `image` (T.38
 //! udptl) and others pass unchanged. `telephone-event` (RFC 4733 DTMF) is
@@ -16,8 +19,8 @@ use crate::sdp::{MediaSection, Sdp};
 /// Which codecs may pass.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CodecPolicy {
-    /// Allowed encoding names, case-insensitive (`"PCMU"`, `"pcma"`, `"opus"`).
-    /// Empty = every codec allowed.
+    /// Allowed encoding names, case-insensitive (`"PCMU"`, `"pcma"`, `"opus"`),
+    /// in order of preference. Empty = every codec allowed, order untouched.
     pub allow: Vec<String>,
     /// Keep `telephone-event` (RFC 4733 DTMF) whenever it is offered.
     pub dtmf: bool,
@@ -98,7 +101,7 @@ pub fn filter_offer(sdp: &mut Sdp, policy: &CodecPolicy) -> Result<Vec<Vec<Strin
             continue;
         }
         audio_sections += 1;
-        let keep: Vec<String> = m
+        let mut keep: Vec<String> = m
             .formats()
             .into_iter()
             .filter(|f| {
@@ -109,6 +112,19 @@ pub fn filter_offer(sdp: &mut Sdp, policy: &CodecPolicy) -> Result<Vec<Vec<Strin
                     .unwrap_or(policy.allow.is_empty())
             })
             .collect();
+        if !policy.allow.is_empty() {
+            // Stable sort by position in the allow list (unlisted last).
+            let rank = |f: &String| {
+                let name = f
+                    .parse::<u8>()
+                    .ok()
+                    .and_then(|pt| m.rtpmap(pt))
+                    .map(|r| r.name);
+                name.and_then(|n| policy.allow.iter().position(|a| a.eq_ignore_ascii_case(&n)))
+                    .unwrap_or(usize::MAX)
+            };
+            keep.sort_by_key(rank);
+        }
         let mut probe = m.clone();
         probe.retain_formats(&keep);
         if keep.is_empty() || !has_real_codec(&probe) {

@@ -543,14 +543,16 @@ impl MediaSection {
             })
     }
 
-    /// Keep only the formats in `keep` (in the existing order) and drop the
+    /// Keep only the formats in `keep`, in the order of `keep`, and drop the
     /// `a=rtpmap` / `a=fmtp` / `a=rtcp-fb` lines of the removed ones.
     pub fn retain_formats(&mut self, keep: &[String]) {
-        let fmts: Vec<String> = self
-            .formats()
-            .into_iter()
-            .filter(|f| keep.contains(f))
-            .collect();
+        let present = self.formats();
+        let mut fmts: Vec<String> = Vec::new();
+        for f in keep {
+            if present.contains(f) && !fmts.contains(f) {
+                fmts.push(f.clone());
+            }
+        }
         self.set_formats(&fmts);
         self.lines.retain(|l| match l.attr() {
             Some(("rtpmap" | "fmtp" | "rtcp-fb", Some(v))) => {

@@ -263,12 +263,25 @@ a=fmtp:101 0-15\r\n\
 a=ptime:20\r\n";
 
 #[test]
-fn codec_filter_keeps_allowed_and_dtmf_in_offer_order() {
+fn codec_filter_keeps_allowed_and_dtmf_in_allow_list_order() {
     let mut p = Sdp::parse(G729_FIRST).unwrap();
     let kept = filter_offer(&mut p, &CodecPolicy::allow(&["pcmu", "PCMA"])).unwrap();
-    assert_eq!(kept, vec![vec!["8".to_string(), "0".into(), "101".into()]]);
+    // Allow-list order (WIT: "in this order of preference"), DTMF last.
+    assert_eq!(kept, vec![vec!["0".to_string(), "8".into(), "101".into()]]);
     let out = p.to_text();
-    assert!(out.contains("m=audio 5004 RTP/AVP 8 0 101\r\n"));
+    assert!(out.contains("m=audio 5004 RTP/AVP 0 8 101\r\n"));
+    // Lines other than the m= line keep their original order.
+    let i8 = out.find("a=rtpmap:8 PCMA").unwrap();
+    let i0 = out.find("a=rtpmap:0 PCMU").unwrap();
+    assert!(i8 < i0);
+
+    let mut p = Sdp::parse(G729_FIRST).unwrap();
+    filter_offer(&mut p, &CodecPolicy::allow(&["PCMA", "PCMU"])).unwrap();
+    assert!(p.to_text().contains("m=audio 5004 RTP/AVP 8 0 101\r\n"));
+    // Empty allow list: nothing removed, order untouched.
+    let mut p = Sdp::parse(G729_FIRST).unwrap();
+    filter_offer(&mut p, &CodecPolicy::allow_all()).unwrap();
+    assert_eq!(p.to_text(), G729_FIRST);
     assert!(!out.contains("G729") && !out.contains("annexb"));
     assert!(out.contains("a=fmtp:101 0-15\r\n") && out.contains("a=ptime:20\r\n"));
 
