@@ -21,6 +21,7 @@ out="$2"
 strowger_go_find || { echo "build-go-guest: no Go >= $STROWGER_GO_MIN (run scripts/install-go.sh)" >&2; exit 1; }
 command -v wasm-tools >/dev/null || { echo "build-go-guest: wasm-tools missing (run scripts/install-go.sh)" >&2; exit 1; }
 adapter="$("$STROWGER_ROOT/sdk/go/tools/adapter.sh")"
+"$STROWGER_ROOT/sdk/go/tools/gopkg.sh"
 
 export GOOS=wasip1 GOARCH=wasm
 worlds="$(cd "$dir" && go list -deps . | sed -n 's#^strowger\.dev/sdk/go/\(route\|authorize\|portability\|rewrite\)$#\1#p')"

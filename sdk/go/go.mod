@@ -3,3 +3,7 @@ module strowger.dev/sdk/go
 go 1.27.1
 
 require go.bytecodealliance.org/pkg v0.4.0
+
+// Taken from the crates.io package wit-bindgen-go 0.63.0 (the Go proxy does
+// not serve it here): sdk/go/tools/gopkg.sh links it.
+replace go.bytecodealliance.org/pkg => ./third_party/go-pkg
