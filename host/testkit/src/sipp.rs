@@ -159,7 +159,14 @@ impl Sipp {
         self.arg("-inf").arg(format!("@{name}"))
     }
 
-    /// `-t t1` (one TCP connection per call) .
+    /// A file written into SIPp's working directory before it starts (e.g.
+    /// `cacert.pem`/`cakey.pem` for TLS).
+    pub fn with_file(mut self, name: &str, contents: &str) -> Sipp {
+        self.files.push((name.into(), contents.into()));
+        self
+    }
+
+    /// `-t t1` (one TCP connection per call).
     pub fn tcp(self) -> Sipp {
         self.arg("-t").arg("t1")
     }
@@ -243,14 +250,19 @@ impl Sipp {
         let child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("cannot run sipp (is /usr/bin/sipp installed?): {e}"));
-        RunningSipp {
+        let mut running = RunningSipp {
             child: Some(child),
             dir,
             name: self.name,
             deadline: Instant::now() + self.timeout + Duration::from_secs(15),
             local: self.local_ip,
             local_port: self.local_port,
+        };
+        if self.remote.is_none() {
+            // A UAS: return once it can receive.
+            running.wait_listening();
         }
+        running
     }
 
     /// Run to completion and return the result.
@@ -278,6 +290,21 @@ impl RunningSipp {
     /// The working directory (logs, stats).
     pub fn dir(&self) -> PathBuf {
         self.dir.path().to_path_buf()
+    }
+
+    /// Block until SIPp's UDP socket on [`RunningSipp::addr`] is bound
+    /// (bounded: panics after 15 s with SIPp's output).
+    pub fn wait_listening(&mut self) {
+        let Some(addr) = self.addr() else { return };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while std::net::UdpSocket::bind(addr).is_ok() {
+            if !self.is_running() || Instant::now() > deadline {
+                let out =
+                    std::fs::read_to_string(self.dir.path().join("output.log")).unwrap_or_default();
+                panic!("sipp {} is not listening on {addr}:\n{out}", self.name);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// True while SIPp runs.

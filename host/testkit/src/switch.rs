@@ -123,7 +123,9 @@ impl SwitchBuilder {
     }
 }
 
-fn make_cert(dir: &Path) {
+/// Write a self-signed P-256 certificate for 127.0.0.1 (`cert.pem`,
+/// `key.pem`) into `dir` with the `openssl` command.
+pub fn make_cert(dir: &Path) {
     let out = Command::new("openssl")
         .current_dir(dir)
         .args([

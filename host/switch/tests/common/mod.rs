@@ -1,0 +1,127 @@
+//! Helpers shared by the black-box tests (each test file includes this).
+#![allow(dead_code)]
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+pub use strowger_testkit::paths::scenario;
+pub use strowger_testkit::sipp::RunningSipp;
+pub use strowger_testkit::{Algorithm, SipClient, Sipp, Switch, free_port, unique_loopback};
+
+/// Default SIP domain of the switch.
+pub const DOMAIN: &str = "strowger.local";
+/// Generous per-exchange timeout for a loaded 2-core machine.
+pub const T: Duration = Duration::from_secs(10);
+
+/// A scenario file with `@KEY@` placeholders substituted, written to a
+/// process-wide temp dir.
+pub fn scenario_with(name: &str, subst: &[(&str, &str)]) -> PathBuf {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    let dir = DIR.get_or_init(|| tempfile::tempdir().unwrap());
+    let mut text = std::fs::read_to_string(scenario(name)).unwrap();
+    let mut file = name.trim_end_matches(".xml").to_string();
+    for (k, v) in subst {
+        text = text.replace(&format!("@{k}@"), v);
+        file.push('_');
+        file.push_str(&v.replace(' ', "_"));
+    }
+    let p = dir.path().join(format!("{file}.xml"));
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+/// `[[users]]` entries `first..first+n` with password `pw<user>`.
+pub fn users_toml(first: u32, n: u32) -> String {
+    (first..first + n)
+        .map(|u| format!("[[users]]\nuser = \"{u}\"\npassword = \"pw{u}\"\n\n"))
+        .collect()
+}
+
+/// A trunk trusted by source IP.
+pub fn trusted_trunk(name: &str, ip: IpAddr) -> String {
+    format!("[[trunks]]\nname = \"{name}\"\nhost = \"{ip}\"\ninbound = \"ip\"\n\n")
+}
+
+/// The route binding to route-table with `routes.json`.
+pub const ROUTE_BINDING: &str = "[[bindings]]\nhook = \"route\"\nplugin = \"route-table\"\nconfig_file = \"routes.json\"\ndeadline_ms = 2000\n\n";
+
+/// Base config: MD5 offered first (SIPp answers the first challenge),
+/// short minimum expiry for expiry tests.
+pub const BASE: &str =
+    "[auth]\nalgorithms = [\"md5\", \"sha256\"]\n\n[registrar]\nmin_expires = 1\n\n";
+
+/// route-table JSON sending every number to one SIP URI.
+pub fn routes_to_uri(uas: SocketAddr) -> String {
+    format!(
+        r#"{{"routes": [{{"name": "to-uas", "b": ["_X."], "destination": {{"uri": "sip:${{B}}@{uas}"}}}}]}}"#
+    )
+}
+
+/// Start a switch trusting `uac_ip` and routing every number to `uas`.
+pub fn switch_to_uri(uac_ip: IpAddr, uas: SocketAddr) -> Switch {
+    let cfg = format!("{BASE}{}{ROUTE_BINDING}", trusted_trunk("sipp-uac", uac_ip));
+    Switch::builder(&cfg)
+        .file("routes.json", routes_to_uri(uas))
+        .start()
+}
+
+/// A SIPp UAS on a fresh loopback address and port, for `calls` calls.
+pub fn uas(scenario_path: PathBuf, calls: u64) -> RunningSipp {
+    let ip = unique_loopback();
+    let port = free_port(ip);
+    Sipp::scenario(scenario_path)
+        .local(ip, Some(port))
+        .calls(calls)
+        .arg("-d")
+        .arg("300")
+        .trace_msg()
+        .timeout(Duration::from_secs(90))
+        .spawn()
+}
+
+/// A SIPp UAC from `ip` to the switch calling `number`.
+pub fn uac(scenario_path: PathBuf, ip: IpAddr, sw: &Switch, number: &str) -> Sipp {
+    Sipp::scenario(scenario_path)
+        .local(ip, None)
+        .remote(sw.addr())
+        .service(number)
+        .key("caller", "5511999990000")
+        .arg("-d")
+        .arg("300")
+        .calls(1)
+        .trace_msg()
+        .recv_timeout(Duration::from_secs(20))
+        .timeout(Duration::from_secs(60))
+}
+
+/// Register `user` with the SIPp `register_auth` scenario from `ip:port`
+/// (so that a SIPp UAS bound there later receives the calls).
+pub fn sipp_register(sw: &Switch, ip: IpAddr, port: u16, user: &str, password: &str) {
+    Sipp::scenario(scenario("register_auth.xml"))
+        .local(ip, Some(port))
+        .remote(sw.addr())
+        .inf_lines(&[format!("{user};{password}")])
+        .key("domain", DOMAIN)
+        .key("expires", "300")
+        .calls(1)
+        .trace_msg()
+        .timeout(Duration::from_secs(30))
+        .run()
+        .assert_ok(1);
+}
+
+/// REGISTER without Contact (a binding fetch) with SHA-256 credentials from
+/// a fresh client; returns the final response's contacts.
+pub fn fetch_bindings(sw: &Switch, user: &str, password: &str) -> Vec<String> {
+    let mut c = SipClient::new(unique_loopback(), sw.addr());
+    let out = c.register(user, password, DOMAIN, None, None, Algorithm::Sha256, T);
+    assert_eq!(
+        out.response.status(),
+        200,
+        "binding fetch for {user} failed: {:?}",
+        out.response
+    );
+    out.response.contacts()
+}
