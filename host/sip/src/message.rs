@@ -231,6 +231,7 @@ pub struct Message {
     from: u16,
     to: u16,
     call_id: u16,
+    top_via: Span,
 }
 
 impl fmt::Debug for Message {
@@ -471,6 +472,7 @@ pub fn parse_with(buf: Bytes, opts: &ParseOptions) -> Result<Message, ParseError
     let mut call_id = None;
     let mut cseq = None;
     let mut via_count = 0usize;
+    let mut top_via = Span::default();
     let mut content_length: Option<u64> = None;
     for (i, h) in headers.iter().enumerate() {
         let v = str_of(&b[h.value.range()]);
@@ -484,6 +486,10 @@ pub fn parse_with(buf: Bytes, opts: &ParseOptions) -> Result<Message, ParseError
             HeaderName::Via => {
                 for item in split_list(v) {
                     Via::parse(item).map_err(|e| verr("Via", e))?;
+                    if via_count == 0 {
+                        let off = item.as_ptr() as usize - b.as_ptr() as usize;
+                        top_via = Span::new(off, off + item.len());
+                    }
                     via_count += 1;
                 }
                 if split_list(v).next().is_none() {
@@ -619,6 +625,7 @@ pub fn parse_with(buf: Bytes, opts: &ParseOptions) -> Result<Message, ParseError
         from: from as u16,
         to: to as u16,
         call_id: call_id as u16,
+        top_via,
     })
 }
 
@@ -850,9 +857,7 @@ impl Message {
 
     /// Raw text of the topmost Via value.
     pub fn top_via_str(&self) -> &str {
-        self.kind_values(HeaderName::Via)
-            .next()
-            .expect("at least one Via validated by parse")
+        self.s(self.top_via)
     }
 
     /// Number of Via values.

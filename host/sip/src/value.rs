@@ -42,10 +42,15 @@ pub(crate) fn quoted_len(s: &[u8]) -> Option<usize> {
     debug_assert_eq!(s.first(), Some(&b'"'));
     let mut i = 1;
     while i < s.len() {
-        match s[i] {
-            b'\\' => i += 2,
-            b'"' => return Some(i + 1),
-            _ => i += 1,
+        match memchr::memchr2(b'\\', b'"', &s[i..]) {
+            None => return None,
+            Some(j) => {
+                i += j;
+                if s[i] == b'"' {
+                    return Some(i + 1);
+                }
+                i += 2;
+            }
         }
     }
     None
@@ -80,21 +85,16 @@ pub fn unquote(s: &str) -> Cow<'_, str> {
 /// outside `<...>`.
 pub(crate) fn find_unquoted(s: &[u8], sep: u8) -> Option<usize> {
     let mut i = 0;
-    let mut angle = false;
     while i < s.len() {
-        let b = s[i];
-        if b == b'"' && !angle {
-            i += quoted_len(&s[i..])?;
-            continue;
+        let j = i + memchr::memchr3(sep, b'"', b'<', &s[i..])?;
+        match s[j] {
+            b'"' => i = j + quoted_len(&s[j..])?,
+            b'<' if sep != b'<' => {
+                // URIs cannot contain an unescaped '>'.
+                i = j + 1 + memchr::memchr(b'>', &s[j + 1..])? + 1;
+            }
+            _ => return Some(j),
         }
-        if b == b'<' {
-            angle = true;
-        } else if b == b'>' {
-            angle = false;
-        } else if b == sep && !angle {
-            return Some(i);
-        }
-        i += 1;
     }
     None
 }
@@ -222,14 +222,10 @@ impl<'a> Params<'a> {
 fn find_unquoted_quote_unterminated(s: &str) -> bool {
     let b = s.as_bytes();
     let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'"' {
-            match quoted_len(&b[i..]) {
-                Some(n) => i += n,
-                None => return true,
-            }
-        } else {
-            i += 1;
+    while let Some(j) = memchr::memchr(b'"', &b[i..]) {
+        match quoted_len(&b[i + j..]) {
+            Some(n) => i += j + n,
+            None => return true,
         }
     }
     false
