@@ -65,6 +65,15 @@ fn main() {
             std::process::exit(1);
         }
     };
+    // Drain events (media timeouts) so they do not pile up; the controlling
+    // proxy deletes the call when it tears the dialog down.
+    if let Some(mut events) = relay.take_events() {
+        std::thread::spawn(move || {
+            while let Some(ev) = events.blocking_recv() {
+                eprintln!("strowger-mediad: {ev:?}");
+            }
+        });
+    }
     let sock = UdpSocket::bind(ng).unwrap_or_else(|e| {
         eprintln!("bind {ng}: {e}");
         std::process::exit(1)
