@@ -19,9 +19,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
 use strowger_sip::transaction::{Output, TransactionLayer, TuEvent, TxConfig};
-use strowger_sip::{
-    Method, MessageEditor, RequestBuilder, ResponseBuilder, Transport, parse,
-};
+use strowger_sip::{MessageEditor, Method, RequestBuilder, ResponseBuilder, Transport, parse};
 
 const INVITE: &str = "INVITE sip:+551133334444@trunk.example.net:5060;user=phone SIP/2.0\r\n\
 Via: SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bK-524287-1---4c9a8d8f0c1e7a3b;rport\r\n\
@@ -129,7 +127,10 @@ fn bench(c: &mut Criterion) {
                         true,
                     )
                     .max_forwards(69)
-                    .from("\"Reception 1001\" <sip:1001@pbx.example.com>", "a1b2c3d4e5")
+                    .from(
+                        "\"Reception 1001\" <sip:1001@pbx.example.com>",
+                        "a1b2c3d4e5",
+                    )
                     .to("sip:+551133334444@trunk.example.net", None)
                     .call_id("Zk3j4h5g6f7d8s9a0q1w2e3r4t@198.51.100.1")
                     .cseq(1)

@@ -1,10 +1,13 @@
 //! Parses a ~1 KB INVITE N times (default 10,000); used with
 //! `valgrind --tool=callgrind` to count instructions independently of
-//! machine load. `cargo run --release -p strowger-sip --example parse_loop [N] [strowger|rsip]`
+//! machine load. `cargo run --release -p strowger-sip --example parse_loop [N] [strowger|parse_only|rsip]`
 use std::hint::black_box;
 
 fn main() {
-    let n: usize = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(10_000);
+    let n: usize = std::env::args()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10_000);
     let which = std::env::args().nth(2).unwrap_or_else(|| "strowger".into());
     let text = include_str!("invite_1k.txt").replace('\n', "\r\n");
     let body_len = text.len() - text.find("\r\n\r\n").unwrap() - 4;
@@ -19,7 +22,14 @@ fn main() {
             let from = r.from_header().unwrap().typed().unwrap();
             let to = r.to_header().unwrap().typed().unwrap();
             let cseq = r.cseq_header().unwrap().typed().unwrap();
-            black_box((via.branch().is_some(), from.tag().is_some(), to.tag().is_some(), cseq.seq));
+            black_box((
+                via.branch().is_some(),
+                from.tag().is_some(),
+                to.tag().is_some(),
+                cseq.seq,
+            ));
+        } else if which == "parse_only" {
+            black_box(strowger_sip::parse(black_box(bytes.clone())).unwrap());
         } else {
             let m = strowger_sip::parse(black_box(bytes.clone())).unwrap();
             black_box((
@@ -31,5 +41,9 @@ fn main() {
             ));
         }
     }
-    eprintln!("{which}: {} bytes, {:?} per parse (wall clock)", bytes.len(), t.elapsed() / n as u32);
+    eprintln!(
+        "{which}: {} bytes, {:?} per parse (wall clock)",
+        bytes.len(),
+        t.elapsed() / n as u32
+    );
 }

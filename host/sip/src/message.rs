@@ -406,7 +406,10 @@ pub fn parse_with(buf: Bytes, opts: &ParseOptions) -> Result<Message, ParseError
 
     // Start line. A request line that fails to parse can still be
     // answered (400/505) if the headers are readable.
-    let sl = str_of(&b[start_line.range()]);
+    // The header region is valid UTF-8 now: validate once, slice after.
+    let hdr = str_of(&b[..body_start]);
+    let hs = |sp: Span| hdr.get(sp.range()).unwrap_or("");
+    let sl = hs(start_line);
     let is_request = !(sl.len() >= 4 && sl[..4].eq_ignore_ascii_case("SIP/"));
     let is_ack = sl.starts_with("ACK ");
     let respond_ctx = || -> Option<Box<RespondCtx>> {
@@ -426,7 +429,7 @@ pub fn parse_with(buf: Bytes, opts: &ParseOptions) -> Result<Message, ParseError
             let mut any = false;
             for h in find(k) {
                 any = true;
-                let v = str_of(&b[h.value.range()]);
+                let v = hs(h.value);
                 if k == HeaderName::To {
                     to_has_tag = NameAddr::parse(v)
                         .map(|n| n.tag().is_some())
@@ -475,7 +478,7 @@ pub fn parse_with(buf: Bytes, opts: &ParseOptions) -> Result<Message, ParseError
     let mut top_via = Span::default();
     let mut content_length: Option<u64> = None;
     for (i, h) in headers.iter().enumerate() {
-        let v = str_of(&b[h.value.range()]);
+        let v = hs(h.value);
         let dup = |what: &'static str| {
             fail(
                 ParseErrorKind::MissingHeader,

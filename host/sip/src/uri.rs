@@ -5,7 +5,7 @@ use std::fmt;
 use std::net::IpAddr;
 
 use crate::method::Transport;
-use crate::value::{Params, ValueError, parse_hostport};
+use crate::value::{FindByte, Params, ValueError, parse_hostport};
 
 /// URI scheme.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,7 +66,7 @@ impl<'a> Uri<'a> {
     /// Parses a URI. Unknown schemes are accepted (as [`Scheme::Other`]) so
     /// that the caller can answer 416 rather than 400.
     pub fn parse(s: &'a str) -> Result<Uri<'a>, ValueError> {
-        let colon = s.find(':').ok_or(ValueError::new("URI: missing scheme"))?;
+        let colon = s.fb(b':').ok_or(ValueError::new("URI: missing scheme"))?;
         let scheme_s = &s[..colon];
         let sb = scheme_s.as_bytes();
         if sb.is_empty()
@@ -103,7 +103,7 @@ impl<'a> Uri<'a> {
             });
         };
         if scheme == Scheme::Tel {
-            let (num, params) = match rest.find(';') {
+            let (num, params) = match rest.fb(b';') {
                 Some(i) => (&rest[..i], &rest[i + 1..]),
                 None => (rest, ""),
             };
@@ -124,12 +124,12 @@ impl<'a> Uri<'a> {
         // '?' starts the URI headers, but it is also legal inside the user
         // part (RFC 4475 "intmeth"): if a '?' precedes the first '@', it
         // starts the headers only when what precedes it is a valid host.
-        let q = rest.find('?');
-        let at = rest.find('@');
+        let q = rest.fb(b'?');
+        let at = rest.fb(b'@');
         let q = match (q, at) {
             (Some(q), Some(a)) if q < a => {
                 let before = &rest[..q];
-                let hp = before.find(';').map_or(before, |i| &before[..i]);
+                let hp = before.fb(b';').map_or(before, |i| &before[..i]);
                 parse_hostport(hp).is_ok().then_some(q)
             }
             (q, _) => q,
@@ -138,14 +138,14 @@ impl<'a> Uri<'a> {
             Some(i) => (&rest[..i], Some(&rest[i + 1..])),
             None => (rest, None),
         };
-        let (userinfo, hostpart) = match body.find('@') {
+        let (userinfo, hostpart) = match body.fb(b'@') {
             Some(i) => (Some(&body[..i]), &body[i + 1..]),
             None => (None, body),
         };
         let (user, password) = match userinfo {
             None => (None, None),
             Some(ui) => {
-                let (u, p) = match ui.find(':') {
+                let (u, p) = match ui.fb(b':') {
                     Some(i) => (&ui[..i], Some(&ui[i + 1..])),
                     None => (ui, None),
                 };
@@ -157,12 +157,12 @@ impl<'a> Uri<'a> {
         };
         // host[:port] ends at the first ';' (after any IPv6 reference).
         let hp_end = if hostpart.starts_with('[') {
-            match hostpart.find(']') {
-                Some(r) => hostpart[r..].find(';').map_or(hostpart.len(), |i| r + i),
+            match hostpart.fb(b']') {
+                Some(r) => hostpart[r..].fb(b';').map_or(hostpart.len(), |i| r + i),
                 None => return Err(ValueError::new("URI: unterminated IPv6 reference")),
             }
         } else {
-            hostpart.find(';').unwrap_or(hostpart.len())
+            hostpart.fb(b';').unwrap_or(hostpart.len())
         };
         let (host, port) = parse_hostport(&hostpart[..hp_end])?;
         let params = if hp_end < hostpart.len() {

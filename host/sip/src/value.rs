@@ -18,6 +18,20 @@ impl ValueError {
     }
 }
 
+/// Byte search for short ASCII needles: cheaper than `str::find` (which
+/// goes through the generic memchr) on the short strings of SIP values.
+pub(crate) trait FindByte {
+    /// Index of the first `c`.
+    fn fb(&self, c: u8) -> Option<usize>;
+}
+
+impl FindByte for str {
+    #[inline]
+    fn fb(&self, c: u8) -> Option<usize> {
+        self.bytes().position(|b| b == c)
+    }
+}
+
 /// RFC 3261 `token` character.
 pub(crate) fn is_token_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric()
@@ -158,7 +172,7 @@ impl<'a> Params<'a> {
                 if item.is_empty() {
                     continue;
                 }
-                return Some(match item.find('=') {
+                return Some(match item.fb(b'=') {
                     Some(eq) => (trim_lws(&item[..eq]), Some(trim_lws(&item[eq + 1..]))),
                     None => (item, None),
                 });
@@ -259,7 +273,7 @@ pub(crate) fn parse_hostport(s: &str) -> Result<(&str, Option<u16>), ValueError>
     }
     let (host, rest) = if b[0] == b'[' {
         let end = s
-            .find(']')
+            .fb(b']')
             .ok_or(ValueError::new("unterminated IPv6 reference"))?;
         let inner = &s[1..end];
         if inner.is_empty()
@@ -272,7 +286,7 @@ pub(crate) fn parse_hostport(s: &str) -> Result<(&str, Option<u16>), ValueError>
         }
         (&s[..=end], &s[end + 1..])
     } else {
-        let end = s.find(':').unwrap_or(s.len());
+        let end = s.fb(b':').unwrap_or(s.len());
         let host = &s[..end];
         if host.is_empty()
             || !host
@@ -316,15 +330,13 @@ impl<'a> Via<'a> {
     /// Parses one Via value. Whitespace around `/` is accepted (RFC 3261 LWS).
     pub fn parse(s: &'a str) -> Result<Via<'a>, ValueError> {
         let s = trim_lws(s);
-        let slash1 = s
-            .find('/')
-            .ok_or(ValueError::new("Via: missing protocol"))?;
+        let slash1 = s.fb(b'/').ok_or(ValueError::new("Via: missing protocol"))?;
         if !trim_lws(&s[..slash1]).eq_ignore_ascii_case("SIP") {
             return Err(ValueError::new("Via: protocol is not SIP"));
         }
         let r = &s[slash1 + 1..];
         let slash2 = r
-            .find('/')
+            .fb(b'/')
             .ok_or(ValueError::new("Via: missing transport"))?;
         if trim_lws(&r[..slash2]) != "2.0" {
             return Err(ValueError::new("Via: version is not 2.0"));
@@ -340,13 +352,13 @@ impl<'a> Via<'a> {
         if r2.len() == r.len() {
             return Err(ValueError::new("Via: missing sent-by"));
         }
-        let (sent_by, params) = match r2.find(';') {
+        let (sent_by, params) = match r2.fb(b';') {
             Some(i) => (trim_lws(&r2[..i]), &r2[i + 1..]),
             None => (trim_lws(r2), ""),
         };
         // Allow LWS around ':' in sent-by ("host : 5060").
         let (host, port) = if sent_by.bytes().any(is_ws) {
-            let compact: Option<usize> = sent_by.find(':').filter(|_| !sent_by.starts_with('['));
+            let compact: Option<usize> = sent_by.fb(b':').filter(|_| !sent_by.starts_with('['));
             match compact {
                 Some(c) => {
                     let h = trim_lws(&sent_by[..c]);
@@ -447,7 +459,7 @@ impl<'a> NameAddr<'a> {
                 return Err(ValueError::new("display name not followed by <URI>"));
             }
             (Some(&s[..n]), rest)
-        } else if let Some(lt) = s.find('<') {
+        } else if let Some(lt) = s.fb(b'<') {
             let dn = trim_lws(&s[..lt]);
             if !dn
                 .bytes()
@@ -458,7 +470,7 @@ impl<'a> NameAddr<'a> {
             (if dn.is_empty() { None } else { Some(dn) }, &s[lt..])
         } else {
             // addr-spec
-            let (uri, params) = match s.find(';') {
+            let (uri, params) = match s.fb(b';') {
                 Some(i) => (trim_lws(&s[..i]), &s[i + 1..]),
                 None => (s, ""),
             };
@@ -482,7 +494,7 @@ impl<'a> NameAddr<'a> {
         };
         // after_dn starts with '<'
         let gt = after_dn
-            .find('>')
+            .fb(b'>')
             .ok_or(ValueError::new("missing '>' after URI"))?;
         let uri = Uri::parse(&after_dn[1..gt])?;
         let rest = trim_lws(&after_dn[gt + 1..]);
