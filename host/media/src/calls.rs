@@ -41,7 +41,13 @@ impl CallMedia {
         self.sessions
             .entry((call, leg))
             .or_insert_with(|| {
-                relay.create_session(&session_key(call, leg), SessionOptions { bypass: !anchor })
+                relay.create_session(
+                    &session_key(call, leg),
+                    SessionOptions {
+                        bypass: !anchor,
+                        ..Default::default()
+                    },
+                )
             })
             .clone()
     }

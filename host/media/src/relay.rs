@@ -126,6 +126,10 @@ pub struct SessionOptions {
     /// Do not anchor media: SDP is only codec-filtered, no ports are
     /// allocated, no timeout (direct media / `canreinvite=yes`).
     pub bypass: bool,
+    /// Strict source ("strict RTP"): accept media only from the IP address
+    /// each leg signalled in SDP (any port). For trunks with fixed media
+    /// addresses; breaks phones behind NAT. Default off (latching).
+    pub strict_source: bool,
 }
 
 /// Counters of one stream (one `m=` line).
@@ -282,6 +286,7 @@ impl MediaRelay {
             call_id: call_id.to_string(),
             shared: self.shared.clone(),
             bypass: opts.bypass,
+            strict: opts.strict_source,
             state: Mutex::new(SessionState::default()),
         });
         self.shared
@@ -392,6 +397,7 @@ pub(crate) struct SessionInner {
     call_id: String,
     shared: Arc<Shared>,
     bypass: bool,
+    strict: bool,
     state: Mutex<SessionState>,
 }
 
@@ -510,7 +516,7 @@ impl Session {
                 }
             };
             let w = sh.next_worker.fetch_add(1, Ordering::Relaxed) % sh.workers.len();
-            let state = StreamState::new(m.is_rtp(), sh.cfg.relatch_after);
+            let state = StreamState::new(m.is_rtp(), sh.cfg.relatch_after, self.inner.strict);
             let (a, b) = if from == Leg::A { (a, b) } else { (b, a) };
             fresh.push(Some(Arc::new(Stream::new(sh.pool.clone(), a, b, state, w))));
         }

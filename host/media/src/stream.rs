@@ -55,13 +55,18 @@ impl Endpoint {
     /// Latching with hijack protection. Accepts the first source; then only
     /// the latched source, or the SDP-signalled address (authoritative: it
     /// came through authenticated signalling), or any source once the
-    /// latched one has been silent for `relatch_after`.
+    /// latched one has been silent for `relatch_after`. `strict`: only the
+    /// SDP-signalled IP address may send at all (any port).
     pub fn accept(
         &mut self,
         src: SocketAddr,
         now: Duration,
         relatch_after: Option<Duration>,
+        strict: bool,
     ) -> bool {
+        if strict && self.sdp.map(|a| a.ip()) != Some(src.ip()) {
+            return false;
+        }
         match self.latched {
             Some(a) if a == src => {
                 self.last = now;
@@ -164,14 +169,17 @@ pub(crate) struct StreamState {
     pub rtp: bool,
     /// Hijack protection: re-latch only after this much silence.
     pub relatch_after: Option<Duration>,
+    /// Strict source: accept only the SDP-signalled IP address.
+    pub strict: bool,
 }
 
 impl StreamState {
-    pub fn new(rtp: bool, relatch_after: Option<Duration>) -> StreamState {
+    pub fn new(rtp: bool, relatch_after: Option<Duration>, strict: bool) -> StreamState {
         StreamState {
             legs: Default::default(),
             rtp,
             relatch_after,
+            strict,
         }
     }
 
@@ -187,9 +195,10 @@ impl StreamState {
         now: Duration,
     ) -> Option<(usize, usize, SocketAddr)> {
         let relatch = self.relatch_after;
+        let strict = self.strict;
         let rtp_stream = self.rtp;
         let l = &mut self.legs[leg];
-        if !l.ep[comp].accept(src, now, relatch) {
+        if !l.ep[comp].accept(src, now, relatch, strict) {
             l.foreign += 1;
             return None;
         }

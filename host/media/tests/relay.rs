@@ -484,7 +484,13 @@ fn port_exhaustion_is_503_and_changes_nothing() {
 fn bypass_session_only_filters_codecs() {
     let r = relay(43800, Some(Duration::from_millis(200)));
     let mut events = r.take_events().unwrap();
-    let s = r.create_session("direct", strowger_media::SessionOptions { bypass: true });
+    let s = r.create_session(
+        "direct",
+        strowger_media::SessionOptions {
+            bypass: true,
+            ..Default::default()
+        },
+    );
     let offer = sdp(5000, "");
     let to_b = s
         .offer(Leg::A, &offer, &CodecPolicy::allow(&["PCMA"]))
@@ -675,4 +681,36 @@ fn call_media_forked_legs_and_release() {
         strowger_media::calls::parse_session_key(&strowger_media::calls::session_key(7, 2)),
         Some((7, 2))
     );
+}
+
+#[test]
+fn strict_source_accepts_only_the_signalled_ip() {
+    let r = relay(45000, None);
+    let s = r.create_session(
+        "strict",
+        strowger_media::SessionOptions {
+            strict_source: true,
+            ..Default::default()
+        },
+    );
+    let a = phone();
+    let b = phone();
+    // A's SDP claims 127.0.0.2: packets from 127.0.0.1 are refused.
+    let a_sdp =
+        sdp(a.local_addr().unwrap().port(), "").replace("c=IN IP4 127.0.0.1", "c=IN IP4 127.0.0.2");
+    s.offer(Leg::A, &a_sdp, &CodecPolicy::allow_all()).unwrap();
+    let to_a = s
+        .answer(Leg::B, &sdp(b.local_addr().unwrap().port(), ""))
+        .unwrap();
+    let pa = port_of(&to_a);
+    a.send_to(&rtp(1, 0, 1), local(pa)).unwrap();
+    assert_eq!(recv_for(&b, Duration::from_millis(300)), 0);
+    // From the signalled IP (another port is fine) it flows.
+    let Ok(a2) = UdpSocket::bind("127.0.0.2:0") else {
+        eprintln!("127.0.0.2 not bindable; rest skipped");
+        return;
+    };
+    a2.send_to(&rtp(2, 0, 1), local(pa)).unwrap();
+    assert_eq!(recv_n(&b, 1).0, 1);
+    assert_eq!(s.stats().streams[0].legs[0].foreign_dropped, 1);
 }
