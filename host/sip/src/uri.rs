@@ -220,6 +220,89 @@ impl<'a> Uri<'a> {
     }
 }
 
+impl Uri<'_> {
+    /// URI equivalence per RFC 3261 §19.1.4: schemes equal; user and
+    /// password compared case-sensitively after %-decoding; host
+    /// case-insensitively; ports equal (an explicit port never equals an
+    /// absent one); `user`, `ttl`, `method`, `maddr` and `transport`
+    /// parameters must match if present in either URI, other parameters
+    /// only if present in both; URI headers must all match. `tel:` numbers
+    /// are compared ignoring visual separators (RFC 3966 §4).
+    pub fn equivalent(&self, other: &Uri<'_>) -> bool {
+        match (self.scheme, other.scheme) {
+            (Scheme::Tel, Scheme::Tel) => {
+                let digits = |u: &Uri<'_>| -> String {
+                    u.user
+                        .unwrap_or("")
+                        .chars()
+                        .filter(|c| !matches!(c, '-' | '.' | '(' | ')'))
+                        .collect::<String>()
+                        .to_ascii_lowercase()
+                };
+                digits(self) == digits(other) && params_equivalent(self, other, &[])
+            }
+            (Scheme::Other(a), Scheme::Other(b)) => {
+                a.eq_ignore_ascii_case(b) && self.user == other.user
+            }
+            (a, b) if a == b => {
+                let dec = |x: Option<&str>| x.map(|v| percent_decode(v).into_owned());
+                dec(self.user) == dec(other.user)
+                    && dec(self.password) == dec(other.password)
+                    && self.host.eq_ignore_ascii_case(other.host)
+                    && self.port == other.port
+                    && params_equivalent(
+                        self,
+                        other,
+                        &["user", "ttl", "method", "maddr", "transport"],
+                    )
+                    && headers_equivalent(self.headers, other.headers)
+            }
+            _ => false,
+        }
+    }
+}
+
+fn params_equivalent(a: &Uri<'_>, b: &Uri<'_>, must: &[&str]) -> bool {
+    let eq = |x: &str, y: &str| percent_decode(x).eq_ignore_ascii_case(&percent_decode(y));
+    for (n, v) in a.params.iter() {
+        match b.params.get_raw(n) {
+            Some(w) => {
+                if !eq(v.unwrap_or(""), w.unwrap_or("")) {
+                    return false;
+                }
+            }
+            None if must.iter().any(|m| m.eq_ignore_ascii_case(n)) => return false,
+            None => {}
+        }
+    }
+    for (n, _) in b.params.iter() {
+        if must.iter().any(|m| m.eq_ignore_ascii_case(n)) && !a.params.has(n) {
+            return false;
+        }
+    }
+    true
+}
+
+fn headers_equivalent(a: Option<&str>, b: Option<&str>) -> bool {
+    let split = |h: Option<&str>| -> Vec<(String, String)> {
+        let mut v: Vec<(String, String)> = h
+            .unwrap_or("")
+            .split('&')
+            .filter(|x| !x.is_empty())
+            .map(|kv| {
+                let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+                (
+                    percent_decode(k).to_ascii_lowercase(),
+                    percent_decode(v).into_owned(),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    split(a) == split(b)
+}
+
 impl fmt::Display for Uri<'_> {
     /// Re-serialises from the parsed parts (equals the input for
     /// canonically written URIs; parameters get normalised whitespace).
@@ -324,5 +407,57 @@ mod tests {
         assert!(Uri::parse("sip:a b@c").is_err());
         assert!(Uri::parse("sip:host:99999").is_err());
         assert_eq!(percent_decode("a%00b%zz%4"), "a\0b%zz%4");
+    }
+
+    #[test]
+    fn rfc3261_equivalence() {
+        let eq = |a: &str, b: &str| Uri::parse(a).unwrap().equivalent(&Uri::parse(b).unwrap());
+        // RFC 3261 §19.1.4 examples of equivalent URIs.
+        assert!(eq(
+            "sip:%61lice@atlanta.com;transport=TCP",
+            "sip:alice@AtLanTa.CoM;Transport=tcp"
+        ));
+        assert!(eq(
+            "sip:carol@chicago.com",
+            "sip:carol@chicago.com;newparam=5"
+        ));
+        assert!(eq(
+            "sip:carol@chicago.com;security=on",
+            "sip:carol@chicago.com;newparam=5"
+        ));
+        assert!(eq(
+            "sip:biloxi.com;transport=tcp;method=REGISTER?to=sip:bob%40biloxi.com",
+            "sip:biloxi.com;method=REGISTER;transport=tcp?to=sip:bob%40biloxi.com"
+        ));
+        assert!(eq(
+            "sip:alice@atlanta.com?subject=project%20x&priority=urgent",
+            "sip:alice@atlanta.com?priority=urgent&subject=project%20x"
+        ));
+        // ... and of non-equivalent ones.
+        assert!(!eq(
+            "SIP:ALICE@AtLanTa.CoM;Transport=udp",
+            "sip:alice@AtLanTa.CoM;Transport=UDP"
+        ));
+        assert!(!eq("sip:bob@biloxi.com", "sip:bob@biloxi.com:5060"));
+        assert!(!eq(
+            "sip:bob@biloxi.com",
+            "sip:bob@biloxi.com;transport=udp"
+        ));
+        assert!(!eq(
+            "sip:bob@biloxi.com",
+            "sip:bob@biloxi.com:6000;transport=tcp"
+        ));
+        assert!(!eq(
+            "sip:carol@chicago.com",
+            "sip:carol@chicago.com?Subject=next%20meeting"
+        ));
+        assert!(!eq("sip:bob@phone21.boxesbybob.com", "sip:bob@192.0.2.4"));
+        assert!(!eq(
+            "sip:carol@chicago.com;security=on",
+            "sip:carol@chicago.com;security=off"
+        ));
+        assert!(!eq("sip:a@h", "sips:a@h"));
+        assert!(eq("tel:+1-201-555-0123", "tel:+12015550123"));
+        assert!(!eq("tel:+12015550123", "sip:+12015550123@h"));
     }
 }
