@@ -266,11 +266,8 @@ fn params_equivalent(a: &Uri<'_>, b: &Uri<'_>, must: &[&str]) -> bool {
     let eq = |x: &str, y: &str| percent_decode(x).eq_ignore_ascii_case(&percent_decode(y));
     for (n, v) in a.params.iter() {
         match b.params.get_raw(n) {
-            Some(w) => {
-                if !eq(v.unwrap_or(""), w.unwrap_or("")) {
-                    return false;
-                }
-            }
+            Some(w) if !eq(v.unwrap_or(""), w.unwrap_or("")) => return false,
+            Some(_) => {}
             None if must.iter().any(|m| m.eq_ignore_ascii_case(n)) => return false,
             None => {}
         }
