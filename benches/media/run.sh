@@ -5,8 +5,10 @@
 #   benches/media/run.sh            # steps 250,500,1000,2000,3000 x 10 s each
 #   benches/media/run.sh --smoke    # 20 streams x 2 s (CI): checks every stream flows
 #   benches/media/run.sh --steps 500,1000 --duration 5
-#   benches/media/run.sh --priority # run relays + generator at nice -10 (root) so that
-#                                   # other work on a shared machine does not starve them
+#   benches/media/run.sh --priority # run relays + generator at nice -10 (root), and raise
+#                                   # this session's autogroup to nice -10 for the run (with
+#                                   # sched_autogroup, plain nice does not act across sessions)
+#                                   # so other work on a shared machine does not starve them
 #
 # Both relays are driven over rtpengine's ng protocol (bencode/UDP offer,
 # answer, delete) by host/media/src/bin/rtp-load.rs: N bidirectional G.711
@@ -54,7 +56,12 @@ fi
 mkdir -p "$OUTDIR"
 WORK="$(mktemp -d)"
 PIDS=()
+AUTOGROUP_SET=0
+if [ "${#NICE[@]}" -gt 0 ] && [ -w /proc/self/autogroup ]; then
+    echo -10 > /proc/self/autogroup 2>/dev/null && AUTOGROUP_SET=1 || true
+fi
 cleanup() {
+    if [ "$AUTOGROUP_SET" = 1 ]; then echo 0 > /proc/self/autogroup 2>/dev/null || true; fi
     for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
     rm -rf "$WORK"
 }
