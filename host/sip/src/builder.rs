@@ -88,6 +88,29 @@ pub fn reason_phrase(status: u16) -> &'static str {
     }
 }
 
+fn put_status(out: &mut BytesMut, status: u16) {
+    let s = status.min(999);
+    out.put_slice(&[
+        b'0' + (s / 100) as u8,
+        b'0' + (s / 10 % 10) as u8,
+        b'0' + (s % 10) as u8,
+    ]);
+}
+
+fn put_u32(out: &mut BytesMut, mut n: u32) {
+    let mut buf = [0u8; 10];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.put_slice(&buf[i..]);
+}
+
 fn put(out: &mut BytesMut, s: &str) {
     out.put_slice(s.as_bytes());
 }
@@ -118,7 +141,9 @@ fn finish(mut out: BytesMut, body: Option<(&str, &[u8])>) -> Bytes {
             if !ct.is_empty() {
                 put_header(&mut out, "Content-Type", ct);
             }
-            let _ = write!(out, "Content-Length: {}\r\n\r\n", b.len());
+            put(&mut out, "Content-Length: ");
+            put_u32(&mut out, b.len() as u32);
+            put(&mut out, "\r\n\r\n");
             out.put_slice(b);
         }
         None => put(&mut out, "Content-Length: 0\r\n\r\n"),
@@ -154,10 +179,16 @@ impl<'a> ResponseBuilder<'a> {
     /// Starts a response with a custom reason phrase.
     pub fn with_reason(req: &'a Message, status: u16, reason: &str) -> ResponseBuilder<'a> {
         let mut out = BytesMut::with_capacity(req.as_bytes().len().min(2048) + 128);
-        let _ = write!(out, "SIP/2.0 {status} ");
+        put(&mut out, "SIP/2.0 ");
+        put_status(&mut out, status);
+        put(&mut out, " ");
         // Reason phrases must not break the line.
-        for c in reason.chars() {
-            let _ = out.write_char(if c.is_control() { ' ' } else { c });
+        if reason.chars().any(char::is_control) {
+            for c in reason.chars() {
+                let _ = out.write_char(if c.is_control() { ' ' } else { c });
+            }
+        } else {
+            put(&mut out, reason);
         }
         put(&mut out, "\r\n");
         for h in req.headers_iter() {
@@ -167,7 +198,11 @@ impl<'a> ResponseBuilder<'a> {
         }
         put_header(&mut out, "From", req.from_str_raw());
         put_header(&mut out, "Call-ID", req.call_id());
-        let _ = write!(out, "CSeq: {}\r\n", req.cseq());
+        put(&mut out, "CSeq: ");
+        put_u32(&mut out, req.cseq().seq);
+        put(&mut out, " ");
+        put(&mut out, req.cseq().method.as_str());
+        put(&mut out, "\r\n");
         ResponseBuilder {
             req,
             out,
@@ -329,13 +364,19 @@ impl<'a> RequestBuilder<'a> {
 
     /// Adds `CSeq: <seq> <METHOD>` (the request's method).
     pub fn cseq(mut self, seq: u32) -> Self {
-        let _ = write!(self.out, "CSeq: {} {}\r\n", seq, self.method);
+        put(&mut self.out, "CSeq: ");
+        put_u32(&mut self.out, seq);
+        put(&mut self.out, " ");
+        put(&mut self.out, self.method.as_str());
+        put(&mut self.out, "\r\n");
         self
     }
 
     /// Adds Max-Forwards.
     pub fn max_forwards(mut self, n: u8) -> Self {
-        let _ = write!(self.out, "Max-Forwards: {n}\r\n");
+        put(&mut self.out, "Max-Forwards: ");
+        put_u32(&mut self.out, n as u32);
+        put(&mut self.out, "\r\n");
         self
     }
 
@@ -453,14 +494,23 @@ impl<'a> MessageEditor<'a> {
         let msg = self.msg;
         let src: &[u8] = msg.as_bytes();
         let s = |r: std::ops::Range<usize>| std::str::from_utf8(&src[r]).unwrap_or("");
-        let matches = |want: &str, name: &str, kind: HeaderName| {
-            let wk = HeaderName::from_str(want);
-            if wk == HeaderName::Other {
-                kind == HeaderName::Other && name.eq_ignore_ascii_case(want)
+        let matches = |want: (&str, HeaderName), name: &str, kind: HeaderName| {
+            if want.1 == HeaderName::Other {
+                kind == HeaderName::Other && name.eq_ignore_ascii_case(want.0)
             } else {
-                wk == kind
+                want.1 == kind
             }
         };
+        let remove: Vec<(&str, HeaderName)> = self
+            .remove
+            .iter()
+            .map(|w| (*w, HeaderName::from_str(w)))
+            .collect();
+        let replace_kinds: Vec<(&str, HeaderName)> = self
+            .replace
+            .iter()
+            .map(|(w, _)| (*w, HeaderName::from_str(w)))
+            .collect();
         let mut out = BytesMut::with_capacity(src.len() + 256);
         // Start line.
         match (msg.ruri_range(), self.ruri) {
@@ -509,14 +559,10 @@ impl<'a> MessageEditor<'a> {
             if kind == HeaderName::ContentType && removing_ct {
                 continue;
             }
-            if self.remove.iter().any(|w| matches(w, name, kind)) {
+            if remove.iter().any(|w| matches(*w, name, kind)) {
                 continue;
             }
-            if let Some(i) = self
-                .replace
-                .iter()
-                .position(|(w, _)| matches(w, name, kind))
-            {
+            if let Some(i) = replace_kinds.iter().position(|w| matches(*w, name, kind)) {
                 if !replaced[i] {
                     replaced[i] = true;
                     put_header(&mut out, self.replace[i].0, self.replace[i].1);

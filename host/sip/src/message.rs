@@ -232,6 +232,9 @@ pub struct Message {
     to: u16,
     call_id: u16,
     top_via: Span,
+    /// From / To tag spans (start == end == 0: no tag).
+    from_tag: Option<Span>,
+    to_tag: Option<Span>,
 }
 
 impl fmt::Debug for Message {
@@ -249,6 +252,17 @@ pub fn parse(buf: Bytes) -> Result<Message, ParseError> {
 
 fn err(kind: ParseErrorKind, reason: impl Into<Cow<'static, str>>) -> ParseError {
     ParseError::new(kind, reason)
+}
+
+/// Span of `part`, a subslice of `buf`.
+/// Span of `part`, a subslice of `buf` (an empty span if it is not one,
+/// e.g. the static "" returned for a flag parameter).
+fn span_in(buf: &[u8], part: &str) -> Span {
+    let (base, p) = (buf.as_ptr() as usize, part.as_ptr() as usize);
+    if p < base || p + part.len() > base + buf.len() {
+        return Span::default();
+    }
+    Span::new(p - base, p - base + part.len())
 }
 
 fn str_of(b: &[u8]) -> &str {
@@ -476,6 +490,8 @@ pub fn parse_with(buf: Bytes, opts: &ParseOptions) -> Result<Message, ParseError
     let mut cseq = None;
     let mut via_count = 0usize;
     let mut top_via = Span::default();
+    let mut from_tag = None;
+    let mut to_tag = None;
     let mut content_length: Option<u64> = None;
     for (i, h) in headers.iter().enumerate() {
         let v = hs(h.value);
@@ -490,8 +506,7 @@ pub fn parse_with(buf: Bytes, opts: &ParseOptions) -> Result<Message, ParseError
                 for item in split_list(v) {
                     Via::parse(item).map_err(|e| verr("Via", e))?;
                     if via_count == 0 {
-                        let off = item.as_ptr() as usize - b.as_ptr() as usize;
-                        top_via = Span::new(off, off + item.len());
+                        top_via = span_in(b, item);
                     }
                     via_count += 1;
                 }
@@ -503,13 +518,15 @@ pub fn parse_with(buf: Bytes, opts: &ParseOptions) -> Result<Message, ParseError
                 if from.replace(i).is_some() {
                     return Err(dup("From"));
                 }
-                NameAddr::parse(v).map_err(|e| verr("From", e))?;
+                let na = NameAddr::parse(v).map_err(|e| verr("From", e))?;
+                from_tag = na.tag().map(|t| span_in(b, t));
             }
             HeaderName::To => {
                 if to.replace(i).is_some() {
                     return Err(dup("To"));
                 }
-                NameAddr::parse(v).map_err(|e| verr("To", e))?;
+                let na = NameAddr::parse(v).map_err(|e| verr("To", e))?;
+                to_tag = na.tag().map(|t| span_in(b, t));
             }
             HeaderName::CallId => {
                 if call_id.replace(i).is_some() {
@@ -629,6 +646,8 @@ pub fn parse_with(buf: Bytes, opts: &ParseOptions) -> Result<Message, ParseError
         to: to as u16,
         call_id: call_id as u16,
         top_via,
+        from_tag,
+        to_tag,
     })
 }
 
@@ -890,12 +909,12 @@ impl Message {
 
     /// From tag.
     pub fn from_tag(&self) -> Option<&str> {
-        self.from().tag()
+        self.from_tag.map(|t| self.s(t))
     }
 
     /// To tag.
     pub fn to_tag(&self) -> Option<&str> {
-        self.to().tag()
+        self.to_tag.map(|t| self.s(t))
     }
 
     /// Call-ID.

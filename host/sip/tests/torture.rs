@@ -998,3 +998,12 @@ fn stream_mode_requires_exact_content_length() {
         ParseErrorKind::TooLarge
     );
 }
+
+#[test]
+fn flag_tag_parameter_does_not_crash_tag_accessors() {
+    // Found by the mutation test: `;tag` without a value.
+    let text = "BYE sip:a@b SIP/2.0\nVia: SIP/2.0/UDP h;branch=z9hG4bKft\nFrom: <sip:a@example.com>;tag\nTo: <sip:b@example.com>;tag=\nCall-ID: ft@h\nCSeq: 2 BYE\nContent-Length: 0\n\n";
+    let m = parse(msg(text)).unwrap();
+    assert_eq!(m.from_tag(), Some(""));
+    assert_eq!(m.to_tag(), Some(""));
+}
