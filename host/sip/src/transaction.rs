@@ -294,6 +294,7 @@ struct Tx {
     end_at: Option<Instant>,
     trying_at: Option<Instant>,
     awaiting_ack: bool,
+    cancel_pending: bool,
     server_key: Option<ServerKey>,
     client_key: Option<ClientKey>,
     merge_key: Option<MergeKey>,
@@ -528,6 +529,7 @@ impl TransactionLayer {
             end_at: None,
             trying_at: None,
             awaiting_ack: false,
+            cancel_pending: false,
             server_key: None,
             client_key: Some(key.clone()),
             merge_key: None,
@@ -571,7 +573,11 @@ impl TransactionLayer {
                     tx.state = TxState::Proceeding;
                     tx.retrans_at = None;
                     tx.timeout_at = None; // Timer B only runs in Calling
+                    let pending = std::mem::take(&mut tx.cancel_pending);
                     self.emit(TuEvent::Response { tx: id, msg });
+                    if pending {
+                        let _ = self.start_cancel(id, now);
+                    }
                 }
                 (TxState::Calling | TxState::Proceeding, 200..=299) => {
                     tx.state = TxState::Accepted;
@@ -642,6 +648,42 @@ impl TransactionLayer {
             },
             _ => {}
         }
+    }
+
+    /// Cancels the INVITE client transaction `invite` (RFC 3261 §9.1):
+    /// builds the CANCEL from the INVITE and sends it in its own client
+    /// transaction to the same destination. If no provisional response has
+    /// arrived yet, the CANCEL is held and sent when one does (`Ok(None)`);
+    /// if the INVITE already got a final response, nothing is sent
+    /// (`Err(InvalidState)`). The CANCEL's responses arrive as
+    /// [`TuEvent::Response`] for the returned id; the INVITE then normally
+    /// completes with 487.
+    pub fn cancel(&mut self, invite: TxId, now: Instant) -> Result<Option<TxId>, TxError> {
+        let tx = self
+            .txs
+            .get_mut(&invite)
+            .ok_or(TxError::NoSuchTransaction)?;
+        if tx.kind != Kind::InviteClient {
+            return Err(TxError::WrongKind(
+                "cancel needs an INVITE client transaction",
+            ));
+        }
+        match tx.state {
+            TxState::Calling => {
+                tx.cancel_pending = true;
+                Ok(None)
+            }
+            TxState::Proceeding => self.start_cancel(invite, now).map(Some),
+            _ => Err(TxError::InvalidState),
+        }
+    }
+
+    fn start_cancel(&mut self, invite: TxId, now: Instant) -> Result<TxId, TxError> {
+        let tx = self.txs.get(&invite).ok_or(TxError::NoSuchTransaction)?;
+        let (dest, transport) = (tx.dest, tx.transport);
+        let cancel = crate::message::parse(build_cancel(&tx.request))
+            .map_err(|_| TxError::WrongKind("INVITE cannot be cancelled"))?;
+        self.send_request(cancel, dest, transport, now)
     }
 
     // ----------------------------------------------------------------
@@ -751,6 +793,7 @@ impl TransactionLayer {
             end_at: None,
             trying_at: None,
             awaiting_ack: false,
+            cancel_pending: false,
             server_key: Some(key.clone()),
             client_key: None,
             merge_key: merge_key.clone(),

@@ -776,3 +776,63 @@ fn symmetric_vs_via_port_response_destination() {
         assert_eq!(dest, want);
     }
 }
+
+#[test]
+fn cancel_waits_for_a_provisional_then_uses_its_own_transaction() {
+    let mut r = Run::new(TxConfig::default());
+    let inv = invite("z9hG4bKcc1");
+    let id = r
+        .layer
+        .send_request(inv.clone(), peer(), Transport::Udp, r.at(0))
+        .unwrap();
+    r.collect(r.at(0));
+    // No provisional yet: the CANCEL is held.
+    assert_eq!(r.layer.cancel(id, r.at(100)), Ok(None));
+    r.collect(r.at(100));
+    assert_eq!(r.transmit_times(), [0]);
+    r.layer
+        .on_incoming(response(&inv, 180), peer(), Transport::Udp, r.at(300));
+    r.collect(r.at(300));
+    let t = r.transmits();
+    assert_eq!(t.len(), 2);
+    let cancel = parse(t[1].1.clone()).unwrap();
+    assert_eq!(cancel.method(), Some(&Method::Cancel));
+    assert_eq!(cancel.top_via().branch(), Some("z9hG4bKcc1"));
+    assert_eq!(cancel.cseq().seq, 1);
+    assert_eq!(cancel.cseq().method, Method::Cancel);
+    assert_eq!(cancel.request_uri_str(), inv.request_uri_str());
+    assert_eq!(cancel.to_tag(), None);
+    // 200 to the CANCEL goes to the CANCEL transaction, 487 to the INVITE's
+    // (which ACKs it).
+    r.clear();
+    r.layer
+        .on_incoming(response(&cancel, 200), peer(), Transport::Udp, r.at(350));
+    r.layer
+        .on_incoming(response(&inv, 487), peer(), Transport::Udp, r.at(360));
+    r.collect(r.at(360));
+    let ev = r.events();
+    let cancel_tx = ev
+        .iter()
+        .find_map(|(_, e)| match e {
+            TuEvent::Response { tx, msg } if msg.cseq().method == Method::Cancel => Some(*tx),
+            _ => None,
+        })
+        .unwrap();
+    assert_ne!(cancel_tx, id);
+    assert!(ev.iter().any(
+        |(_, e)| matches!(e, TuEvent::Response { tx, msg } if *tx == id && msg.status() == Some(487))
+    ));
+    let ack = parse(r.transmits().last().unwrap().1.clone()).unwrap();
+    assert_eq!(ack.method(), Some(&Method::Ack));
+    // After the final response a CANCEL is refused.
+    assert_eq!(r.layer.cancel(id, r.at(400)), Err(TxError::InvalidState));
+    // Proceeding: sent at once.
+    let inv2 = request(Method::Invite, "z9hG4bKcc2", "f2", "call-2", 1);
+    let id2 = r
+        .layer
+        .send_request(inv2.clone(), peer(), Transport::Udp, r.at(500))
+        .unwrap();
+    r.layer
+        .on_incoming(response(&inv2, 183), peer(), Transport::Udp, r.at(600));
+    assert!(matches!(r.layer.cancel(id2, r.at(700)), Ok(Some(_))));
+}
