@@ -274,6 +274,22 @@ impl<'a> Credentials<'a> {
     }
 }
 
+impl Credentials<'_> {
+    /// True if the `uri` parameter designates the request's Request-URI
+    /// (equal text, or equivalent per RFC 3261 §19.1.4). Check it before
+    /// [`DigestServer::verify`] so that credentials computed for one target
+    /// cannot be replayed against another.
+    pub fn uri_matches(&self, request_uri: &str) -> bool {
+        if self.uri == request_uri {
+            return true;
+        }
+        match (crate::Uri::parse(&self.uri), crate::Uri::parse(request_uri)) {
+            (Ok(a), Ok(b)) => a.equivalent(&b),
+            _ => false,
+        }
+    }
+}
+
 /// HA1 = H(username:realm:password) for `algo` (the non-sess part).
 pub fn ha1(algo: Algorithm, username: &str, realm: &str, password: &str) -> String {
     algo.hash_hex(&[
@@ -826,6 +842,9 @@ mod tests {
         assert_eq!(cr.username, "bob");
         assert_eq!(cr.nc, Some(1));
         assert_eq!(cr.qop.as_deref(), Some("auth"));
+        assert!(cr.uri_matches("sip:bob@biloxi.com"));
+        assert!(cr.uri_matches("sip:bob@BILOXI.com"));
+        assert!(!cr.uri_matches("sip:alice@biloxi.com"));
         assert!(Credentials::parse("Digest username=\"bob\", realm=\"x\"").is_err());
         assert!(Credentials::parse("Digest username=\"bob").is_err());
     }
