@@ -188,7 +188,7 @@ impl Switch {
             .arg("--config")
             .arg(&self.config_path)
             .env(
-                "RUST_LOG",
+                "STROWGER_LOG",
                 std::env::var("STROWGER_TEST_LOG").unwrap_or_else(|_| "info".into()),
             )
             .stdin(Stdio::null())
