@@ -221,7 +221,7 @@ fn filter(raw: RawFilter) -> Result<Filter, String> {
         RawFilter::Typed(t) => t,
         RawFilter::Text(s) if s.starts_with('_') => TypedFilter::Asterisk(s),
         RawFilter::Text(s) if s.starts_with('/') => TypedFilter::Sub(s),
-        RawFilter::Text(s) if s.contains('|') || s.contains('+') && !s.starts_with('+') => {
+        RawFilter::Text(s) if s.contains('|') || (s.contains('+') && !s.starts_with('+')) => {
             TypedFilter::Freepbx(s)
         }
         RawFilter::Text(s) => TypedFilter::Exact(s),
