@@ -35,7 +35,9 @@ fn run(store: &Store, threads: u64, dur: Duration) {
             std::thread::spawn(move || {
                 let mut n = 0u64;
                 while t0.elapsed() < dur {
-                    s.put_registration(reg(t * 1_000_000_000 + n)).wait().unwrap();
+                    s.put_registration(reg(t * 1_000_000_000 + n))
+                        .wait()
+                        .unwrap();
                     n += 1;
                 }
                 n
