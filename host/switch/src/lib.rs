@@ -1,4 +1,25 @@
 //! strowger-switch: registrar, B2BUA calls and trunks on top of the sans-IO
 //! SIP core, with tokio transports as a thin shell.
+//!
+//! * [`core::Core`]: the single-threaded, sans-IO engine (registrar,
+//!   B2BUA call state, retransmission absorption) driven by events and an
+//!   injected clock; it emits [`core::Action`]s.
+//! * [`transport`]: UDP/TCP/TLS listeners and connections (tokio).
+//! * [`server`]: the shell that runs the core, its timers, the plugin
+//!   decisions (spawned, never blocking the core) and the store.
 
+pub mod auth;
+mod b2bua;
+pub mod civil;
 pub mod config;
+pub mod core;
+pub mod flow;
+pub mod location;
+pub mod media;
+mod registrar;
+pub mod timers;
+pub mod transport;
+pub mod server;
+
+#[cfg(test)]
+mod core_tests;

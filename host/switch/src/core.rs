@@ -1,0 +1,825 @@
+//! The switch core: a single-threaded, sans-IO state machine. It is driven
+//! by [`Event`]s (received messages, connection loss, plugin decisions) and
+//! by timer expiries at instants the caller passes in, and it answers with
+//! [`Action`]s (send bytes, ask a plugin, persist, write a CDR). It never
+//! blocks, sleeps or touches a socket; the tokio shell in [`crate::server`]
+//! does that. Unit tests drive it with a fake clock.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use parking_lot::RwLock;
+use strowger_sip::{Message, Method, ParseOptions, ResponseBuilder, Via};
+
+use crate::auth::{Credentials, DigestAlgorithm, DigestAuth};
+use crate::b2bua::{CallState, LegRef};
+use crate::flow::{ConnId, Flow, Target, Transport};
+use crate::location::{Binding, Location};
+use crate::media::{MediaHandler, PassThrough};
+use crate::timers::Timers;
+use crate::transport::Inbound;
+
+/// Current time as the core sees it: monotonic for timers, wall clock for
+/// records.
+#[derive(Clone, Copy, Debug)]
+pub struct Now {
+    /// Monotonic instant.
+    pub mono: Instant,
+    /// Milliseconds since the Unix epoch.
+    pub unix_ms: i64,
+}
+
+impl Now {
+    /// The real current time.
+    pub fn real() -> Now {
+        Now { mono: Instant::now(), unix_ms: crate::civil::now_unix_ms() }
+    }
+    /// `self` advanced by `d` (tests).
+    pub fn after(self, d: Duration) -> Now {
+        Now { mono: self.mono + d, unix_ms: self.unix_ms + d.as_millis() as i64 }
+    }
+}
+
+/// A user allowed to register and call.
+#[derive(Clone, Debug)]
+pub struct UserCred {
+    /// User name (digest username and AOR user part).
+    pub user: String,
+    /// Password (digest HA1 is computed from it).
+    pub password: String,
+    /// Domain (realm) of the user.
+    pub domain: String,
+}
+
+/// A trunk as the core needs it.
+#[derive(Clone, Debug)]
+pub struct TrunkInfo {
+    /// Name.
+    pub name: String,
+    /// Host as configured (used in Request-URIs).
+    pub host: String,
+    /// Resolved address (resolved once at start; none = unresolvable).
+    pub addr: Option<SocketAddr>,
+    /// Transport.
+    pub transport: Transport,
+    /// Calls from this trunk's address are trusted.
+    pub inbound_ip: bool,
+    /// Match the source by IP only.
+    pub ignore_source_port: bool,
+}
+
+/// Core settings (derived from the configuration file).
+#[derive(Clone, Debug)]
+pub struct CoreConfig {
+    /// Default domain and digest realm.
+    pub domain: String,
+    /// User-Agent / Server header value.
+    pub user_agent: String,
+    /// Our listeners (for Via, Contact and loop detection).
+    pub listeners: Vec<(Transport, SocketAddr)>,
+    /// Users.
+    pub users: Vec<UserCred>,
+    /// Trunks.
+    pub trunks: Vec<TrunkInfo>,
+    /// Digest algorithms offered, in order.
+    pub algorithms: Vec<DigestAlgorithm>,
+    /// Nonce lifetime.
+    pub nonce_ttl: Duration,
+    /// Registrar limits (seconds).
+    pub min_expires: u32,
+    /// Largest granted expiry.
+    pub max_expires: u32,
+    /// Expiry when the REGISTER names none.
+    pub default_expires: u32,
+    /// Default ring timeout.
+    pub ring_timeout: Duration,
+    /// Max-Forwards for new requests and the cap for relayed ones.
+    pub max_forwards: u8,
+    /// RFC 3261 T1.
+    pub t1: Duration,
+    /// RFC 3261 T2.
+    pub t2: Duration,
+    /// RFC 3261 T4.
+    pub t4: Duration,
+    /// Requests larger than this go over TCP (RFC 3261 §18.1.1).
+    pub max_udp_size: usize,
+    /// Local time offset seen by plugins.
+    pub tz_offset_minutes: i32,
+}
+
+impl CoreConfig {
+    /// A config for tests: one UDP listener, domain `test.local`.
+    pub fn for_tests(listen: SocketAddr) -> CoreConfig {
+        CoreConfig {
+            domain: "test.local".into(),
+            user_agent: "Strowger-test".into(),
+            listeners: vec![(Transport::Udp, listen)],
+            users: Vec::new(),
+            trunks: Vec::new(),
+            algorithms: vec![DigestAlgorithm::Sha256, DigestAlgorithm::Md5],
+            nonce_ttl: Duration::from_secs(300),
+            min_expires: 60,
+            max_expires: 3600,
+            default_expires: 3600,
+            ring_timeout: Duration::from_secs(60),
+            max_forwards: 70,
+            t1: Duration::from_millis(500),
+            t2: Duration::from_secs(4),
+            t4: Duration::from_secs(5),
+            max_udp_size: 1300,
+            tz_offset_minutes: 0,
+        }
+    }
+}
+
+/// What the core received or learnt.
+#[derive(Debug)]
+pub enum Event {
+    /// A message from the network.
+    Net(Inbound),
+    /// A stream connection closed.
+    ConnClosed(ConnId),
+    /// Answer to [`Action::Authorize`].
+    AuthDecided {
+        /// The pending request.
+        pending: u64,
+        /// The decision.
+        verdict: AuthVerdict,
+    },
+    /// Answer to [`Action::PlanCall`].
+    CallPlanned {
+        /// The call.
+        call: u64,
+        /// The plan.
+        plan: Plan,
+    },
+}
+
+/// Source classification of a request (mirrors the WIT `ingress`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Ingress {
+    /// From a trusted trunk.
+    Trunk(String),
+    /// From an authenticated user (AOR).
+    User(String),
+    /// Neither.
+    Unknown,
+}
+
+/// Registration state of an AOR (for the authorize hook).
+pub use crate::location::RegState;
+
+/// What the authorize hook (or the built-in default) is asked.
+#[derive(Clone, Debug)]
+pub struct AuthFacts {
+    /// Method.
+    pub method: String,
+    /// AOR `sip:user@domain`.
+    pub aor: String,
+    /// User part.
+    pub user: String,
+    /// Domain part.
+    pub domain: String,
+    /// Digest username, if credentials were sent.
+    pub auth_user: Option<String>,
+    /// Digest check result.
+    pub credentials: Credentials,
+    /// True if the user is configured.
+    pub known_user: bool,
+    /// Packet source.
+    pub source: Flow,
+    /// Source classification.
+    pub ingress: Ingress,
+    /// User-Agent.
+    pub user_agent: Option<String>,
+    /// REGISTER Contact URIs (`*` for wildcard).
+    pub contacts: Vec<String>,
+    /// Requested expiry.
+    pub expires: Option<u32>,
+    /// Registration state of `aor`.
+    pub registration: RegState,
+    /// Current contact count.
+    pub contact_count: u32,
+    /// Arrival time (Unix ms).
+    pub time_unix_ms: i64,
+}
+
+/// An authorization decision (mirrors the WIT `auth-decision`).
+#[derive(Clone, Debug, PartialEq)]
+pub enum AuthVerdict {
+    /// Let it through, with registration limits.
+    Accept {
+        /// Clamp expiry.
+        max_expires: Option<u32>,
+        /// 423 below this.
+        min_expires: Option<u32>,
+        /// Keep at most this many contacts.
+        max_contacts: Option<u32>,
+    },
+    /// 401/407 with challenges.
+    Challenge {
+        /// Realm (none = our domain).
+        realm: Option<String>,
+        /// Algorithms (empty = configured default).
+        algorithms: Vec<DigestAlgorithm>,
+    },
+    /// Final response.
+    Reject(u16, String),
+    /// Silence.
+    Drop,
+}
+
+impl AuthVerdict {
+    /// The built-in policy used when no `authorize` plugin is bound:
+    /// valid → accept, none/stale → challenge, invalid → 403.
+    pub fn default_for(facts: &AuthFacts) -> AuthVerdict {
+        match facts.credentials {
+            Credentials::Valid => AuthVerdict::Accept {
+                max_expires: None,
+                min_expires: None,
+                max_contacts: None,
+            },
+            Credentials::None | Credentials::Stale => AuthVerdict::Challenge {
+                realm: None,
+                algorithms: Vec::new(),
+            },
+            Credentials::Invalid => AuthVerdict::Reject(403, "Forbidden".into()),
+        }
+    }
+}
+
+/// Why an attempt failed (mirrors the WIT `cause`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Cause {
+    /// Exactly this status.
+    Status(u16),
+    /// Any status of this class (4, 5, 6).
+    StatusClass(u8),
+    /// Ring timeout / Timer B.
+    NoAnswer,
+    /// Could not be tried.
+    Unavailable,
+    /// At its call limit.
+    LimitReached,
+}
+
+/// Where an attempt goes, resolved by the shell.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Dest {
+    /// A registered user (AOR or user name).
+    User(String),
+    /// A configured trunk by name (trunk groups are resolved to a member).
+    Trunk(String),
+    /// An explicit SIP URI.
+    Uri(String),
+    /// Could not be resolved (unknown trunk/group, no member available).
+    Unavailable(String),
+}
+
+/// One planned attempt, with egress rewrite applied.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PlannedAttempt {
+    /// Destination.
+    pub dest: Dest,
+    /// A number on this leg.
+    pub a_number: String,
+    /// B number on this leg.
+    pub b_number: String,
+    /// Display name on this leg.
+    pub display_name: Option<String>,
+    /// Headers to add.
+    pub add_headers: Vec<(String, String)>,
+    /// Header names not to copy.
+    pub remove_headers: Vec<String>,
+    /// Ring timeout for this attempt.
+    pub ring_timeout: Option<Duration>,
+    /// Media relay (true) or bypass; none = default.
+    pub relay: Option<bool>,
+    /// Codec allow list.
+    pub codecs: Option<Vec<String>>,
+    /// Trunk group the trunk was picked from (for CDRs).
+    pub group: Option<String>,
+}
+
+/// The outcome of the call's decision pipeline (rewrite → portability →
+/// route → egress rewrite), computed by the shell in the call's pinned
+/// generation.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Plan {
+    /// A number after the ingress rewrite.
+    pub a_number: String,
+    /// B number after the ingress rewrite.
+    pub b_number: String,
+    /// Display name after the ingress rewrite.
+    pub display_name: Option<String>,
+    /// Routing number from the portability lookup, if any.
+    pub routing_number: Option<String>,
+    /// The decision.
+    pub decision: PlanDecision,
+    /// Policy generation the call is pinned to, and plugin versions (for CDRs).
+    pub generation: String,
+}
+
+/// The routing decision.
+#[derive(Clone, Debug, PartialEq)]
+pub enum PlanDecision {
+    /// Try these attempts in order.
+    Forward {
+        /// Attempts.
+        attempts: Vec<PlannedAttempt>,
+        /// Causes that move on.
+        retry_on: Vec<Cause>,
+        /// Report the last failure (true) or the first (false).
+        prefer_last: bool,
+    },
+    /// Refuse.
+    Reject(u16, String),
+    /// 302 with these contacts.
+    Redirect(Vec<String>),
+}
+
+/// Everything the decision pipeline needs about a new call (the WIT `call`
+/// record before rewrite/portability).
+#[derive(Clone, Debug)]
+pub struct CallFacts {
+    /// Host call id (CDR key), e.g. `c42`.
+    pub call_id: String,
+    /// Ingress.
+    pub ingress: Ingress,
+    /// Packet source.
+    pub source: Flow,
+    /// Request-URI as received.
+    pub request_uri: String,
+    /// A number before rewrite.
+    pub a_number: String,
+    /// B number before rewrite.
+    pub b_number: String,
+    /// Display name.
+    pub display_name: Option<String>,
+    /// From party (uri, user, host, display).
+    pub from: Party,
+    /// To party.
+    pub to: Party,
+    /// P-Asserted-Identity.
+    pub pai: Option<Party>,
+    /// Diversion entries, most recent first.
+    pub diversion: Vec<Party>,
+    /// Selected headers.
+    pub headers: Vec<(String, String)>,
+    /// Offered codecs.
+    pub codecs: Vec<String>,
+    /// Ingress trunk name (for the ingress rewrite's scope).
+    pub trunk: Option<String>,
+    /// Arrival (Unix ms).
+    pub time_unix_ms: i64,
+}
+
+/// A party of the call.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Party {
+    /// Full URI.
+    pub uri: String,
+    /// User part (decoded).
+    pub user: String,
+    /// Host part.
+    pub host: String,
+    /// Display name.
+    pub display_name: Option<String>,
+}
+
+/// What the core asks the shell to do.
+#[derive(Debug)]
+pub enum Action {
+    /// Send bytes.
+    Send {
+        /// Where.
+        target: Target,
+        /// What.
+        data: Bytes,
+    },
+    /// Run the authorize hook (or the default) and answer with
+    /// [`Event::AuthDecided`].
+    Authorize {
+        /// Correlation id.
+        pending: u64,
+        /// Facts.
+        facts: AuthFacts,
+    },
+    /// Run rewrite → portability → route → egress rewrite for a new call
+    /// in a generation pinned to `call`, answer with [`Event::CallPlanned`].
+    PlanCall {
+        /// Call.
+        call: u64,
+        /// Facts.
+        facts: Box<CallFacts>,
+    },
+    /// The call is over: unpin its generation.
+    CallEnded {
+        /// Call.
+        call: u64,
+    },
+    /// Persist a binding.
+    SaveBinding {
+        /// AOR.
+        aor: String,
+        /// Binding.
+        binding: Binding,
+    },
+    /// Delete a binding.
+    DeleteBinding {
+        /// AOR.
+        aor: String,
+        /// Contact URI.
+        contact: String,
+    },
+    /// Write a CDR (one per call, attempts inside).
+    Cdr(Box<strowger_store::Cdr>),
+}
+
+/// Counters.
+#[derive(Clone, Debug, Default)]
+pub struct Stats {
+    /// Messages received.
+    pub rx: u64,
+    /// Unparseable messages.
+    pub malformed: u64,
+    /// Retransmissions absorbed.
+    pub retransmissions: u64,
+    /// REGISTERs accepted.
+    pub registers_ok: u64,
+    /// Calls created.
+    pub calls: u64,
+    /// Calls answered.
+    pub answered: u64,
+    /// Calls currently in progress.
+    pub active_calls: u64,
+}
+
+/// Timer payloads.
+#[derive(Debug, Clone)]
+pub(crate) enum TimerKind {
+    /// Rotate the response cache.
+    CacheRotate,
+    /// Sweep expired registrations.
+    Sweep,
+    /// Per-call timers.
+    Call(u64, crate::b2bua::CallTimer),
+}
+
+/// Cached final responses of server transactions (retransmission
+/// absorption): two generations rotated every 64*T1, so an entry lives
+/// between 32 and 64 s (Timer J / Timer H territory).
+#[derive(Default)]
+pub(crate) struct ResponseCache {
+    cur: HashMap<TxKey, Option<(Target, Bytes)>>,
+    prev: HashMap<TxKey, Option<(Target, Bytes)>>,
+}
+
+/// Server transaction key: top Via branch, sent-by and CSeq method
+/// (ACK and CANCEL map to INVITE's transaction separately).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct TxKey {
+    branch: Box<str>,
+    method: Box<str>,
+    call_id: Box<str>,
+}
+
+impl TxKey {
+    pub(crate) fn of(req: &Message, method: &str) -> TxKey {
+        TxKey {
+            branch: req.top_via().branch().unwrap_or("").into(),
+            method: method.into(),
+            call_id: req.call_id().into(),
+        }
+    }
+}
+
+impl ResponseCache {
+    fn get(&self, k: &TxKey) -> Option<&Option<(Target, Bytes)>> {
+        self.cur.get(k).or_else(|| self.prev.get(k))
+    }
+    pub(crate) fn put(&mut self, k: TxKey, v: Option<(Target, Bytes)>) {
+        self.prev.remove(&k);
+        self.cur.insert(k, v);
+    }
+    fn rotate(&mut self) {
+        self.prev = std::mem::take(&mut self.cur);
+    }
+}
+
+/// A REGISTER or initial request waiting for the authorize decision.
+pub(crate) struct PendingAuth {
+    pub(crate) req: Message,
+    pub(crate) flow: Flow,
+    pub(crate) facts: AuthFacts,
+}
+
+/// The switch core.
+pub struct Core {
+    pub(crate) cfg: CoreConfig,
+    pub(crate) location: Arc<RwLock<Location>>,
+    pub(crate) auth: DigestAuth,
+    pub(crate) timers: Timers<TimerKind>,
+    pub(crate) out: Vec<Action>,
+    pub(crate) cache: ResponseCache,
+    pub(crate) pending_auth: HashMap<u64, PendingAuth>,
+    pub(crate) calls: HashMap<u64, CallState>,
+    /// SIP Call-ID → call and leg.
+    pub(crate) legs: HashMap<Box<str>, LegRef>,
+    pub(crate) media: Box<dyn MediaHandler>,
+    pub(crate) next_id: u64,
+    pub(crate) stats: Stats,
+    pub(crate) started: bool,
+}
+
+impl Core {
+    /// A core with the pass-through media handler and a fresh location
+    /// service.
+    pub fn new(cfg: CoreConfig) -> Core {
+        Core::with_parts(cfg, Arc::new(RwLock::new(Location::new())), Box::new(PassThrough))
+    }
+
+    /// A core sharing `location` (read by plugins through host services)
+    /// and using `media` for SDP.
+    pub fn with_parts(
+        cfg: CoreConfig,
+        location: Arc<RwLock<Location>>,
+        media: Box<dyn MediaHandler>,
+    ) -> Core {
+        let auth = DigestAuth::new(cfg.nonce_ttl);
+        Core {
+            cfg,
+            location,
+            auth,
+            timers: Timers::default(),
+            out: Vec::new(),
+            cache: ResponseCache::default(),
+            pending_auth: HashMap::new(),
+            calls: HashMap::new(),
+            legs: HashMap::new(),
+            media,
+            next_id: 0,
+            stats: Stats::default(),
+            started: false,
+        }
+    }
+
+    /// Settings.
+    pub fn config(&self) -> &CoreConfig {
+        &self.cfg
+    }
+
+    /// The shared location service.
+    pub fn location(&self) -> Arc<RwLock<Location>> {
+        self.location.clone()
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// Number of calls in progress.
+    pub fn active_calls(&self) -> usize {
+        self.calls.len()
+    }
+
+    /// Actions produced so far (the shell drains them after every call
+    /// into the core).
+    pub fn drain_actions(&mut self) -> std::vec::Drain<'_, Action> {
+        self.out.drain(..)
+    }
+
+    /// The earliest instant at which [`Core::poll_timers`] has work.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.timers.next_deadline()
+    }
+
+    pub(crate) fn next_id(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    fn ensure_started(&mut self, now: Now) {
+        if !self.started {
+            self.started = true;
+            self.timers.schedule(now.mono + self.cfg.t1 * 64, TimerKind::CacheRotate);
+            self.timers.schedule(now.mono + Duration::from_secs(10), TimerKind::Sweep);
+        }
+    }
+
+    /// Runs every timer due at `now`.
+    pub fn poll_timers(&mut self, now: Now) {
+        self.ensure_started(now);
+        while let Some((id, kind)) = self.timers.pop_expired(now.mono) {
+            match kind {
+                TimerKind::CacheRotate => {
+                    self.cache.rotate();
+                    self.timers.schedule(now.mono + self.cfg.t1 * 64, TimerKind::CacheRotate);
+                }
+                TimerKind::Sweep => {
+                    let gone = self.location.write().sweep(now.mono);
+                    for (aor, contact) in gone {
+                        self.out.push(Action::DeleteBinding { aor, contact });
+                    }
+                    self.timers.schedule(now.mono + Duration::from_secs(10), TimerKind::Sweep);
+                }
+                TimerKind::Call(call, t) => self.on_call_timer(now, id, call, t),
+            }
+        }
+    }
+
+    /// Feeds one event.
+    pub fn handle(&mut self, now: Now, ev: Event) {
+        self.ensure_started(now);
+        match ev {
+            Event::Net(inb) => self.on_net(now, inb),
+            Event::ConnClosed(_) => {}
+            Event::AuthDecided { pending, verdict } => self.on_auth_decided(now, pending, verdict),
+            Event::CallPlanned { call, plan } => self.on_call_planned(now, call, plan),
+        }
+    }
+
+    pub(crate) fn send(&mut self, target: Target, data: Bytes) {
+        self.out.push(Action::Send { target, data });
+    }
+
+    /// Sends a response to `req` on `flow` and, if `cache`, remembers it for
+    /// retransmissions of the request.
+    pub(crate) fn respond(&mut self, req: &Message, flow: Flow, data: Bytes) {
+        let method = req.cseq().method.as_str().to_string();
+        if req.status().is_none() && !matches!(req.method(), Some(Method::Ack)) {
+            let status = strowger_sip::parse(data.clone()).ok().and_then(|m| m.status());
+            if status.is_some_and(|s| s >= 200) {
+                self.cache
+                    .put(TxKey::of(req, &method), Some((Target::Flow(flow), data.clone())));
+            }
+        }
+        self.send(Target::Flow(flow), data);
+    }
+
+    /// Builds and sends a simple response.
+    pub(crate) fn reply(&mut self, req: &Message, flow: Flow, code: u16, reason: Option<&str>) {
+        let tag = strowger_sip::ids::tag();
+        let b = match reason {
+            Some(r) => ResponseBuilder::with_reason(req, code, r),
+            None => ResponseBuilder::new(req, code),
+        };
+        let data = b.to_tag(&tag).header("Server", &self.cfg.user_agent).build();
+        self.respond(req, flow, data);
+    }
+
+    fn on_net(&mut self, now: Now, inb: Inbound) {
+        self.stats.rx += 1;
+        let opts = ParseOptions { max_size: 65535, stream: inb.flow.transport.is_stream() };
+        let msg = match strowger_sip::parse_with(inb.data, &opts) {
+            Ok(m) => m,
+            Err(e) => {
+                self.stats.malformed += 1;
+                tracing::debug!(src = %inb.flow.remote, error = %e, "malformed SIP message");
+                if let Some(resp) = e.bad_request_response(Some(&strowger_sip::ids::tag())) {
+                    self.send(Target::Flow(inb.flow), resp);
+                }
+                return;
+            }
+        };
+        if msg.is_response() {
+            self.on_response(now, msg, inb.flow);
+            return;
+        }
+        let msg = match fix_via(&msg, inb.flow.remote) {
+            Some(fixed) => match strowger_sip::parse_with(fixed, &opts) {
+                Ok(m) => m,
+                Err(_) => msg,
+            },
+            None => msg,
+        };
+        let method = msg.method().cloned().unwrap_or(Method::Other("".into()));
+        // retransmission of a request whose transaction we know
+        if method != Method::Ack {
+            let key = TxKey::of(&msg, method.as_str());
+            if let Some(entry) = self.cache.get(&key) {
+                self.stats.retransmissions += 1;
+                if let Some((target, data)) = entry.clone() {
+                    self.send(target, data);
+                }
+                return;
+            }
+        }
+        match method {
+            Method::Ack => self.on_ack(now, msg, inb.flow),
+            Method::Cancel => self.on_cancel(now, msg, inb.flow),
+            _ if msg.to_tag().is_some() => self.on_in_dialog(now, msg, inb.flow),
+            Method::Register => self.on_register(now, msg, inb.flow),
+            Method::Invite => self.on_invite(now, msg, inb.flow),
+            Method::Options => {
+                let tag = strowger_sip::ids::tag();
+                let data = ResponseBuilder::new(&msg, 200)
+                    .to_tag(&tag)
+                    .header("Allow", ALLOW)
+                    .header("Accept", "application/sdp")
+                    .header("Server", &self.cfg.user_agent)
+                    .build();
+                self.respond(&msg, inb.flow, data);
+            }
+            _ => {
+                let tag = strowger_sip::ids::tag();
+                let data = ResponseBuilder::new(&msg, 405)
+                    .to_tag(&tag)
+                    .header("Allow", ALLOW)
+                    .header("Server", &self.cfg.user_agent)
+                    .build();
+                self.respond(&msg, inb.flow, data);
+            }
+        }
+    }
+
+    /// Our advertised address for a transport towards a destination family.
+    pub(crate) fn local_for(&self, transport: Transport, v6: bool) -> SocketAddr {
+        self.cfg
+            .listeners
+            .iter()
+            .find(|(t, a)| *t == transport && a.is_ipv6() == v6)
+            .or_else(|| self.cfg.listeners.iter().find(|(t, _)| *t == transport))
+            .or_else(|| self.cfg.listeners.first())
+            .map(|(_, a)| *a)
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 5060)))
+    }
+
+    /// True if `host:port` is one of our listeners (loop detection).
+    pub(crate) fn is_local(&self, host: &str, port: Option<u16>) -> bool {
+        let Ok(ip) = host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() else {
+            return false;
+        };
+        self.cfg.listeners.iter().any(|(t, a)| {
+            a.ip() == ip && a.port() == port.unwrap_or_else(|| t.default_port())
+        })
+    }
+
+    /// Finds a trusted trunk by packet source.
+    pub(crate) fn trunk_by_source(&self, src: SocketAddr) -> Option<&TrunkInfo> {
+        self.cfg.trunks.iter().find(|t| {
+            t.inbound_ip
+                && t.addr.is_some_and(|a| {
+                    a.ip() == src.ip() && (t.ignore_source_port || a.port() == src.port())
+                })
+        })
+    }
+
+    /// Finds a configured user by name (and domain when it is ours or the
+    /// user's own).
+    pub(crate) fn user(&self, user: &str) -> Option<&UserCred> {
+        self.cfg.users.iter().find(|u| u.user == user)
+    }
+}
+
+/// Methods we accept.
+pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, UPDATE, INFO, NOTIFY, REFER, MESSAGE";
+
+/// Adds `received` / fills `rport` in the top Via (RFC 3261 §18.2.1,
+/// RFC 3581). Returns the rewritten message, or none when nothing changes.
+fn fix_via(msg: &Message, src: SocketAddr) -> Option<Bytes> {
+    let top = msg.top_via();
+    let wants_rport = matches!(top.rport(), Some(None));
+    let host_ip = top.host_unbracketed().parse::<IpAddr>().ok();
+    let needs_received = host_ip != Some(src.ip());
+    if !wants_rport && !needs_received {
+        return None;
+    }
+    let new = rewrite_top_via(&top, src, wants_rport);
+    Some(
+        strowger_sip::MessageEditor::new(msg)
+            .pop_via()
+            .prepend_via(&new)
+            .build(),
+    )
+}
+
+fn rewrite_top_via(v: &Via<'_>, src: SocketAddr, rport: bool) -> String {
+    let mut s = format!("SIP/2.0/{} {}", v.transport, v.host);
+    if let Some(p) = v.port {
+        s.push(':');
+        s.push_str(&p.to_string());
+    }
+    for (k, val) in v.params.iter() {
+        if k.eq_ignore_ascii_case("received") || k.eq_ignore_ascii_case("rport") {
+            continue;
+        }
+        s.push(';');
+        s.push_str(k);
+        if let Some(val) = val {
+            s.push('=');
+            s.push_str(val);
+        }
+    }
+    s.push_str(";received=");
+    s.push_str(&src.ip().to_string());
+    if rport {
+        s.push_str(";rport=");
+        s.push_str(&src.port().to_string());
+    }
+    s
+}

@@ -1,0 +1,724 @@
+//! Deterministic tests of the core: events in, actions out, fake clock.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use strowger_sip::Message;
+
+use crate::core::*;
+use crate::flow::{Flow, Target, Transport};
+use crate::transport::Inbound;
+
+const SW: &str = "127.0.0.1:5060";
+const PHONE: &str = "127.0.0.1:7001";
+const PHONE2: &str = "127.0.0.1:7002";
+const TRUNK: &str = "127.0.0.9:5060";
+
+struct H {
+    core: Core,
+    now: Now,
+    sent: Vec<(Target, Message)>,
+    actions: Vec<Action>,
+}
+
+fn flow(remote: &str) -> Flow {
+    Flow {
+        transport: Transport::Udp,
+        local: SW.parse().unwrap(),
+        remote: remote.parse().unwrap(),
+        conn: None,
+    }
+}
+
+impl H {
+    fn new() -> H {
+        let mut cfg = CoreConfig::for_tests(SW.parse().unwrap());
+        cfg.users = (1001..=1003)
+            .map(|u| UserCred { user: u.to_string(), password: format!("pw{u}"), domain: "test.local".into() })
+            .collect();
+        cfg.trunks = vec![
+            TrunkInfo {
+                name: "carrier".into(),
+                host: "127.0.0.9".into(),
+                addr: Some(TRUNK.parse().unwrap()),
+                transport: Transport::Udp,
+                inbound_ip: true,
+                ignore_source_port: true,
+            },
+            TrunkInfo {
+                name: "backup".into(),
+                host: "127.0.0.10".into(),
+                addr: Some("127.0.0.10:5060".parse().unwrap()),
+                transport: Transport::Udp,
+                inbound_ip: false,
+                ignore_source_port: true,
+            },
+        ];
+        H { core: Core::new(cfg), now: Now::real(), sent: Vec::new(), actions: Vec::new() }
+    }
+
+    fn collect(&mut self) {
+        for a in self.core.drain_actions() {
+            match a {
+                Action::Send { target, data } => {
+                    let m = strowger_sip::parse(data).expect("core sends parseable SIP");
+                    self.sent.push((target, m));
+                }
+                other => self.actions.push(other),
+            }
+        }
+    }
+
+    fn rx(&mut self, from: &str, text: &str) {
+        let text = text.replace('\n', "\r\n");
+        self.core.handle(
+            self.now,
+            Event::Net(Inbound { flow: flow(from), data: Bytes::from(text) }),
+        );
+        self.collect();
+    }
+
+    fn rx_msg(&mut self, from: &str, data: Bytes) {
+        self.core.handle(self.now, Event::Net(Inbound { flow: flow(from), data }));
+        self.collect();
+    }
+
+    fn advance(&mut self, d: Duration) {
+        self.now = self.now.after(d);
+        self.core.poll_timers(self.now);
+        self.collect();
+    }
+
+    fn take_sent(&mut self) -> Vec<(Target, Message)> {
+        std::mem::take(&mut self.sent)
+    }
+
+    fn take_actions(&mut self) -> Vec<Action> {
+        std::mem::take(&mut self.actions)
+    }
+
+    /// Answers every pending Authorize with the built-in default verdict.
+    fn authorize_default(&mut self) {
+        for a in self.take_actions() {
+            if let Action::Authorize { pending, facts } = a {
+                let verdict = AuthVerdict::default_for(&facts);
+                self.core.handle(self.now, Event::AuthDecided { pending, verdict });
+            }
+        }
+        self.collect();
+    }
+
+    fn accept_all(&mut self) {
+        for a in self.take_actions() {
+            if let Action::Authorize { pending, .. } = a {
+                let verdict = AuthVerdict::Accept { max_expires: None, min_expires: None, max_contacts: None };
+                self.core.handle(self.now, Event::AuthDecided { pending, verdict });
+            }
+        }
+        self.collect();
+    }
+
+    fn register(&mut self, from: &str, user: &str, contact: &str, expires: u32, cseq: u32) -> Message {
+        let msg = format!(
+            "REGISTER sip:test.local SIP/2.0
+Via: SIP/2.0/UDP {from};branch=z9hG4bKreg{user}{cseq}{expires};rport
+Max-Forwards: 70
+From: <sip:{user}@test.local>;tag=r{user}
+To: <sip:{user}@test.local>
+Call-ID: reg-{user}-{from}
+CSeq: {cseq} REGISTER
+Contact: <{contact}>
+Expires: {expires}
+User-Agent: phone
+Content-Length: 0
+
+"
+        );
+        self.rx(from, &msg);
+        self.accept_all();
+        let mut s = self.take_sent();
+        assert_eq!(s.len(), 1, "one response to REGISTER");
+        s.pop().unwrap().1
+    }
+}
+
+fn invite(from_user: &str, to: &str, call_id: &str, branch: &str, src: &str) -> String {
+    format!(
+        "INVITE sip:{to}@test.local SIP/2.0
+Via: SIP/2.0/UDP {src};branch={branch}
+Max-Forwards: 70
+From: \"Alice\" <sip:{from_user}@carrier.example>;tag=a1
+To: <sip:{to}@test.local>
+Call-ID: {call_id}
+CSeq: 1 INVITE
+Contact: <sip:{from_user}@{src}>
+X-Account: 42
+Secret-Topology: internal-host
+Content-Type: application/sdp
+Content-Length: 40
+
+v=0
+m=audio 4000 RTP/AVP 0 8
+a=x:yz12345
+"
+    )
+}
+
+fn plan_to(h: &mut H, attempts: Vec<PlannedAttempt>, retry_on: Vec<Cause>, prefer_last: bool) -> u64 {
+    let acts = h.take_actions();
+    let call = acts
+        .iter()
+        .find_map(|a| match a {
+            Action::PlanCall { call, .. } => Some(*call),
+            _ => None,
+        })
+        .expect("PlanCall");
+    h.core.handle(
+        h.now,
+        Event::CallPlanned {
+            call,
+            plan: Plan {
+                a_number: "1001".into(),
+                b_number: "5511".into(),
+                display_name: None,
+                routing_number: None,
+                decision: PlanDecision::Forward { attempts, retry_on, prefer_last },
+                generation: "1 route=test@1".into(),
+            },
+        },
+    );
+    h.collect();
+    call
+}
+
+fn attempt(dest: Dest) -> PlannedAttempt {
+    PlannedAttempt {
+        dest,
+        a_number: "1001".into(),
+        b_number: "5511".into(),
+        display_name: Some("Alice".into()),
+        add_headers: vec![("X-Route".into(), "r1".into())],
+        remove_headers: vec![],
+        ring_timeout: Some(Duration::from_secs(20)),
+        relay: None,
+        codecs: None,
+        group: None,
+    }
+}
+
+/// Builds a response from the far end to a request we sent.
+fn answer(req: &Message, code: u16, to_tag: &str, sdp: bool) -> Bytes {
+    let mut b = strowger_sip::ResponseBuilder::new(req, code).to_tag(to_tag);
+    if (180..300).contains(&code) {
+        b = b.contact("sip:callee@127.0.0.1:7001");
+    }
+    if sdp {
+        b = b.body("application/sdp", b"v=0\r\nm=audio 5000 RTP/AVP 0\r\n");
+    }
+    b.build()
+}
+
+#[test]
+fn register_challenge_then_bindings() {
+    let mut h = H::new();
+    // no credentials: default policy challenges with SHA-256 and MD5 side by side
+    h.rx(PHONE, "REGISTER sip:test.local SIP/2.0
+Via: SIP/2.0/UDP 10.0.0.5:5060;branch=z9hG4bKr1;rport
+From: <sip:1001@test.local>;tag=x
+To: <sip:1001@test.local>
+Call-ID: r1
+CSeq: 1 REGISTER
+Contact: <sip:1001@10.0.0.5:5060>
+Content-Length: 0
+
+");
+    h.authorize_default();
+    let s = h.take_sent();
+    assert_eq!(s.len(), 1);
+    let r = &s[0].1;
+    assert_eq!(r.status(), Some(401));
+    let ch: Vec<&str> = r.www_authenticate().collect();
+    assert_eq!(ch.len(), 2);
+    assert!(ch[0].contains("SHA-256") && ch[1].contains("MD5"), "{ch:?}");
+    // RFC 3581: response goes to the packet source, Via gets received/rport
+    assert_eq!(s[0].0, Target::Flow(flow(PHONE)));
+    let v = r.top_via();
+    assert_eq!(v.received(), Some("127.0.0.1"));
+    assert_eq!(v.rport(), Some(Some(7001)));
+
+    // accepted: two contacts, fetch, unregister one, wildcard
+    let r = h.register(PHONE, "1001", "sip:1001@10.0.0.5:5060", 120, 2);
+    assert_eq!(r.status(), Some(200));
+    assert_eq!(r.contacts().unwrap().len(), 1);
+    let r = h.register(PHONE2, "1001", "sip:1001@10.0.0.6:5060", 7200, 1);
+    assert_eq!(r.status(), Some(200));
+    let cs = r.contacts().unwrap();
+    assert_eq!(cs.len(), 2);
+    // max_expires clamps 7200 to 3600
+    assert!(cs.iter().any(|c| c.expires() == Some(3600)), "{cs:?}");
+    let loc = h.core.location();
+    let b = loc.read().lookup("sip:1001@test.local", h.now.mono);
+    assert_eq!(b.len(), 2);
+    assert!(b.iter().any(|b| b.flow == flow(PHONE)));
+    let saves = h.take_actions();
+    assert!(saves.iter().any(|a| matches!(a, Action::SaveBinding { .. })));
+
+    // too brief
+    let r = h.register(PHONE, "1001", "sip:1001@10.0.0.5:5060", 10, 3);
+    assert_eq!(r.status(), Some(423));
+    assert_eq!(r.min_expires(), Some(60));
+
+    // un-register one
+    let r = h.register(PHONE, "1001", "sip:1001@10.0.0.5:5060", 0, 4);
+    assert_eq!(r.status(), Some(200));
+    assert_eq!(r.contacts().unwrap().len(), 1);
+    // expiry by time
+    h.advance(Duration::from_secs(3601));
+    assert_eq!(loc.read().lookup("sip:1001@test.local", h.now.mono).len(), 0);
+    assert!(h.take_actions().iter().any(|a| matches!(a, Action::DeleteBinding { .. })));
+}
+
+#[test]
+fn register_retransmission_is_absorbed() {
+    let mut h = H::new();
+    let msg = "REGISTER sip:test.local SIP/2.0
+Via: SIP/2.0/UDP 127.0.0.1:7001;branch=z9hG4bKsame
+From: <sip:1002@test.local>;tag=x
+To: <sip:1002@test.local>
+Call-ID: rr
+CSeq: 7 REGISTER
+Contact: <sip:1002@127.0.0.1:7001>
+Content-Length: 0
+
+";
+    h.rx(PHONE, msg);
+    h.rx(PHONE, msg); // while the decision is pending: silently absorbed
+    h.accept_all();
+    assert_eq!(h.take_sent().len(), 1);
+    h.rx(PHONE, msg); // after the final: the same response again, no new decision
+    let s = h.take_sent();
+    assert_eq!(s.len(), 1);
+    assert_eq!(s[0].1.status(), Some(200));
+    assert!(h.take_actions().iter().all(|a| !matches!(a, Action::Authorize { .. })));
+    assert_eq!(h.core.stats().retransmissions, 2);
+}
+
+#[test]
+fn trunk_call_to_user_end_to_end() {
+    let mut h = H::new();
+    h.register(PHONE, "1002", "sip:1002@192.168.1.20:5060", 3600, 1);
+    h.take_actions();
+    h.rx(TRUNK, &invite("5511", "1002", "A-call-1", "z9hG4bKa1", TRUNK));
+    let s = h.take_sent();
+    assert_eq!(s[0].1.status(), Some(100));
+    let call = plan_to(&mut h, vec![attempt(Dest::User("1002".into()))], vec![], true);
+    let s = h.take_sent();
+    assert_eq!(s.len(), 1);
+    let (target, b_inv) = &s[0];
+    // NAT: sent to the registration's flow, not to the Contact's host
+    assert_eq!(*target, Target::Flow(flow(PHONE)));
+    assert_eq!(b_inv.request_uri_str(), Some("sip:1002@192.168.1.20:5060"));
+    // topology hiding: new Call-ID and tags, our Via only, safe headers copied
+    assert_ne!(b_inv.call_id(), "A-call-1");
+    assert_eq!(b_inv.via_count(), 1);
+    assert!(b_inv.top_via().host.contains("127.0.0.1"));
+    assert_eq!(b_inv.header("X-Account"), Some("42"));
+    assert_eq!(b_inv.header("X-Route"), Some("r1"));
+    assert_eq!(b_inv.header("Secret-Topology"), None);
+    assert_eq!(b_inv.max_forwards(), Some(69));
+    assert_eq!(b_inv.from().uri.user, Some("1001"));
+    assert!(!b_inv.as_bytes().windows(8).any(|w| w == b"carrier."), "A-side host leaked");
+    assert!(b_inv.body().starts_with(b"v=0"));
+
+    // 180 then 200 relayed with our tag and Contact
+    h.rx_msg(PHONE, answer(b_inv, 180, "b1", false));
+    let s = h.take_sent();
+    assert_eq!(s.len(), 1);
+    let a180 = &s[0].1;
+    assert_eq!(a180.status(), Some(180));
+    assert_eq!(a180.call_id(), "A-call-1");
+    assert_eq!(s[0].0, Target::Flow(flow(TRUNK)));
+    let a_tag = a180.to_tag().unwrap().to_string();
+    assert_ne!(a_tag, "b1");
+    h.rx_msg(PHONE, answer(b_inv, 200, "b1", true));
+    let s = h.take_sent();
+    assert_eq!(s.len(), 1);
+    let a200 = &s[0].1;
+    assert_eq!(a200.status(), Some(200));
+    assert_eq!(a200.to_tag(), Some(a_tag.as_str()));
+    assert!(a200.body().starts_with(b"v=0"));
+    assert!(a200.contact().unwrap().unwrap().addr().unwrap().uri.raw.contains("strowger@127.0.0.1"));
+    // 200 is retransmitted until ACK
+    h.advance(Duration::from_millis(600));
+    assert_eq!(h.take_sent().len(), 1);
+
+    // ACK from A becomes an ACK on the B dialog
+    h.rx(TRUNK, &format!("ACK sip:strowger@127.0.0.1:5060 SIP/2.0
+Via: SIP/2.0/UDP {TRUNK};branch=z9hG4bKack1
+Max-Forwards: 70
+From: \"Alice\" <sip:5511@carrier.example>;tag=a1
+To: <sip:1002@test.local>;tag={a_tag}
+Call-ID: A-call-1
+CSeq: 1 ACK
+Content-Length: 0
+
+"));
+    let s = h.take_sent();
+    assert_eq!(s.len(), 1);
+    let ack = &s[0].1;
+    assert_eq!(ack.method(), Some(&strowger_sip::Method::Ack));
+    assert_eq!(ack.call_id(), b_inv.call_id());
+    assert_eq!(ack.request_uri_str(), Some("sip:callee@127.0.0.1:7001"));
+    assert_eq!(ack.to_tag(), Some("b1"));
+    h.advance(Duration::from_secs(2));
+    assert!(h.take_sent().is_empty(), "no more 200 retransmissions after ACK");
+
+    // re-INVITE from B relayed to A, answer relayed back
+    let b_from = b_inv.from_tag().unwrap().to_string();
+    h.rx(PHONE, &format!("INVITE sip:strowger@127.0.0.1:5060 SIP/2.0
+Via: SIP/2.0/UDP {PHONE};branch=z9hG4bKre1
+Max-Forwards: 70
+From: <sip:1002@test.local>;tag=b1
+To: <sip:1001@test.local>;tag={b_from}
+Call-ID: {}
+CSeq: 5 INVITE
+Contact: <sip:callee@127.0.0.1:7001>
+Content-Type: application/sdp
+Content-Length: 10
+
+v=0 hold
+", b_inv.call_id()));
+    let s = h.take_sent();
+    assert_eq!(s.len(), 1);
+    let re = &s[0].1;
+    assert_eq!(re.call_id(), "A-call-1");
+    assert_eq!(re.request_uri_str(), Some("sip:5511@127.0.0.9:5060"));
+    assert_eq!(re.from_tag(), Some(a_tag.as_str()));
+    assert_eq!(re.to_tag(), Some("a1"));
+    h.rx_msg(TRUNK, answer(re, 200, "a1", true));
+    let s = h.take_sent();
+    assert_eq!(s.len(), 1);
+    assert_eq!(s[0].1.status(), Some(200));
+    assert_eq!(s[0].1.cseq().seq, 5);
+    assert_eq!(s[0].0, Target::Flow(flow(PHONE)));
+
+    // BYE from the callee: 200 to B, BYE to A, CDR written
+    h.rx(PHONE, &format!("BYE sip:strowger@127.0.0.1:5060 SIP/2.0
+Via: SIP/2.0/UDP {PHONE};branch=z9hG4bKbye1
+Max-Forwards: 70
+From: <sip:1002@test.local>;tag=b1
+To: <sip:1001@test.local>;tag={b_from}
+Call-ID: {}
+CSeq: 6 BYE
+Content-Length: 0
+
+", b_inv.call_id()));
+    let s = h.take_sent();
+    assert_eq!(s.len(), 2);
+    assert!(s.iter().any(|(_, m)| m.status() == Some(200)));
+    let bye = s.iter().find(|(_, m)| m.method() == Some(&strowger_sip::Method::Bye)).unwrap();
+    assert_eq!(bye.1.call_id(), "A-call-1");
+    let acts = h.take_actions();
+    let cdr = acts
+        .iter()
+        .find_map(|a| match a {
+            Action::Cdr(c) => Some(c),
+            _ => None,
+        })
+        .expect("CDR");
+    assert_eq!(cdr.final_code, 200);
+    assert_eq!(cdr.hangup_side.as_deref(), Some("callee"));
+    assert_eq!(cdr.ingress, "trunk:carrier");
+    assert_eq!(cdr.attempts.len(), 1);
+    assert!(cdr.answer_ms.is_some());
+    assert!(acts.iter().any(|a| matches!(a, Action::CallEnded { call: c } if *c == call)));
+    // A's 200 for our BYE lets the call go
+    h.rx_msg(TRUNK, answer(&bye.1, 200, "a1", false));
+    assert_eq!(h.core.active_calls(), 0);
+    // requests on the finished dialog: 481
+    h.rx(PHONE, &format!("BYE sip:strowger@127.0.0.1:5060 SIP/2.0
+Via: SIP/2.0/UDP {PHONE};branch=z9hG4bKbye2
+From: <sip:1002@test.local>;tag=b1
+To: <sip:1001@test.local>;tag={b_from}
+Call-ID: {}
+CSeq: 7 BYE
+Content-Length: 0
+
+", b_inv.call_id()));
+    assert_eq!(h.take_sent()[0].1.status(), Some(481));
+}
+
+#[test]
+fn serial_failover_and_causes() {
+    let mut h = H::new();
+    h.rx(TRUNK, &invite("5511", "999", "A-fo", "z9hG4bKfo", TRUNK));
+    h.take_sent();
+    plan_to(
+        &mut h,
+        vec![
+            attempt(Dest::User("1003".into())), // not registered: unavailable, always moves on
+            attempt(Dest::Trunk("backup".into())),
+            attempt(Dest::Trunk("carrier".into())),
+            attempt(Dest::Trunk("carrier".into())),
+        ],
+        vec![Cause::Status(503)],
+        false,
+    );
+    let s = h.take_sent();
+    assert_eq!(s.len(), 1, "attempt 1 unavailable, attempt 2 sent");
+    assert_eq!(s[0].0, Target::Addr { transport: Transport::Udp, addr: "127.0.0.10:5060".parse().unwrap() });
+    assert_eq!(s[0].1.request_uri_str(), Some("sip:5511@127.0.0.10"));
+    // 503: marked for retry → ACK + attempt 3
+    h.rx_msg("127.0.0.10:5060", answer(&s[0].1, 503, "x", false));
+    let s2 = h.take_sent();
+    assert_eq!(s2.len(), 2);
+    assert_eq!(s2[0].1.method(), Some(&strowger_sip::Method::Ack));
+    assert_eq!(s2[0].1.top_via().branch(), s[0].1.top_via().branch());
+    let inv3 = &s2[1].1;
+    assert_eq!(s2[1].0, Target::Addr { transport: Transport::Udp, addr: TRUNK.parse().unwrap() });
+    // 486 is not marked: the call ends with it (attempt 4 never tried)
+    h.rx_msg(TRUNK, answer(inv3, 486, "y", false));
+    let s3 = h.take_sent();
+    assert_eq!(s3.len(), 2);
+    let fin = s3.iter().find(|(_, m)| m.status().is_some()).unwrap();
+    assert_eq!(fin.1.status(), Some(486));
+    assert_eq!(fin.1.call_id(), "A-fo");
+    let cdr = h
+        .take_actions()
+        .into_iter()
+        .find_map(|a| match a {
+            Action::Cdr(c) => Some(c),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(cdr.attempts.len(), 3);
+    assert_eq!(cdr.attempts[0].cause.as_deref(), Some("unavailable"));
+    assert_eq!(cdr.attempts[1].final_code, Some(503));
+    assert_eq!(cdr.final_code, 486);
+}
+
+#[test]
+fn preferred_cause_first_and_unavailable_user() {
+    let mut h = H::new();
+    h.rx(TRUNK, &invite("5511", "999", "A-pc", "z9hG4bKpc", TRUNK));
+    h.take_sent();
+    plan_to(
+        &mut h,
+        vec![attempt(Dest::User("1003".into())), attempt(Dest::Trunk("backup".into()))],
+        vec![Cause::StatusClass(5)],
+        false,
+    );
+    let s = h.take_sent();
+    h.rx_msg("127.0.0.10:5060", answer(&s[0].1, 502, "x", false));
+    let s = h.take_sent();
+    let fin = s.iter().find(|(_, m)| m.status().is_some()).unwrap();
+    // first failure: the unregistered user → 480
+    assert_eq!(fin.1.status(), Some(480));
+}
+
+#[test]
+fn ring_timeout_cancels_and_moves_on() {
+    let mut h = H::new();
+    h.rx(TRUNK, &invite("5511", "999", "A-rt", "z9hG4bKrt", TRUNK));
+    h.take_sent();
+    plan_to(
+        &mut h,
+        vec![attempt(Dest::Trunk("backup".into())), attempt(Dest::Trunk("carrier".into()))],
+        vec![Cause::NoAnswer],
+        true,
+    );
+    let s = h.take_sent();
+    let inv1 = s[0].1.clone();
+    h.rx_msg("127.0.0.10:5060", answer(&inv1, 180, "r1", false));
+    assert_eq!(h.take_sent()[0].1.status(), Some(180));
+    h.advance(Duration::from_secs(21));
+    let s = h.take_sent();
+    let cancel = s.iter().find(|(_, m)| m.method() == Some(&strowger_sip::Method::Cancel)).expect("CANCEL");
+    assert_eq!(cancel.1.top_via().branch(), inv1.top_via().branch());
+    let inv2 = s.iter().find(|(_, m)| m.method() == Some(&strowger_sip::Method::Invite)).expect("attempt 2");
+    assert_eq!(inv2.0.addr(), TRUNK.parse::<SocketAddr>().unwrap());
+    // late 487 for the cancelled leg is ACKed and changes nothing
+    h.rx_msg("127.0.0.10:5060", answer(&inv1, 487, "r1", false));
+    let s = h.take_sent();
+    assert_eq!(s.len(), 1);
+    assert_eq!(s[0].1.method(), Some(&strowger_sip::Method::Ack));
+}
+
+#[test]
+fn caller_cancel_propagates() {
+    let mut h = H::new();
+    h.register(PHONE, "1002", "sip:1002@127.0.0.1:7001", 3600, 1);
+    h.register(PHONE2, "1002", "sip:1002@127.0.0.1:7002", 3600, 1);
+    h.take_actions();
+    let inv = invite("5511", "1002", "A-cx", "z9hG4bKcx", TRUNK);
+    h.rx(TRUNK, &inv);
+    h.take_sent();
+    plan_to(&mut h, vec![attempt(Dest::User("1002".into()))], vec![], true);
+    let s = h.take_sent();
+    assert_eq!(s.len(), 2, "forked to both contacts");
+    for (t, m) in &s {
+        let src = t.addr().to_string();
+        h.rx_msg(&src, answer(m, 180, "f", false));
+    }
+    h.take_sent();
+    h.rx(TRUNK, "CANCEL sip:1002@test.local SIP/2.0
+Via: SIP/2.0/UDP 127.0.0.9:5060;branch=z9hG4bKcx
+Max-Forwards: 70
+From: \"Alice\" <sip:5511@carrier.example>;tag=a1
+To: <sip:1002@test.local>
+Call-ID: A-cx
+CSeq: 1 CANCEL
+Content-Length: 0
+
+");
+    let s = h.take_sent();
+    let codes: Vec<u16> = s.iter().filter_map(|(_, m)| m.status()).collect();
+    assert!(codes.contains(&200) && codes.contains(&487), "{codes:?}");
+    assert_eq!(s.iter().filter(|(_, m)| m.method() == Some(&strowger_sip::Method::Cancel)).count(), 2);
+}
+
+#[test]
+fn fork_first_answer_wins() {
+    let mut h = H::new();
+    h.register(PHONE, "1002", "sip:1002@127.0.0.1:7001", 3600, 1);
+    h.register(PHONE2, "1002", "sip:1002@127.0.0.1:7002", 3600, 1);
+    h.take_actions();
+    h.rx(TRUNK, &invite("5511", "1002", "A-fk", "z9hG4bKfk", TRUNK));
+    h.take_sent();
+    plan_to(&mut h, vec![attempt(Dest::User("1002".into()))], vec![], true);
+    let s = h.take_sent();
+    h.rx_msg(PHONE, answer(&s[0].1, 180, "p1", false));
+    h.rx_msg(PHONE2, answer(&s[1].1, 180, "p2", false));
+    h.take_sent();
+    h.rx_msg(PHONE2, answer(&s[1].1, 200, "p2", true));
+    let out = h.take_sent();
+    assert!(out.iter().any(|(_, m)| m.status() == Some(200)));
+    let c = out.iter().find(|(_, m)| m.method() == Some(&strowger_sip::Method::Cancel)).unwrap();
+    assert_eq!(c.1.call_id(), s[0].1.call_id());
+}
+
+#[test]
+fn protocol_errors() {
+    let mut h = H::new();
+    // Max-Forwards 0
+    h.rx(TRUNK, &invite("5511", "1002", "A-mf", "z9hG4bKmf", TRUNK).replace("Max-Forwards: 70", "Max-Forwards: 0"));
+    assert_eq!(h.take_sent()[0].1.status(), Some(483));
+    // loop: our own Via in the request
+    let looped = invite("5511", "1002", "A-lp", "z9hG4bKlp", TRUNK)
+        .replace("Max-Forwards: 70", "Via: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKours\nMax-Forwards: 70");
+    h.rx(TRUNK, &looped);
+    assert_eq!(h.take_sent()[0].1.status(), Some(482));
+    // unknown dialog
+    h.rx(TRUNK, "BYE sip:x@127.0.0.1 SIP/2.0
+Via: SIP/2.0/UDP 127.0.0.9:5060;branch=z9hG4bKu1
+From: <sip:a@b>;tag=1
+To: <sip:c@d>;tag=2
+Call-ID: nope
+CSeq: 2 BYE
+Content-Length: 0
+
+");
+    assert_eq!(h.take_sent()[0].1.status(), Some(481));
+    // OPTIONS to the switch
+    h.rx(PHONE, "OPTIONS sip:127.0.0.1:5060 SIP/2.0
+Via: SIP/2.0/UDP 127.0.0.1:7001;branch=z9hG4bKo1
+From: <sip:a@b>;tag=1
+To: <sip:127.0.0.1>
+Call-ID: opt
+CSeq: 1 OPTIONS
+Content-Length: 0
+
+");
+    let s = h.take_sent();
+    assert_eq!(s[0].1.status(), Some(200));
+    assert!(s[0].1.header("Allow").unwrap().contains("INVITE"));
+    // malformed: 400 with a reason, no panic
+    h.rx(PHONE, "INVITE sip:x@y SIP/2.0
+Via: SIP/2.0/UDP 127.0.0.1:7001;branch=z9hG4bKm1
+From: <sip:a@b>;tag=1
+To: <sip:c@d>
+Call-ID: bad
+CSeq: 1 INVITE
+Content-Length: 500
+
+");
+    let s = h.take_sent();
+    assert_eq!(s[0].1.status(), Some(400));
+    // garbage: dropped
+    h.rx(PHONE, "\u{1}\u{2}garbage");
+    assert!(h.take_sent().is_empty());
+    assert!(h.core.stats().malformed >= 2);
+}
+
+#[test]
+fn unauthenticated_invite_is_challenged() {
+    let mut h = H::new();
+    h.rx(PHONE, &invite("1001", "1002", "A-auth", "z9hG4bKau", PHONE));
+    h.authorize_default();
+    let s = h.take_sent();
+    assert_eq!(s.len(), 1);
+    assert_eq!(s[0].1.status(), Some(407));
+    assert_eq!(s[0].1.proxy_authenticate().count(), 2);
+}
+
+fn reg_with_auth(user: &str, cseq: u32, branch: &str, auth: Option<&str>) -> String {
+    let auth = auth.map(|a| format!("Authorization: {a}\n")).unwrap_or_default();
+    format!(
+        "REGISTER sip:test.local SIP/2.0
+Via: SIP/2.0/UDP 127.0.0.1:7001;branch={branch}
+From: <sip:{user}@test.local>;tag=x
+To: <sip:{user}@test.local>
+Call-ID: dg-{user}
+CSeq: {cseq} REGISTER
+Contact: <sip:{user}@127.0.0.1:7001>
+{auth}Content-Length: 0
+
+"
+    )
+}
+
+#[test]
+fn digest_register_sha256_and_md5_replay_and_wrong_password() {
+    let mut h = H::new();
+    h.rx(PHONE, &reg_with_auth("1001", 1, "z9hG4bKd1", None));
+    h.authorize_default();
+    let r = h.take_sent().pop().unwrap().1;
+    assert_eq!(r.status(), Some(401));
+    let chs: Vec<String> = r.www_authenticate().map(str::to_string).collect();
+    let mut nc = 0;
+    for (i, ch) in chs.iter().enumerate() {
+        let c = strowger_sip::digest::Challenge::parse(ch).unwrap();
+        nc += 1;
+        let a = strowger_sip::digest::answer(&c, "REGISTER", "sip:test.local", "1001", "pw1001", None, nc);
+        let msg = reg_with_auth("1001", 2 + i as u32 * 2, &format!("z9hG4bKd2{i}"), Some(&a));
+        h.rx(PHONE, &msg);
+        h.authorize_default();
+        let r = h.take_sent().pop().unwrap().1;
+        assert_eq!(r.status(), Some(200), "algorithm {}", c.algorithm.as_str());
+        // same credentials again on a new transaction: nonce-count replay
+        let replay = reg_with_auth("1001", 3 + i as u32 * 2, &format!("z9hG4bKd3{i}"), Some(&a));
+        h.rx(PHONE, &replay);
+        h.authorize_default();
+        assert_eq!(h.take_sent().pop().unwrap().1.status(), Some(403));
+    }
+    // wrong password
+    let c = strowger_sip::digest::Challenge::parse(&chs[0]).unwrap();
+    let a = strowger_sip::digest::answer(&c, "REGISTER", "sip:test.local", "1001", "nope", None, 9);
+    h.rx(PHONE, &reg_with_auth("1001", 20, "z9hG4bKd9", Some(&a)));
+    h.authorize_default();
+    assert_eq!(h.take_sent().pop().unwrap().1.status(), Some(403));
+    // someone else's valid credentials for this AOR
+    let a = strowger_sip::digest::answer(&c, "REGISTER", "sip:test.local", "1002", "pw1002", None, 10);
+    h.rx(PHONE, &reg_with_auth("1001", 21, "z9hG4bKd10", Some(&a)));
+    h.authorize_default();
+    assert_eq!(h.take_sent().pop().unwrap().1.status(), Some(403));
+    // an expired nonce: stale=true challenge
+    h.now = h.now.after(Duration::from_secs(400));
+    let a = strowger_sip::digest::answer(&c, "REGISTER", "sip:test.local", "1001", "pw1001", None, 11);
+    h.rx(PHONE, &reg_with_auth("1001", 22, "z9hG4bKd11", Some(&a)));
+    h.authorize_default();
+    let r = h.take_sent().pop().unwrap().1;
+    assert_eq!(r.status(), Some(401));
+    assert!(r.www_authenticate().all(|v| v.contains("stale=true")));
+}

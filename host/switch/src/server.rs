@@ -1,0 +1,733 @@
+//! The tokio shell: runs the single-threaded [`Core`] on one task, feeds it
+//! network events, timer expiries and plugin decisions, and carries out its
+//! actions (send, ask a plugin, persist). Plugin decisions run on spawned
+//! tasks so a slow plugin never stalls other calls.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use parking_lot::RwLock;
+use strowger_plugin::types as pt;
+use strowger_plugin::{Generation, HostFuture, HostServices, Hook, Runtime, RuntimeConfig};
+use strowger_store::Store;
+use tokio::sync::{mpsc, watch};
+
+use crate::auth::{Credentials, DigestAlgorithm};
+use crate::config::{self, Config};
+use crate::core::{
+    Action, AuthFacts, AuthVerdict, CallFacts, Cause, Core, CoreConfig, Dest, Event, Ingress, Now,
+    Plan, PlanDecision, PlannedAttempt, RegState, TrunkInfo, UserCred,
+};
+use crate::flow::{Flow, Transport};
+use crate::location::{Binding, Location, aor_key};
+use crate::transport::{Listen, NetEvent, TlsSetup, Transports};
+
+/// A running switch.
+pub struct Running {
+    /// Bound listeners (actual ports when 0 was configured).
+    pub listeners: Vec<Listen>,
+    /// The plugin runtime (for status and policy changes).
+    pub runtime: Arc<Runtime>,
+    /// The store.
+    pub store: Store,
+    /// The location service.
+    pub location: Arc<RwLock<Location>>,
+    shutdown: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    /// Address of the first listener of `transport`.
+    pub fn addr(&self, transport: Transport) -> Option<SocketAddr> {
+        self.listeners.iter().find(|l| l.transport == transport).map(|l| l.addr)
+    }
+
+    /// Stops the core loop and flushes the store.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        let _ = self.shutdown.send(true);
+        let _ = self.task.await;
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || store.flush().wait())
+            .await
+            .context("store flush task")?
+            .context("flushing the store")?;
+        Ok(())
+    }
+}
+
+fn transport_of(t: config::Transport) -> Transport {
+    match t {
+        config::Transport::Udp => Transport::Udp,
+        config::Transport::Tcp => Transport::Tcp,
+        config::Transport::Tls => Transport::Tls,
+    }
+}
+
+/// Derives the core's settings from the configuration (trunk host names
+/// are resolved here, once).
+pub async fn core_config(cfg: &Config, listeners: &[Listen]) -> CoreConfig {
+    let mut trunks = Vec::new();
+    for t in &cfg.trunks {
+        let addr = match t.socket_addr() {
+            Some(a) => Some(a),
+            None => tokio::net::lookup_host((t.host.as_str(), t.port))
+                .await
+                .ok()
+                .and_then(|mut i| i.next()),
+        };
+        if addr.is_none() {
+            tracing::warn!(trunk = %t.name, host = %t.host, "trunk host does not resolve; trunk unavailable");
+        }
+        trunks.push(TrunkInfo {
+            name: t.name.clone(),
+            host: t.host.clone(),
+            addr,
+            transport: transport_of(t.transport),
+            inbound_ip: matches!(t.inbound, config::Inbound::Ip),
+            ignore_source_port: t.ignore_source_port,
+        });
+    }
+    CoreConfig {
+        domain: cfg.sip.domain.clone(),
+        user_agent: cfg.sip.user_agent.clone(),
+        listeners: listeners.iter().map(|l| (l.transport, l.addr)).collect(),
+        users: cfg
+            .users
+            .iter()
+            .map(|u| UserCred {
+                user: u.user.clone(),
+                password: u.password.clone(),
+                domain: u.domain_or(&cfg.sip.domain).to_string(),
+            })
+            .collect(),
+        trunks,
+        algorithms: cfg
+            .auth
+            .algorithms
+            .iter()
+            .map(|a| match a {
+                config::DigestAlgorithm::Md5 => DigestAlgorithm::Md5,
+                config::DigestAlgorithm::Sha256 => DigestAlgorithm::Sha256,
+            })
+            .collect(),
+        nonce_ttl: cfg.auth.nonce_ttl(),
+        min_expires: cfg.registrar.min_expires,
+        max_expires: cfg.registrar.max_expires,
+        default_expires: cfg.registrar.default_expires,
+        ring_timeout: cfg.calls.ring_timeout(),
+        max_forwards: cfg.calls.max_forwards,
+        t1: cfg.sip.t1(),
+        t2: cfg.sip.t2(),
+        t4: cfg.sip.t4(),
+        max_udp_size: cfg.sip.max_udp_size,
+        tz_offset_minutes: cfg.calls.timezone_offset_minutes,
+    }
+}
+
+/// Host services for plugins: location lookups and trunk status.
+struct Services {
+    location: Arc<RwLock<Location>>,
+    domain: String,
+    trunks: Vec<String>,
+}
+
+impl HostServices for Services {
+    fn location_lookup<'a>(&'a self, aor: &'a str) -> HostFuture<'a, Vec<pt::Contact>> {
+        Box::pin(async move {
+            let key = aor_key(aor, &self.domain);
+            let now = Instant::now();
+            self.location
+                .read()
+                .lookup(&key, now)
+                .into_iter()
+                .map(|b| pt::Contact {
+                    uri: b.contact.clone(),
+                    expires_in: b.expires_in(now),
+                    source: endpoint(&b.flow),
+                    user_agent: b.user_agent.clone(),
+                })
+                .collect()
+        })
+    }
+    fn trunk_status<'a>(&'a self, name: &'a str) -> HostFuture<'a, Option<pt::TrunkState>> {
+        Box::pin(async move {
+            // seam: qualify, registration and per-trunk counters come with the trunks issue
+            self.trunks.iter().any(|t| t == name).then(|| pt::TrunkState {
+                name: name.to_string(),
+                up: true,
+                active_in: 0,
+                active_out: 0,
+                max_in: None,
+                max_out: None,
+                max_total: None,
+                latency_ms: None,
+                registered: None,
+            })
+        })
+    }
+}
+
+fn endpoint(f: &Flow) -> pt::Endpoint {
+    pt::Endpoint {
+        ip: f.remote.ip().to_string(),
+        port: f.remote.port(),
+        transport: match f.transport {
+            Transport::Udp => pt::Transport::Udp,
+            Transport::Tcp => pt::Transport::Tcp,
+            Transport::Tls => pt::Transport::Tls,
+        },
+    }
+}
+
+fn plugin_fallback(hook: Hook, f: &config::Fallback) -> strowger_plugin::Fallback {
+    use strowger_plugin::Fallback as F;
+    match f {
+        config::Fallback::Reject(r) => F::Reject { code: r.code, reason: r.reason.clone() },
+        config::Fallback::Continue => F::Default,
+        config::Fallback::Accept if hook == Hook::Authorize => F::Static {
+            decision: serde_json::to_value(pt::AuthDecision::Accept(pt::Accept {
+                max_expires: None,
+                min_expires: None,
+                max_contacts: None,
+            }))
+            .unwrap_or_default(),
+        },
+        config::Fallback::Drop if hook == Hook::Authorize => F::Static {
+            decision: serde_json::to_value(pt::AuthDecision::Drop).unwrap_or_default(),
+        },
+        _ => F::Default,
+    }
+}
+
+fn hook_of(h: config::Hook) -> Hook {
+    match h {
+        config::Hook::Route => Hook::Route,
+        config::Hook::Authorize => Hook::Authorize,
+        config::Hook::Portability => Hook::Portability,
+        config::Hook::Rewrite => Hook::Rewrite,
+    }
+}
+
+/// Builds the plugin runtime, loads data sets and plugins and activates the
+/// initial policy from `[[bindings]]`.
+pub async fn build_runtime(cfg: &Config) -> anyhow::Result<Arc<Runtime>> {
+    let rc = RuntimeConfig {
+        cache_dir: Some(cfg.cache_dir()),
+        utc_offset_minutes: cfg.calls.timezone_offset_minutes,
+        ..RuntimeConfig::default()
+    };
+    let rt = Arc::new(Runtime::new(rc).context("starting the plugin runtime")?);
+    for d in &cfg.datasets {
+        let rows = d.load_rows().with_context(|| format!("data set {}", d.name))?;
+        rt.datasets()
+            .put(&d.name, "initial", rows)
+            .map_err(|e| anyhow::anyhow!("data set {}: {e}", d.name))?;
+    }
+    let mut loaded: HashMap<PathBuf, Arc<strowger_plugin::PluginVersion>> = HashMap::new();
+    let mut bindings = Vec::new();
+    for b in &cfg.bindings {
+        let path = cfg.plugin_path(&b.plugin);
+        let plugin = match loaded.get(&path) {
+            Some(p) => p.clone(),
+            None => {
+                let name = path
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| b.plugin.clone());
+                let p = rt
+                    .load_file(&name, &path)
+                    .await
+                    .with_context(|| format!("loading plugin {} ({})", b.plugin, path.display()))?;
+                loaded.insert(path.clone(), p.clone());
+                p
+            }
+        };
+        let hook = hook_of(b.hook);
+        let mut binding = strowger_plugin::Binding::new(hook, plugin)
+            .config_json(b.config_json()?)
+            .datasets(b.datasets.clone())
+            .deadline(b.deadline())
+            .fallback(plugin_fallback(hook, &b.effective_fallback()));
+        if !b.is_global() {
+            binding = binding.scope(strowger_plugin::Scope::Trunk(b.scope.clone()));
+        }
+        if let Some(mb) = b.max_memory_mb {
+            binding = binding.memory_limit(mb as usize * 1024 * 1024);
+        }
+        bindings.push(binding);
+    }
+    let generation = rt
+        .build(strowger_plugin::Policy { bindings })
+        .await
+        .map_err(|e| anyhow::anyhow!("building the initial policy: {e}"))?;
+    rt.activate(generation);
+    Ok(rt)
+}
+
+/// Starts a switch from `cfg`: store, plugins, listeners, core loop.
+pub async fn start(cfg: Config) -> anyhow::Result<Running> {
+    let store_path = cfg.store.path.clone();
+    if let Some(dir) = store_path.parent()
+        && !dir.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let store = {
+        let p = store_path.clone();
+        tokio::task::spawn_blocking(move || Store::open(&p))
+            .await?
+            .with_context(|| format!("opening the store {}", store_path.display()))?
+    };
+    let runtime = build_runtime(&cfg).await?;
+    let listens: Vec<Listen> = cfg
+        .sip
+        .listen
+        .iter()
+        .map(|l| Listen { transport: transport_of(l.transport), addr: l.addr })
+        .collect();
+    let tls = match &cfg.tls {
+        Some(t) if listens.iter().any(|l| l.transport == Transport::Tls) => Some(TlsSetup {
+            server: crate::transport::load_tls_server(&t.cert, &t.key)?,
+            client: None,
+        }),
+        _ => None,
+    };
+    let (transports, net_rx, bound) = Transports::bind(&listens, tls, 65536).await?;
+    for l in &bound {
+        tracing::info!("listening on {}:{}", l.transport, l.addr);
+    }
+    let ccfg = core_config(&cfg, &bound).await;
+    let location = Arc::new(RwLock::new(Location::new()));
+    runtime.set_host_services(Arc::new(Services {
+        location: location.clone(),
+        domain: cfg.sip.domain.clone(),
+        trunks: cfg.trunks.iter().map(|t| t.name.clone()).collect(),
+    }));
+    // reload registrations
+    let regs = store.load_registrations().await.context("loading registrations")?;
+    {
+        let now = Now::real();
+        let mut loc = location.write();
+        let mut n = 0;
+        for r in regs {
+            if r.expires_at_ms <= now.unix_ms {
+                continue;
+            }
+            let left = Duration::from_millis((r.expires_at_ms - now.unix_ms) as u64);
+            let transport = Transport::parse(&r.transport).unwrap_or(Transport::Udp);
+            let local = r.local.unwrap_or_else(|| {
+                ccfg.listeners
+                    .iter()
+                    .find(|(t, _)| *t == transport)
+                    .map(|(_, a)| *a)
+                    .unwrap_or(r.source)
+            });
+            loc.restore(
+                &r.aor,
+                Binding {
+                    contact: r.contact,
+                    expires_at: now.mono + left,
+                    expires_unix_ms: r.expires_at_ms,
+                    // connection ids do not survive a restart: send to the address
+                    flow: Flow { transport, local, remote: r.source, conn: None },
+                    call_id: r.call_id,
+                    cseq: r.cseq,
+                    user_agent: r.user_agent,
+                    seq: 0,
+                },
+                now.mono,
+            );
+            n += 1;
+        }
+        if n > 0 {
+            tracing::info!(bindings = n, "registrations reloaded from the store");
+        }
+    }
+    let core = Core::with_parts(ccfg, location.clone(), Box::new(crate::media::PassThrough));
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let shell = Shell {
+        core,
+        transports,
+        runtime: runtime.clone(),
+        store: store.clone(),
+        pinned: HashMap::new(),
+        users: cfg.users.iter().map(|u| u.user.clone()).collect(),
+        tz: cfg.calls.timezone_offset_minutes,
+    };
+    let task = tokio::spawn(shell.run(net_rx, shutdown_rx));
+    Ok(Running { listeners: bound, runtime, store, location, shutdown, task })
+}
+
+struct Shell {
+    core: Core,
+    transports: Transports,
+    runtime: Arc<Runtime>,
+    store: Store,
+    pinned: HashMap<u64, Arc<Generation>>,
+    users: Vec<String>,
+    tz: i32,
+}
+
+impl Shell {
+    async fn run(mut self, mut net_rx: mpsc::Receiver<NetEvent>, mut shutdown: watch::Receiver<bool>) {
+        let (dec_tx, mut dec_rx) = mpsc::unbounded_channel::<Event>();
+        let mut batch: Vec<NetEvent> = Vec::with_capacity(64);
+        loop {
+            let deadline = self
+                .core
+                .next_deadline()
+                .map(tokio::time::Instant::from_std)
+                .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
+            tokio::select! {
+                biased;
+                _ = shutdown.changed() => break,
+                n = net_rx.recv_many(&mut batch, 64) => {
+                    if n == 0 { break; }
+                    let now = Now::real();
+                    for ev in batch.drain(..) {
+                        let ev = match ev {
+                            NetEvent::Message(m) => Event::Net(m),
+                            NetEvent::Closed(c) => Event::ConnClosed(c),
+                        };
+                        self.core.handle(now, ev);
+                    }
+                }
+                Some(ev) = dec_rx.recv() => {
+                    self.core.handle(Now::real(), ev);
+                }
+                _ = tokio::time::sleep_until(deadline) => {
+                    self.core.poll_timers(Now::real());
+                }
+            }
+            self.run_actions(&dec_tx);
+        }
+        tracing::info!("switch core stopped");
+    }
+
+    fn run_actions(&mut self, dec_tx: &mpsc::UnboundedSender<Event>) {
+        loop {
+            let actions: Vec<Action> = self.core.drain_actions().collect();
+            if actions.is_empty() {
+                return;
+            }
+            let mut immediate = Vec::new();
+            for a in actions {
+                match a {
+                    Action::Send { target, data } => self.transports.send(&target, data),
+                    Action::Authorize { pending, facts } => {
+                        let generation = self.runtime.current();
+                        let trunk = match &facts.ingress {
+                            Ingress::Trunk(t) => Some(t.clone()),
+                            _ => None,
+                        };
+                        if !generation.has(Hook::Authorize, trunk.as_deref()) {
+                            let verdict = AuthVerdict::default_for(&facts);
+                            immediate.push(Event::AuthDecided { pending, verdict });
+                            continue;
+                        }
+                        let tx = dec_tx.clone();
+                        let tz = self.tz;
+                        tokio::spawn(async move {
+                            let req = auth_request(&facts, tz);
+                            let id = format!("auth{pending}");
+                            let verdict = match generation.authorize(trunk.as_deref(), &id, &req).await {
+                                Some(d) => verdict_of(d.value),
+                                None => AuthVerdict::default_for(&facts),
+                            };
+                            let _ = tx.send(Event::AuthDecided { pending, verdict });
+                        });
+                    }
+                    Action::PlanCall { call, facts } => {
+                        let generation = self.runtime.generation_for_call(&facts.call_id);
+                        self.pinned.insert(call, generation.clone());
+                        let tx = dec_tx.clone();
+                        let tz = self.tz;
+                        let users = self.users.clone();
+                        tokio::spawn(async move {
+                            let plan = plan_call(&generation, &facts, tz, &users).await;
+                            let _ = tx.send(Event::CallPlanned { call, plan });
+                        });
+                    }
+                    Action::CallEnded { call } => {
+                        self.pinned.remove(&call);
+                    }
+                    Action::SaveBinding { aor, binding } => {
+                        let reg = strowger_store::Registration {
+                            aor,
+                            contact: binding.contact,
+                            expires_at_ms: binding.expires_unix_ms,
+                            transport: binding.flow.transport.param_name().to_string(),
+                            source: binding.flow.remote,
+                            local: Some(binding.flow.local),
+                            connection_id: binding.flow.conn.map(|c| c.0),
+                            user_agent: binding.user_agent,
+                            call_id: binding.call_id,
+                            cseq: binding.cseq,
+                            q: None,
+                            instance_id: None,
+                            reg_id: None,
+                            updated_at_ms: crate::civil::now_unix_ms(),
+                        };
+                        drop(self.store.put_registration(reg));
+                    }
+                    Action::DeleteBinding { aor, contact } => {
+                        drop(self.store.remove_registration(&aor, &contact));
+                    }
+                    Action::Cdr(cdr) => {
+                        drop(self.store.insert_cdr(*cdr));
+                    }
+                }
+            }
+            let now = Now::real();
+            for ev in immediate {
+                self.core.handle(now, ev);
+            }
+        }
+    }
+}
+
+fn auth_request(f: &AuthFacts, tz: i32) -> pt::AuthRequest {
+    pt::AuthRequest {
+        method: f.method.clone(),
+        aor: f.aor.clone(),
+        user: f.user.clone(),
+        domain: f.domain.clone(),
+        auth_user: f.auth_user.clone(),
+        credentials: match f.credentials {
+            Credentials::None => pt::Credentials::None,
+            Credentials::Valid => pt::Credentials::Valid,
+            Credentials::Invalid => pt::Credentials::Invalid,
+            Credentials::Stale => pt::Credentials::Stale,
+        },
+        known_user: f.known_user,
+        source: endpoint(&f.source),
+        ingress: ingress_of(&f.ingress),
+        user_agent: f.user_agent.clone(),
+        contacts: f.contacts.clone(),
+        expires: f.expires,
+        registration: match f.registration {
+            RegState::None => pt::RegistrationState::None,
+            RegState::Registered => pt::RegistrationState::Registered,
+            RegState::Expired => pt::RegistrationState::Expired,
+        },
+        contact_count: f.contact_count,
+        time: strowger_plugin::datetime_from_unix_ms(f.time_unix_ms, tz),
+    }
+}
+
+fn ingress_of(i: &Ingress) -> pt::Ingress {
+    match i {
+        Ingress::Trunk(t) => pt::Ingress::Trunk(t.clone()),
+        Ingress::User(u) => pt::Ingress::User(u.clone()),
+        Ingress::Unknown => pt::Ingress::Unknown,
+    }
+}
+
+fn verdict_of(d: pt::AuthDecision) -> AuthVerdict {
+    match d {
+        pt::AuthDecision::Accept(a) => AuthVerdict::Accept {
+            max_expires: a.max_expires,
+            min_expires: a.min_expires,
+            max_contacts: a.max_contacts,
+        },
+        pt::AuthDecision::Challenge(c) => AuthVerdict::Challenge {
+            realm: c.realm,
+            algorithms: c
+                .algorithms
+                .into_iter()
+                .map(|a| match a {
+                    pt::DigestAlgorithm::Md5 => DigestAlgorithm::Md5,
+                    pt::DigestAlgorithm::Sha256 => DigestAlgorithm::Sha256,
+                })
+                .collect(),
+        },
+        pt::AuthDecision::Reject(r) => AuthVerdict::Reject(r.code, r.reason),
+        pt::AuthDecision::Drop => AuthVerdict::Drop,
+    }
+}
+
+fn party(p: &crate::core::Party) -> pt::Party {
+    pt::Party {
+        uri: p.uri.clone(),
+        user: p.user.clone(),
+        host: p.host.clone(),
+        display_name: p.display_name.clone(),
+    }
+}
+
+fn cause_of(c: &pt::Cause) -> Cause {
+    match c {
+        pt::Cause::Status(s) => Cause::Status(*s),
+        pt::Cause::StatusClass(k) => Cause::StatusClass(*k),
+        pt::Cause::NoAnswer => Cause::NoAnswer,
+        pt::Cause::Unavailable => Cause::Unavailable,
+        pt::Cause::LimitReached => Cause::LimitReached,
+    }
+}
+
+/// The decision pipeline of a new call in its pinned generation:
+/// ingress rewrite → portability → route → egress rewrite per attempt.
+async fn plan_call(g: &Generation, f: &CallFacts, tz: i32, users: &[String]) -> Plan {
+    let time = strowger_plugin::datetime_from_unix_ms(f.time_unix_ms, tz);
+    let ingress = ingress_of(&f.ingress);
+    let trunk = f.trunk.as_deref();
+    let mut plugins: Vec<String> = Vec::new();
+    let mut numbers = pt::Numbers {
+        a_number: f.a_number.clone(),
+        b_number: f.b_number.clone(),
+        display_name: f.display_name.clone(),
+    };
+    if let Some(d) = g
+        .rewrite(
+            trunk,
+            &f.call_id,
+            &pt::RewriteRequest {
+                direction: pt::Direction::Ingress,
+                trunk: f.trunk.clone(),
+                ingress: ingress.clone(),
+                numbers: numbers.clone(),
+                time,
+            },
+        )
+        .await
+    {
+        plugins.push(format!("rewrite={}@{}", d.plugin.name, d.plugin.version));
+        numbers = d.value;
+    }
+    let mut portability = None;
+    if let Some(d) = g
+        .portability(
+            trunk,
+            &f.call_id,
+            &pt::PortabilityQuery {
+                number: numbers.b_number.clone(),
+                a_number: numbers.a_number.clone(),
+                ingress: ingress.clone(),
+                time,
+            },
+        )
+        .await
+    {
+        plugins.push(format!("portability={}@{}", d.plugin.name, d.plugin.version));
+        portability = d.value;
+    }
+    let call = pt::Call {
+        call_id: f.call_id.clone(),
+        ingress: ingress.clone(),
+        source: endpoint(&f.source),
+        request_uri: f.request_uri.clone(),
+        a_number: numbers.a_number.clone(),
+        b_number: numbers.b_number.clone(),
+        display_name: numbers.display_name.clone(),
+        from: party(&f.from),
+        to: party(&f.to),
+        pai: f.pai.as_ref().map(party),
+        diversion: f.diversion.iter().map(party).collect(),
+        headers: f
+            .headers
+            .iter()
+            .map(|(n, v)| pt::Header { name: n.clone(), value: v.clone() })
+            .collect(),
+        codecs: f.codecs.clone(),
+        portability: portability.clone(),
+        time,
+    };
+    let decision = match g.route(trunk, &call).await {
+        Some(d) => {
+            plugins.push(format!("route={}@{}", d.plugin.name, d.plugin.version));
+            if let Some(fb) = &d.fallback {
+                tracing::warn!(call = %f.call_id, fallback = ?fb, error = ?d.error, "route plugin failed; fallback applied");
+            }
+            d.value
+        }
+        None => {
+            // no route plugin: call configured users by number
+            if users.iter().any(|u| *u == numbers.b_number) {
+                pt::RouteDecision::Forward(pt::Forward {
+                    attempts: vec![pt::Attempt {
+                        destination: pt::Destination::User(numbers.b_number.clone()),
+                        a_number: None,
+                        b_number: None,
+                        display_name: None,
+                        add_headers: Vec::new(),
+                        remove_headers: Vec::new(),
+                        ring_timeout_ms: None,
+                        media: None,
+                        codecs: None,
+                    }],
+                    retry_on: Vec::new(),
+                    preferred_cause: pt::PreferredCause::Last,
+                })
+            } else {
+                pt::RouteDecision::Reject(pt::Reject { code: 404, reason: "Not Found".into() })
+            }
+        }
+    };
+    let decision = match decision {
+        pt::RouteDecision::Reject(r) => PlanDecision::Reject(r.code, r.reason),
+        pt::RouteDecision::Redirect(c) => PlanDecision::Redirect(c),
+        pt::RouteDecision::Forward(fw) => {
+            let mut attempts = Vec::with_capacity(fw.attempts.len());
+            for a in fw.attempts {
+                let (dest, group) = match a.destination {
+                    pt::Destination::User(u) => (Dest::User(u), None),
+                    pt::Destination::Trunk(t) => (Dest::Trunk(t), None),
+                    pt::Destination::Uri(u) => (Dest::Uri(u), None),
+                    // seam: groups with weights come with the trunks issue
+                    pt::Destination::TrunkGroup(gname) => (Dest::Unavailable(format!("trunk group {gname}")), Some(gname)),
+                };
+                let mut leg = pt::Numbers {
+                    a_number: a.a_number.unwrap_or_else(|| numbers.a_number.clone()),
+                    b_number: a.b_number.unwrap_or_else(|| numbers.b_number.clone()),
+                    display_name: a.display_name.or_else(|| numbers.display_name.clone()),
+                };
+                if let Dest::Trunk(t) = &dest
+                    && let Some(d) = g
+                        .rewrite(
+                            Some(t),
+                            &f.call_id,
+                            &pt::RewriteRequest {
+                                direction: pt::Direction::Egress,
+                                trunk: Some(t.clone()),
+                                ingress: ingress.clone(),
+                                numbers: leg.clone(),
+                                time,
+                            },
+                        )
+                        .await
+                {
+                    leg = d.value;
+                }
+                attempts.push(PlannedAttempt {
+                    dest,
+                    a_number: leg.a_number,
+                    b_number: leg.b_number,
+                    display_name: leg.display_name,
+                    add_headers: a.add_headers.into_iter().map(|h| (h.name, h.value)).collect(),
+                    remove_headers: a.remove_headers,
+                    ring_timeout: a.ring_timeout_ms.map(|ms| Duration::from_millis(ms as u64)),
+                    relay: a.media.map(|m| matches!(m, pt::MediaMode::Relay)),
+                    codecs: a.codecs,
+                    group,
+                });
+            }
+            PlanDecision::Forward {
+                attempts,
+                retry_on: fw.retry_on.iter().map(cause_of).collect(),
+                prefer_last: matches!(fw.preferred_cause, pt::PreferredCause::Last),
+            }
+        }
+    };
+    Plan {
+        a_number: numbers.a_number,
+        b_number: numbers.b_number,
+        display_name: numbers.display_name,
+        routing_number: portability.map(|p| p.routing_number),
+        decision,
+        generation: format!("{} {}", g.id(), plugins.join(",")),
+    }
+}
