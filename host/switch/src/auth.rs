@@ -51,7 +51,10 @@ impl DigestAuth {
     pub fn new(ttl: Duration) -> DigestAuth {
         let mut server = DigestServer::with_random_secret(ttl.as_secs().max(1));
         server.algorithms = vec![Algorithm::Sha256, Algorithm::Md5];
-        DigestAuth { server, tracker: NonceTracker::new(200_000) }
+        DigestAuth {
+            server,
+            tracker: NonceTracker::new(200_000),
+        }
     }
 
     /// Checks `headers` (Authorization or Proxy-Authorization values) of a
@@ -81,7 +84,9 @@ impl DigestAuth {
             let Some(pw) = password(&creds.username) else {
                 return (Credentials::Invalid, user);
             };
-            let v = self.server.verify(&creds, method, realm, &pw, now_s, Some(&mut self.tracker));
+            let v = self
+                .server
+                .verify(&creds, method, realm, &pw, now_s, Some(&mut self.tracker));
             let c = match v {
                 Verdict::Ok => Credentials::Valid,
                 Verdict::Stale => Credentials::Stale,
@@ -94,7 +99,13 @@ impl DigestAuth {
 
     /// Challenge header values, one per algorithm in `algs` order, sharing
     /// one fresh nonce.
-    pub fn challenges(&mut self, now: Now, realm: &str, algs: &[DigestAlgorithm], stale: bool) -> Vec<String> {
+    pub fn challenges(
+        &mut self,
+        now: Now,
+        realm: &str,
+        algs: &[DigestAlgorithm],
+        stale: bool,
+    ) -> Vec<String> {
         let now_s = (now.unix_ms / 1000).max(0) as u64;
         let mut s = self.server.clone();
         s.algorithms = algs.iter().map(|a| a.sip()).collect();
@@ -108,7 +119,15 @@ mod tests {
 
     fn creds(ch: &str, user: &str, pw: &str, nc: &str, method: &str) -> String {
         let c = digest::Challenge::parse(ch).unwrap();
-        digest::answer(&c, method, "sip:test.local", user, pw, Some("cn0nce"), nc_num(nc))
+        digest::answer(
+            &c,
+            method,
+            "sip:test.local",
+            user,
+            pw,
+            Some("cn0nce"),
+            nc_num(nc),
+        )
     }
     fn nc_num(nc: &str) -> u32 {
         u32::from_str_radix(nc, 16).unwrap()
@@ -118,23 +137,43 @@ mod tests {
     fn sha256_md5_stale_replay() {
         let now = Now::real();
         let mut a = DigestAuth::new(Duration::from_secs(300));
-        let ch = a.challenges(now, "test.local", &[DigestAlgorithm::Sha256, DigestAlgorithm::Md5], false);
+        let ch = a.challenges(
+            now,
+            "test.local",
+            &[DigestAlgorithm::Sha256, DigestAlgorithm::Md5],
+            false,
+        );
         assert_eq!(ch.len(), 2);
         let pw = |u: &str| (u == "1001").then(|| "pw".to_string());
         // both challenges share one nonce: counts go up across them
         for (i, c) in ch.iter().enumerate() {
             let nc = format!("{:08x}", i * 10 + 1);
             let h = creds(c, "1001", "pw", &nc, "REGISTER");
-            assert_eq!(a.check(now, "REGISTER", &[&h], "test.local", pw).0, Credentials::Valid);
+            assert_eq!(
+                a.check(now, "REGISTER", &[&h], "test.local", pw).0,
+                Credentials::Valid
+            );
             // replayed nonce count
-            assert_eq!(a.check(now, "REGISTER", &[&h], "test.local", pw).0, Credentials::Invalid);
+            assert_eq!(
+                a.check(now, "REGISTER", &[&h], "test.local", pw).0,
+                Credentials::Invalid
+            );
             let nc = format!("{:08x}", i * 10 + 2);
             let h2 = creds(c, "1001", "wrong", &nc, "REGISTER");
-            assert_eq!(a.check(now, "REGISTER", &[&h2], "test.local", pw).0, Credentials::Invalid);
+            assert_eq!(
+                a.check(now, "REGISTER", &[&h2], "test.local", pw).0,
+                Credentials::Invalid
+            );
         }
         let h = creds(&ch[0], "1001", "pw", "00000030", "REGISTER");
         let later = now.after(Duration::from_secs(400));
-        assert_eq!(a.check(later, "REGISTER", &[&h], "test.local", pw).0, Credentials::Stale);
-        assert_eq!(a.check(now, "REGISTER", &[], "test.local", pw).0, Credentials::None);
+        assert_eq!(
+            a.check(later, "REGISTER", &[&h], "test.local", pw).0,
+            Credentials::Stale
+        );
+        assert_eq!(
+            a.check(now, "REGISTER", &[], "test.local", pw).0,
+            Credentials::None
+        );
     }
 }

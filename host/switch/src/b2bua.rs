@@ -10,8 +10,8 @@ use strowger_sip::{Message, Method, NameAddr, RequestBuilder, ResponseBuilder};
 use strowger_store::{Cdr, CdrAttempt};
 
 use crate::core::{
-    Action, CallFacts, Cause, Core, Dest, Ingress, Now, Party, Plan, PlanDecision,
-    PlannedAttempt, TimerKind, TxKey,
+    Action, CallFacts, Cause, Core, Dest, Ingress, Now, Party, Plan, PlanDecision, PlannedAttempt,
+    TimerKind, TxKey,
 };
 use crate::flow::{Flow, Target, Transport};
 use crate::location::aor_key;
@@ -178,7 +178,11 @@ fn addr_of(na: &NameAddr<'_>) -> String {
 fn party_of(na: &NameAddr<'_>) -> Party {
     Party {
         uri: na.uri.raw.to_string(),
-        user: na.uri.user_decoded().map(|u| u.into_owned()).unwrap_or_default(),
+        user: na
+            .uri
+            .user_decoded()
+            .map(|u| u.into_owned())
+            .unwrap_or_default(),
         host: na.uri.host_unbracketed().to_string(),
         display_name: na.display_name_unquoted().map(|d| d.into_owned()),
     }
@@ -293,7 +297,11 @@ impl Core {
             .unwrap_or_else(|| to_p.user.clone());
         let pai = req
             .header("P-Asserted-Identity")
-            .and_then(|v| strowger_sip::split_list(v).next().and_then(|v| NameAddr::parse(v).ok()))
+            .and_then(|v| {
+                strowger_sip::split_list(v)
+                    .next()
+                    .and_then(|v| NameAddr::parse(v).ok())
+            })
             .map(|na| party_of(&na));
         let diversion: Vec<Party> = req
             .header_values("Diversion")
@@ -310,7 +318,10 @@ impl Core {
                 headers.push((n.to_string(), h.value.to_string()));
             }
         }
-        let codecs = if req.content_type().is_some_and(|c| c.to_ascii_lowercase().starts_with("application/sdp")) {
+        let codecs = if req
+            .content_type()
+            .is_some_and(|c| c.to_ascii_lowercase().starts_with("application/sdp"))
+        {
             crate::media::offered_codecs(req.body())
         } else {
             Vec::new()
@@ -347,8 +358,17 @@ impl Core {
             .unwrap_or_default();
         let a_from_addr = req.from_str_raw().to_string();
         let a_to_addr = addr_of(&req.to());
-        self.legs.insert(req.call_id().into(), LegRef { call: id, side: Side::A });
-        self.out.push(Action::PlanCall { call: id, facts: Box::new(facts.clone()) });
+        self.legs.insert(
+            req.call_id().into(),
+            LegRef {
+                call: id,
+                side: Side::A,
+            },
+        );
+        self.out.push(Action::PlanCall {
+            call: id,
+            facts: Box::new(facts.clone()),
+        });
         self.stats.active_calls += 1;
         self.calls.insert(
             id,
@@ -386,14 +406,20 @@ impl Core {
     }
 
     pub(crate) fn on_call_planned(&mut self, now: Now, call: u64, plan: Plan) {
-        let Some(c) = self.calls.get_mut(&call) else { return };
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
         if c.phase != Phase::Routing {
             return;
         }
         c.plan = Some(plan.clone());
         match plan.decision {
             PlanDecision::Reject(code, reason) => {
-                let code = if (300..=699).contains(&code) { code } else { 500 };
+                let code = if (300..=699).contains(&code) {
+                    code
+                } else {
+                    500
+                };
                 self.fail_call(now, call, code, &reason, "switch");
             }
             PlanDecision::Redirect(contacts) => {
@@ -421,7 +447,11 @@ impl Core {
         }
     }
 
-    fn resolve(&self, now: Now, att: &PlannedAttempt) -> Result<Vec<(String, Target, String, String)>, Cause> {
+    fn resolve(
+        &self,
+        now: Now,
+        att: &PlannedAttempt,
+    ) -> Result<Vec<(String, Target, String, String)>, Cause> {
         // (request-uri, target, egress label, to-uri)
         match &att.dest {
             Dest::Unavailable(_) => Err(Cause::Unavailable),
@@ -434,11 +464,23 @@ impl Core {
                 let to = format!("sip:{}@{}", att.b_number, self.cfg.domain);
                 Ok(bindings
                     .into_iter()
-                    .map(|b| (b.contact.clone(), Target::Flow(b.flow), format!("user:{aor}"), to.clone()))
+                    .map(|b| {
+                        (
+                            b.contact.clone(),
+                            Target::Flow(b.flow),
+                            format!("user:{aor}"),
+                            to.clone(),
+                        )
+                    })
                     .collect())
             }
             Dest::Trunk(name) => {
-                let t = self.cfg.trunks.iter().find(|t| t.name == *name).ok_or(Cause::Unavailable)?;
+                let t = self
+                    .cfg
+                    .trunks
+                    .iter()
+                    .find(|t| t.name == *name)
+                    .ok_or(Cause::Unavailable)?;
                 let addr = t.addr.ok_or(Cause::Unavailable)?;
                 let hostport = if addr.port() == t.transport.default_port() {
                     t.host.clone()
@@ -452,7 +494,15 @@ impl Core {
                 };
                 let ruri = format!("sip:{}@{hostport}{tp}", att.b_number);
                 let to = format!("sip:{}@{}", att.b_number, t.host);
-                Ok(vec![(ruri, Target::Addr { transport: t.transport, addr }, format!("trunk:{name}"), to)])
+                Ok(vec![(
+                    ruri,
+                    Target::Addr {
+                        transport: t.transport,
+                        addr,
+                    },
+                    format!("trunk:{name}"),
+                    to,
+                )])
             }
             Dest::Uri(u) => {
                 let uri = strowger_sip::Uri::parse(u).map_err(|_| Cause::Unavailable)?;
@@ -469,20 +519,31 @@ impl Core {
                     }
                     _ => return Err(Cause::Unavailable),
                 };
-                let addr = std::net::SocketAddr::new(ip, uri.port.unwrap_or(transport.default_port()));
+                let addr =
+                    std::net::SocketAddr::new(ip, uri.port.unwrap_or(transport.default_port()));
                 let to = format!("sip:{}@{}", att.b_number, uri.host);
-                Ok(vec![(u.clone(), Target::Addr { transport, addr }, format!("uri:{u}"), to)])
+                Ok(vec![(
+                    u.clone(),
+                    Target::Addr { transport, addr },
+                    format!("uri:{u}"),
+                    to,
+                )])
             }
         }
     }
 
     fn start_attempt(&mut self, now: Now, call: u64, idx: usize) {
-        let Some(c) = self.calls.get_mut(&call) else { return };
-        c.attempt = idx;
-        let Some(PlanDecision::Forward { attempts, .. }) = c.plan.as_ref().map(|p| &p.decision) else {
+        let Some(c) = self.calls.get_mut(&call) else {
             return;
         };
-        let Some(att) = attempts.get(idx).cloned() else { return };
+        c.attempt = idx;
+        let Some(PlanDecision::Forward { attempts, .. }) = c.plan.as_ref().map(|p| &p.decision)
+        else {
+            return;
+        };
+        let Some(att) = attempts.get(idx).cloned() else {
+            return;
+        };
         let targets = match self.resolve(now, &att) {
             Ok(t) => t,
             Err(cause) => {
@@ -523,7 +584,9 @@ impl Core {
         egress: String,
         to: String,
     ) {
-        let Some(c) = self.calls.get(&call) else { return };
+        let Some(c) = self.calls.get(&call) else {
+            return;
+        };
         let leg_no = c.bs.len() as u32;
         let inv = &c.invite;
         let mf = inv
@@ -543,7 +606,14 @@ impl Core {
             Vec::new()
         } else {
             let relay = att.relay;
-            self.media.rewrite(call, leg_no as u64, SdpDirection::Offer, inv.body(), relay.unwrap_or(false), att.codecs.as_deref())
+            self.media.rewrite(
+                call,
+                leg_no as u64,
+                SdpDirection::Offer,
+                inv.body(),
+                relay.unwrap_or(false),
+                att.codecs.as_deref(),
+            )
         };
         let ct = inv.content_type().unwrap_or("application/sdp").to_string();
         let mut extra: Vec<(String, String)> = Vec::new();
@@ -556,7 +626,10 @@ impl Core {
             }
         }
         if inv.has_header("P-Asserted-Identity")
-            && !att.remove_headers.iter().any(|r| r.eq_ignore_ascii_case("P-Asserted-Identity"))
+            && !att
+                .remove_headers
+                .iter()
+                .any(|r| r.eq_ignore_ascii_case("P-Asserted-Identity"))
         {
             extra.push(("P-Asserted-Identity".into(), format!("<{from_uri}>")));
         }
@@ -567,7 +640,11 @@ impl Core {
         let dst_v6 = target.addr().is_ipv6();
         let build = |core: &Core, transport: Transport, branch: &str| -> Bytes {
             let local = core.local_for(transport, dst_v6);
-            let contact = format!("<sip:strowger@{}{}>", fmt_hostport(local), transport_param(transport));
+            let contact = format!(
+                "<sip:strowger@{}{}>",
+                fmt_hostport(local),
+                transport_param(transport)
+            );
             let mut b = RequestBuilder::new(&Method::Invite, &ruri)
                 .via(sip_transport(transport), &fmt_hostport(local), branch, true)
                 .max_forwards(mf)
@@ -594,7 +671,10 @@ impl Core {
             && self.cfg.listeners.iter().any(|(t, _)| *t == Transport::Tcp)
         {
             transport = Transport::Tcp;
-            target = Target::Addr { transport, addr: target.addr() };
+            target = Target::Addr {
+                transport,
+                addr: target.addr(),
+            };
             branch = strowger_sip::ids::branch();
             data = build(self, transport, &branch);
         }
@@ -629,11 +709,18 @@ impl Core {
             relay_media: att.relay,
             codecs: att.codecs.clone(),
         };
-        self.legs.insert(call_id.into(), LegRef { call, side: Side::B(leg_no) });
+        self.legs.insert(
+            call_id.into(),
+            LegRef {
+                call,
+                side: Side::B(leg_no),
+            },
+        );
         let t1 = self.cfg.t1;
         let retrans = (transport == Transport::Udp)
             .then(|| self.schedule_call(now.mono + t1, call, CallTimer::InviteRetrans(leg_no, t1)));
-        let timeout = Some(self.schedule_call(now.mono + t1 * 64, call, CallTimer::InviteTimeout(leg_no)));
+        let timeout =
+            Some(self.schedule_call(now.mono + t1 * 64, call, CallTimer::InviteTimeout(leg_no)));
         if let Some(c) = self.calls.get_mut(&call) {
             let mut leg = leg;
             leg.retrans = retrans;
@@ -644,7 +731,9 @@ impl Core {
     }
 
     pub(crate) fn on_call_timer(&mut self, now: Now, id: TimerId, call: u64, t: CallTimer) {
-        let Some(c) = self.calls.get_mut(&call) else { return };
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
         match t {
             CallTimer::Ring(att) => {
                 if c.ring_timer == Some(id) {
@@ -656,7 +745,8 @@ impl Core {
                 let legs: Vec<u32> = (0..c.bs.len() as u32)
                     .filter(|i| {
                         let l = &c.bs[*i as usize];
-                        l.attempt == att && matches!(l.phase, LegPhase::Calling | LegPhase::Proceeding)
+                        l.attempt == att
+                            && matches!(l.phase, LegPhase::Calling | LegPhase::Proceeding)
                     })
                     .collect();
                 for l in legs {
@@ -665,21 +755,31 @@ impl Core {
                 self.attempt_failed(now, call, Cause::NoAnswer, 408, "No Answer".into());
             }
             CallTimer::InviteRetrans(leg, interval) => {
-                let Some(l) = c.bs.get_mut(leg as usize) else { return };
+                let Some(l) = c.bs.get_mut(leg as usize) else {
+                    return;
+                };
                 if l.retrans != Some(id) || l.got_provisional || l.phase != LegPhase::Calling {
                     return;
                 }
                 let (target, data) = (l.target.clone(), l.invite.clone());
                 let next = interval * 2;
-                let nt = self.schedule_call(now.mono + next, call, CallTimer::InviteRetrans(leg, next));
-                if let Some(l) = self.calls.get_mut(&call).and_then(|c| c.bs.get_mut(leg as usize)) {
+                let nt =
+                    self.schedule_call(now.mono + next, call, CallTimer::InviteRetrans(leg, next));
+                if let Some(l) = self
+                    .calls
+                    .get_mut(&call)
+                    .and_then(|c| c.bs.get_mut(leg as usize))
+                {
                     l.retrans = Some(nt);
                 }
                 self.send(target, data);
             }
             CallTimer::InviteTimeout(leg) => {
-                let Some(l) = c.bs.get_mut(leg as usize) else { return };
-                if l.got_provisional || !matches!(l.phase, LegPhase::Calling | LegPhase::Cancelled) {
+                let Some(l) = c.bs.get_mut(leg as usize) else {
+                    return;
+                };
+                if l.got_provisional || !matches!(l.phase, LegPhase::Calling | LegPhase::Cancelled)
+                {
                     return;
                 }
                 let was_cancelled = l.phase == LegPhase::Cancelled;
@@ -690,7 +790,14 @@ impl Core {
                     self.timers.cancel(r);
                 }
                 if !was_cancelled {
-                    self.leg_failed_check_attempt(now, call, leg, Cause::NoAnswer, 408, "Request Timeout");
+                    self.leg_failed_check_attempt(
+                        now,
+                        call,
+                        leg,
+                        Cause::NoAnswer,
+                        408,
+                        "Request Timeout",
+                    );
                 }
                 self.maybe_reap(now, call);
             }
@@ -698,7 +805,9 @@ impl Core {
                 if c.ok_timer != Some(id) {
                     return;
                 }
-                let Some(data) = c.ok_to_a.clone() else { return };
+                let Some(data) = c.ok_to_a.clone() else {
+                    return;
+                };
                 let flow = c.a_flow;
                 let next = (interval * 2).min(self.cfg.t2);
                 let nt = self.schedule_call(now.mono + next, call, CallTimer::OkRetrans(next));
@@ -734,15 +843,15 @@ impl Core {
             return;
         };
         let call = lr.call;
-        let Some(c) = self.calls.get_mut(&call) else { return };
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
         let cseq = msg.cseq().clone();
         let code = msg.status().unwrap_or(500);
         // relayed in-dialog request?
-        if let Some(ri) = c
-            .relays
-            .iter()
-            .position(|r| r.to == Side::B(leg) && r.out_cseq == cseq.seq && r.method == cseq.method && !r.done)
-        {
+        if let Some(ri) = c.relays.iter().position(|r| {
+            r.to == Side::B(leg) && r.out_cseq == cseq.seq && r.method == cseq.method && !r.done
+        }) {
             self.relay_response(now, call, ri, msg);
             return;
         }
@@ -757,7 +866,9 @@ impl Core {
             }
             return;
         }
-        let Some(l) = c.bs.get_mut(leg as usize) else { return };
+        let Some(l) = c.bs.get_mut(leg as usize) else {
+            return;
+        };
         if let Some(r) = l.retrans.take() {
             self.timers.cancel(r);
         }
@@ -791,7 +902,14 @@ impl Core {
             let body = if msg.body().is_empty() {
                 Vec::new()
             } else {
-                self.media.rewrite(call, leg as u64, SdpDirection::Answer, msg.body(), l.relay_media.unwrap_or(false), l.codecs.as_deref())
+                self.media.rewrite(
+                    call,
+                    leg as u64,
+                    SdpDirection::Answer,
+                    msg.body(),
+                    l.relay_media.unwrap_or(false),
+                    l.codecs.as_deref(),
+                )
             };
             let reason = msg.reason().unwrap_or("").to_string();
             self.send_a_response(call, code, &reason, &body, msg.content_type(), false);
@@ -807,7 +925,10 @@ impl Core {
         // 3xx-6xx: ACK it (same transaction), then decide
         let ack = build_non2xx_ack(l, msg.to_tag());
         let target = l.target.clone();
-        let retransmitted = matches!(l.phase, LegPhase::Failed | LegPhase::Terminated | LegPhase::Answered);
+        let retransmitted = matches!(
+            l.phase,
+            LegPhase::Failed | LegPhase::Terminated | LegPhase::Answered
+        );
         let was_cancelled = l.phase == LegPhase::Cancelled;
         if !retransmitted {
             l.phase = LegPhase::Failed;
@@ -826,7 +947,9 @@ impl Core {
     }
 
     fn on_b_2xx(&mut self, now: Now, call: u64, leg: u32, msg: Message) {
-        let Some(c) = self.calls.get_mut(&call) else { return };
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
         let l = &mut c.bs[leg as usize];
         if l.phase == LegPhase::Answered {
             // retransmitted 2xx: repeat our ACK if A already acknowledged
@@ -846,12 +969,22 @@ impl Core {
             .record_routes()
             .map(|v| v.iter().rev().map(|n| n.to_string()).collect())
             .unwrap_or_default();
-        let lost = c.winner.is_some() || c.phase != Phase::Trying || l.phase == LegPhase::Cancelled || l.attempt as usize != c.attempt;
+        let lost = c.winner.is_some()
+            || c.phase != Phase::Trying
+            || l.phase == LegPhase::Cancelled
+            || l.attempt as usize != c.attempt;
         l.phase = LegPhase::Answered;
         l.answer_ms = Some(now.unix_ms);
         if lost {
             // a late or losing answer: ACK and hang up that leg
-            let ack = build_in_dialog(&self.cfg.user_agent, l, Method::Ack, Some(1), &self.cfg, None);
+            let ack = build_in_dialog(
+                &self.cfg.user_agent,
+                l,
+                Method::Ack,
+                Some(1),
+                &self.cfg,
+                None,
+            );
             let bye = {
                 l.local_cseq += 1;
                 build_in_dialog(&self.cfg.user_agent, l, Method::Bye, None, &self.cfg, None)
@@ -873,7 +1006,13 @@ impl Core {
         }
         // cancel the other forks
         let others: Vec<u32> = (0..c.bs.len() as u32)
-            .filter(|i| *i != leg && matches!(c.bs[*i as usize].phase, LegPhase::Calling | LegPhase::Proceeding))
+            .filter(|i| {
+                *i != leg
+                    && matches!(
+                        c.bs[*i as usize].phase,
+                        LegPhase::Calling | LegPhase::Proceeding
+                    )
+            })
             .collect();
         for o in others {
             self.cancel_leg(call, o, "answered elsewhere");
@@ -885,20 +1024,42 @@ impl Core {
         let body = if msg.body().is_empty() {
             Vec::new()
         } else {
-            self.media.rewrite(call, leg as u64, SdpDirection::Answer, msg.body(), relay, codecs.as_deref())
+            self.media.rewrite(
+                call,
+                leg as u64,
+                SdpDirection::Answer,
+                msg.body(),
+                relay,
+                codecs.as_deref(),
+            )
         };
         let reason = msg.reason().unwrap_or("OK").to_string();
-        let data = self.send_a_response(call, msg.status().unwrap_or(200), &reason, &body, msg.content_type(), true);
-        let Some(c) = self.calls.get_mut(&call) else { return };
+        let data = self.send_a_response(
+            call,
+            msg.status().unwrap_or(200),
+            &reason,
+            &body,
+            msg.content_type(),
+            true,
+        );
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
         c.ok_to_a = Some(data);
         let t1 = self.cfg.t1;
         if c.a_flow.transport == Transport::Udp {
-            let t = self.timers.schedule(now.mono + t1, TimerKind::Call(call, CallTimer::OkRetrans(t1)));
+            let t = self.timers.schedule(
+                now.mono + t1,
+                TimerKind::Call(call, CallTimer::OkRetrans(t1)),
+            );
             if let Some(c) = self.calls.get_mut(&call) {
                 c.ok_timer = Some(t);
             }
         }
-        let t = self.timers.schedule(now.mono + t1 * 64, TimerKind::Call(call, CallTimer::AckTimeout));
+        let t = self.timers.schedule(
+            now.mono + t1 * 64,
+            TimerKind::Call(call, CallTimer::AckTimeout),
+        );
         if let Some(c) = self.calls.get_mut(&call) {
             c.ack_timer = Some(t);
         }
@@ -917,8 +1078,16 @@ impl Core {
     ) -> Bytes {
         let c = &self.calls[&call];
         let local = self.local_for(c.a_flow.transport, c.a_flow.remote.is_ipv6());
-        let ct_uri = format!("<sip:strowger@{}{}>", fmt_hostport(local), transport_param(c.a_flow.transport));
-        let reason = if reason.is_empty() { strowger_sip::reason_phrase(code) } else { reason };
+        let ct_uri = format!(
+            "<sip:strowger@{}{}>",
+            fmt_hostport(local),
+            transport_param(c.a_flow.transport)
+        );
+        let reason = if reason.is_empty() {
+            strowger_sip::reason_phrase(code)
+        } else {
+            reason
+        };
         let mut b = ResponseBuilder::with_reason(&c.invite, code, reason).to_tag(&c.a_tag);
         if contact || code < 200 {
             b = b.contact(&ct_uri);
@@ -934,7 +1103,10 @@ impl Core {
         let data = b.build();
         let (inv, flow) = (c.invite.clone(), c.a_flow);
         if code < 200 {
-            self.cache.put(TxKey::of(&inv, "INVITE"), Some((Target::Flow(flow), data.clone())));
+            self.cache.put(
+                TxKey::of(&inv, "INVITE"),
+                Some((Target::Flow(flow), data.clone())),
+            );
             self.send(Target::Flow(flow), data.clone());
         } else {
             self.respond(&inv, flow, data.clone());
@@ -943,7 +1115,11 @@ impl Core {
     }
 
     fn cancel_leg(&mut self, call: u64, leg: u32, why: &str) {
-        let Some(l) = self.calls.get_mut(&call).and_then(|c| c.bs.get_mut(leg as usize)) else {
+        let Some(l) = self
+            .calls
+            .get_mut(&call)
+            .and_then(|c| c.bs.get_mut(leg as usize))
+        else {
             return;
         };
         if !matches!(l.phase, LegPhase::Calling | LegPhase::Proceeding) {
@@ -966,8 +1142,18 @@ impl Core {
         }
     }
 
-    fn leg_failed_check_attempt(&mut self, now: Now, call: u64, leg: u32, cause: Cause, code: u16, reason: &str) {
-        let Some(c) = self.calls.get(&call) else { return };
+    fn leg_failed_check_attempt(
+        &mut self,
+        now: Now,
+        call: u64,
+        leg: u32,
+        cause: Cause,
+        code: u16,
+        reason: &str,
+    ) {
+        let Some(c) = self.calls.get(&call) else {
+            return;
+        };
         if c.phase != Phase::Trying {
             return;
         }
@@ -975,20 +1161,18 @@ impl Core {
         if att as usize != c.attempt {
             return;
         }
-        let pending = c
-            .bs
-            .iter()
-            .any(|l| l.attempt == att && matches!(l.phase, LegPhase::Calling | LegPhase::Proceeding));
+        let pending = c.bs.iter().any(|l| {
+            l.attempt == att && matches!(l.phase, LegPhase::Calling | LegPhase::Proceeding)
+        });
         if pending {
             return;
         }
         // all forks of this attempt failed: the best failure (6xx wins, else the first)
-        let best = c
-            .bs
-            .iter()
-            .filter(|l| l.attempt == att && l.phase == LegPhase::Failed && l.status >= 300)
-            .max_by_key(|l| (l.status >= 600, std::cmp::Reverse(l.start_ms)))
-            .map(|l| (l.status, l.reason.clone()));
+        let best =
+            c.bs.iter()
+                .filter(|l| l.attempt == att && l.phase == LegPhase::Failed && l.status >= 300)
+                .max_by_key(|l| (l.status >= 600, std::cmp::Reverse(l.start_ms)))
+                .map(|l| (l.status, l.reason.clone()));
         let (code, reason, cause) = match best {
             Some((s, r)) if s != code => (s, r, Cause::Status(s)),
             _ => (code, reason.to_string(), cause),
@@ -1000,12 +1184,22 @@ impl Core {
     }
 
     fn attempt_failed(&mut self, now: Now, call: u64, cause: Cause, code: u16, reason: String) {
-        let Some(c) = self.calls.get_mut(&call) else { return };
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
         if c.phase != Phase::Trying && c.phase != Phase::Routing {
             return;
         }
-        c.failures.push(Failure { code, reason: reason.clone() });
-        let Some(PlanDecision::Forward { attempts, retry_on, prefer_last }) = c.plan.as_ref().map(|p| &p.decision) else {
+        c.failures.push(Failure {
+            code,
+            reason: reason.clone(),
+        });
+        let Some(PlanDecision::Forward {
+            attempts,
+            retry_on,
+            prefer_last,
+        }) = c.plan.as_ref().map(|p| &p.decision)
+        else {
             return;
         };
         let moves_on = matches!(cause, Cause::Unavailable | Cause::LimitReached)
@@ -1017,8 +1211,13 @@ impl Core {
             return;
         }
         let (code, reason) = if moves_on {
-            let f = if *prefer_last { c.failures.last() } else { c.failures.first() };
-            f.map(|f| (f.code, f.reason.clone())).unwrap_or((code, reason))
+            let f = if *prefer_last {
+                c.failures.last()
+            } else {
+                c.failures.first()
+            };
+            f.map(|f| (f.code, f.reason.clone()))
+                .unwrap_or((code, reason))
         } else {
             (code, reason)
         };
@@ -1037,7 +1236,9 @@ impl Core {
     }
 
     fn end_call(&mut self, now: Now, call: u64, code: u16, reason: &str, by: &'static str) {
-        let Some(c) = self.calls.get_mut(&call) else { return };
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
         if c.phase == Phase::Ended {
             return;
         }
@@ -1045,7 +1246,10 @@ impl Core {
         c.final_status = code;
         c.final_reason = reason.to_string();
         c.hangup_by = by;
-        for t in [c.ring_timer.take(), c.ok_timer.take(), c.ack_timer.take()].into_iter().flatten() {
+        for t in [c.ring_timer.take(), c.ok_timer.take(), c.ack_timer.take()]
+            .into_iter()
+            .flatten()
+        {
             self.timers.cancel(t);
         }
         self.stats.active_calls = self.stats.active_calls.saturating_sub(1);
@@ -1064,12 +1268,17 @@ impl Core {
     /// that needs an answer (over UDP the A side may still retransmit, which
     /// the response cache handles).
     fn maybe_reap(&mut self, _now: Now, call: u64) {
-        let Some(c) = self.calls.get(&call) else { return };
+        let Some(c) = self.calls.get(&call) else {
+            return;
+        };
         if c.phase != Phase::Ended || c.ok_to_a.is_some() {
             return;
         }
         let busy = c.bs.iter().any(|l| {
-            matches!(l.phase, LegPhase::Calling | LegPhase::Proceeding | LegPhase::Cancelled | LegPhase::Answered)
+            matches!(
+                l.phase,
+                LegPhase::Calling | LegPhase::Proceeding | LegPhase::Cancelled | LegPhase::Answered
+            )
         });
         if !busy {
             self.remove_call(call);
@@ -1077,13 +1286,19 @@ impl Core {
     }
 
     fn remove_call(&mut self, call: u64) {
-        let Some(c) = self.calls.get_mut(&call) else { return };
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
         if c.reaped {
             return;
         }
         c.reaped = true;
         let c = self.calls.remove(&call).expect("present");
-        if self.legs.get(c.invite.call_id()).is_some_and(|l| l.call == call) {
+        if self
+            .legs
+            .get(c.invite.call_id())
+            .is_some_and(|l| l.call == call)
+        {
             self.legs.remove(c.invite.call_id());
         }
         for l in &c.bs {
@@ -1098,7 +1313,11 @@ impl Core {
 
     pub(crate) fn on_cancel(&mut self, now: Now, req: Message, flow: Flow) {
         let lr = self.legs.get(req.call_id()).copied();
-        let Some(LegRef { call, side: Side::A }) = lr else {
+        let Some(LegRef {
+            call,
+            side: Side::A,
+        }) = lr
+        else {
             // maybe a CANCEL for a request still waiting for authorize
             let key = TxKey::of(&req, "INVITE");
             let pend = self
@@ -1119,7 +1338,9 @@ impl Core {
             self.reply(&req, flow, 481, None);
             return;
         };
-        if c.invite.cseq().seq != req.cseq().seq || c.invite.top_via().branch() != req.top_via().branch() {
+        if c.invite.cseq().seq != req.cseq().seq
+            || c.invite.top_via().branch() != req.top_via().branch()
+        {
             self.reply(&req, flow, 481, None);
             return;
         }
@@ -1129,7 +1350,9 @@ impl Core {
             .header("Server", &self.cfg.user_agent)
             .build();
         self.respond(&req, flow, data);
-        let Some(c) = self.calls.get(&call) else { return };
+        let Some(c) = self.calls.get(&call) else {
+            return;
+        };
         if !matches!(c.phase, Phase::Routing | Phase::Trying) {
             return;
         }
@@ -1141,17 +1364,32 @@ impl Core {
     }
 
     pub(crate) fn on_ack(&mut self, now: Now, req: Message, _flow: Flow) {
-        let Some(lr) = self.legs.get(req.call_id()).copied() else { return };
+        let Some(lr) = self.legs.get(req.call_id()).copied() else {
+            return;
+        };
         let call = lr.call;
-        let Some(c) = self.calls.get_mut(&call) else { return };
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
         // ACK for a relayed re-INVITE's 2xx?
         if let Some(ri) = c.relays.iter().position(|r| {
-            r.from == lr.side && r.method == Method::Invite && r.done && r.req.cseq().seq == req.cseq().seq
+            r.from == lr.side
+                && r.method == Method::Invite
+                && r.done
+                && r.req.cseq().seq == req.cseq().seq
         }) {
             let r = c.relays.remove(ri);
             let body = req.body().to_vec();
             let ct = req.content_type().map(str::to_string);
-            self.send_in_dialog(call, r.to, Method::Ack, Some(r.out_cseq), &body, ct.as_deref(), &[]);
+            self.send_in_dialog(
+                call,
+                r.to,
+                Method::Ack,
+                Some(r.out_cseq),
+                &body,
+                ct.as_deref(),
+                &[],
+            );
             return;
         }
         if lr.side != Side::A {
@@ -1161,14 +1399,24 @@ impl Core {
             return;
         }
         if c.ok_to_a.take().is_some() {
-            for t in [c.ok_timer.take(), c.ack_timer.take()].into_iter().flatten() {
+            for t in [c.ok_timer.take(), c.ack_timer.take()]
+                .into_iter()
+                .flatten()
+            {
                 self.timers.cancel(t);
             }
             let Some(w) = c.winner else { return };
             let body = req.body().to_vec();
             let ct = req.content_type().map(str::to_string);
             let l = &mut c.bs[w as usize];
-            let ack = build_in_dialog(&self.cfg.user_agent, l, Method::Ack, Some(1), &self.cfg, (!body.is_empty()).then(|| (ct.as_deref().unwrap_or("application/sdp"), &body[..])));
+            let ack = build_in_dialog(
+                &self.cfg.user_agent,
+                l,
+                Method::Ack,
+                Some(1),
+                &self.cfg,
+                (!body.is_empty()).then(|| (ct.as_deref().unwrap_or("application/sdp"), &body[..])),
+            );
             l.ack = Some(ack.clone());
             let t = l.target.clone();
             let ended = c.phase == Phase::Ended;
@@ -1229,8 +1477,19 @@ impl Core {
                 }
                 Side::B(l) => {
                     if other.is_some() {
-                        self.hangup_both(now, call, Some(Side::B(l)), "callee", 200, "Callee hung up");
-                    } else if let Some(leg) = self.calls.get_mut(&call).and_then(|c| c.bs.get_mut(l as usize)) {
+                        self.hangup_both(
+                            now,
+                            call,
+                            Some(Side::B(l)),
+                            "callee",
+                            200,
+                            "Callee hung up",
+                        );
+                    } else if let Some(leg) = self
+                        .calls
+                        .get_mut(&call)
+                        .and_then(|c| c.bs.get_mut(l as usize))
+                    {
                         leg.phase = LegPhase::Terminated;
                     }
                 }
@@ -1246,34 +1505,54 @@ impl Core {
         let ct = req.content_type().map(str::to_string);
         let mut extra = Vec::new();
         for h in req.headers_iter() {
-            if COPY_IN_DIALOG.iter().any(|n| n.eq_ignore_ascii_case(h.name))
+            if COPY_IN_DIALOG
+                .iter()
+                .any(|n| n.eq_ignore_ascii_case(h.name))
                 || (h.name.len() > 2 && h.name[..2].eq_ignore_ascii_case("x-"))
             {
                 extra.push((h.name.to_string(), h.value.to_string()));
             }
         }
-        let out_cseq = self.send_in_dialog(call, other, method.clone(), None, &body, ct.as_deref(), &extra);
+        let out_cseq = self.send_in_dialog(
+            call,
+            other,
+            method.clone(),
+            None,
+            &body,
+            ct.as_deref(),
+            &extra,
+        );
         let key = TxKey::of(&req, method.as_str());
         self.cache.put(key, None);
         if let Some(c) = self.calls.get_mut(&call) {
-            c.relays.push(Relay { from: lr.side, to: other, req, flow, out_cseq, method, done: false });
+            c.relays.push(Relay {
+                from: lr.side,
+                to: other,
+                req,
+                flow,
+                out_cseq,
+                method,
+                done: false,
+            });
         }
     }
 
     fn on_a_response(&mut self, now: Now, call: u64, msg: Message) {
-        let Some(c) = self.calls.get_mut(&call) else { return };
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
         let cseq = msg.cseq().clone();
-        if let Some(ri) = c
-            .relays
-            .iter()
-            .position(|r| r.to == Side::A && r.out_cseq == cseq.seq && r.method == cseq.method && !r.done)
-        {
+        if let Some(ri) = c.relays.iter().position(|r| {
+            r.to == Side::A && r.out_cseq == cseq.seq && r.method == cseq.method && !r.done
+        }) {
             self.relay_response(now, call, ri, msg);
         }
     }
 
     fn relay_response(&mut self, _now: Now, call: u64, ri: usize, msg: Message) {
-        let Some(c) = self.calls.get_mut(&call) else { return };
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
         let code = msg.status().unwrap_or(500);
         if code == 100 {
             return;
@@ -1287,16 +1566,26 @@ impl Core {
         let flow = r.flow;
         let local = local.map(|_| {
             let l = self_local_for(&self.cfg, flow.transport, flow.remote.is_ipv6());
-            format!("<sip:strowger@{}{}>", fmt_hostport(l), transport_param(flow.transport))
+            format!(
+                "<sip:strowger@{}{}>",
+                fmt_hostport(l),
+                transport_param(flow.transport)
+            )
         });
-        let mut b = ResponseBuilder::with_reason(&r.req, code, msg.reason().unwrap_or("")).to_tag(&tag);
-        if matches!(r.method, Method::Invite | Method::Update | Method::Subscribe | Method::Notify | Method::Refer)
-            && let Some(ct) = &local
+        let mut b =
+            ResponseBuilder::with_reason(&r.req, code, msg.reason().unwrap_or("")).to_tag(&tag);
+        if matches!(
+            r.method,
+            Method::Invite | Method::Update | Method::Subscribe | Method::Notify | Method::Refer
+        ) && let Some(ct) = &local
         {
             b = b.contact(ct);
         }
         for h in msg.headers_iter() {
-            if COPY_IN_DIALOG.iter().any(|n| n.eq_ignore_ascii_case(h.name)) {
+            if COPY_IN_DIALOG
+                .iter()
+                .any(|n| n.eq_ignore_ascii_case(h.name))
+            {
                 b = b.header(h.name, h.value);
             }
         }
@@ -1328,12 +1617,24 @@ impl Core {
     }
 
     /// Sends BYE to every answered side except `except` and ends the call.
-    fn hangup_both(&mut self, now: Now, call: u64, except: Option<Side>, by: &'static str, code: u16, reason: &str) {
-        let Some(c) = self.calls.get(&call) else { return };
+    fn hangup_both(
+        &mut self,
+        now: Now,
+        call: u64,
+        except: Option<Side>,
+        by: &'static str,
+        code: u16,
+        reason: &str,
+    ) {
+        let Some(c) = self.calls.get(&call) else {
+            return;
+        };
         if except != Some(Side::A) && c.phase == Phase::Answered {
             self.send_in_dialog(call, Side::A, Method::Bye, None, &[], None, &[]);
         }
-        let Some(c) = self.calls.get_mut(&call) else { return };
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
         if let Some(w) = c.winner {
             if except != Some(Side::B(w)) {
                 self.send_in_dialog(call, Side::B(w), Method::Bye, None, &[], None, &[]);
@@ -1357,8 +1658,11 @@ impl Core {
         extra: &[(String, String)],
     ) -> u32 {
         let cfg = &self.cfg;
-        let Some(c) = self.calls.get_mut(&call) else { return 0 };
-        let body_opt = (!body.is_empty()).then(|| (content_type.unwrap_or("application/sdp"), body));
+        let Some(c) = self.calls.get_mut(&call) else {
+            return 0;
+        };
+        let body_opt =
+            (!body.is_empty()).then(|| (content_type.unwrap_or("application/sdp"), body));
         match side {
             Side::A => {
                 let seq = match cseq {
@@ -1372,7 +1676,12 @@ impl Core {
                 let local = self_local_for(cfg, flow.transport, flow.remote.is_ipv6());
                 let branch = strowger_sip::ids::branch();
                 let mut b = RequestBuilder::new(&method, &c.a_remote_target)
-                    .via(sip_transport(flow.transport), &fmt_hostport(local), &branch, true)
+                    .via(
+                        sip_transport(flow.transport),
+                        &fmt_hostport(local),
+                        &branch,
+                        true,
+                    )
                     .max_forwards(cfg.max_forwards)
                     .from(&c.a_to_addr, &c.a_tag)
                     .to(&c.a_from_addr, None)
@@ -1381,8 +1690,19 @@ impl Core {
                 for r in &c.a_route_set {
                     b = b.route(r);
                 }
-                if matches!(method, Method::Invite | Method::Update | Method::Subscribe | Method::Refer | Method::Notify) {
-                    b = b.contact(&format!("<sip:strowger@{}{}>", fmt_hostport(local), transport_param(flow.transport)));
+                if matches!(
+                    method,
+                    Method::Invite
+                        | Method::Update
+                        | Method::Subscribe
+                        | Method::Refer
+                        | Method::Notify
+                ) {
+                    b = b.contact(&format!(
+                        "<sip:strowger@{}{}>",
+                        fmt_hostport(local),
+                        transport_param(flow.transport)
+                    ));
                 }
                 for (n, v) in extra {
                     b = b.header(n, v);
@@ -1396,7 +1716,9 @@ impl Core {
                 seq
             }
             Side::B(l) => {
-                let Some(leg) = c.bs.get_mut(l as usize) else { return 0 };
+                let Some(leg) = c.bs.get_mut(l as usize) else {
+                    return 0;
+                };
                 let seq = match cseq {
                     Some(s) => s,
                     None => {
@@ -1404,7 +1726,14 @@ impl Core {
                         leg.local_cseq
                     }
                 };
-                let mut data = build_in_dialog(&cfg.user_agent, leg, method.clone(), Some(seq), cfg, body_opt);
+                let mut data = build_in_dialog(
+                    &cfg.user_agent,
+                    leg,
+                    method.clone(),
+                    Some(seq),
+                    cfg,
+                    body_opt,
+                );
                 if !extra.is_empty() {
                     // re-build with the extra headers
                     let msg = strowger_sip::parse(data.clone()).ok();
@@ -1426,8 +1755,18 @@ impl Core {
         }
     }
 
-    fn attempt_record(&mut self, now: Now, call: u64, egress: &str, att: &PlannedAttempt, code: u16, cause: &Cause) {
-        let Some(c) = self.calls.get_mut(&call) else { return };
+    fn attempt_record(
+        &mut self,
+        now: Now,
+        call: u64,
+        egress: &str,
+        att: &PlannedAttempt,
+        code: u16,
+        cause: &Cause,
+    ) {
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
         c.unresolved.push((
             c.attempt as u32,
             CdrAttempt {
@@ -1450,32 +1789,33 @@ fn trunk_of(egress: &str) -> Option<String> {
 }
 
 fn build_cdr(c: &CallState, now: Now, code: u16, reason: &str, by: &str) -> Cdr {
-    let mut attempts: Vec<(u32, CdrAttempt)> = c
-        .bs
-        .iter()
-        .map(|l| {
-            (
-                l.attempt,
-                CdrAttempt {
-                    destination: l.egress.clone(),
-                    egress_trunk: trunk_of(&l.egress),
-                    a_number: l.a_out.clone(),
-                    b_number: l.b_out.clone(),
-                    start_ms: l.start_ms,
-                    answer_ms: l.answer_ms,
-                    end_ms: Some(now.unix_ms),
-                    final_code: (l.status != 0).then_some(l.status),
-                    cause: Some(match l.phase {
-                        LegPhase::Answered | LegPhase::Terminated if l.answer_ms.is_some() => "answered".to_string(),
-                        LegPhase::Cancelled => "cancelled".to_string(),
-                        _ if l.status == 408 => "no-answer".to_string(),
-                        _ if l.status == 487 => "cancelled".to_string(),
-                        _ => "status".to_string(),
-                    }),
-                },
-            )
-        })
-        .collect();
+    let mut attempts: Vec<(u32, CdrAttempt)> =
+        c.bs.iter()
+            .map(|l| {
+                (
+                    l.attempt,
+                    CdrAttempt {
+                        destination: l.egress.clone(),
+                        egress_trunk: trunk_of(&l.egress),
+                        a_number: l.a_out.clone(),
+                        b_number: l.b_out.clone(),
+                        start_ms: l.start_ms,
+                        answer_ms: l.answer_ms,
+                        end_ms: Some(now.unix_ms),
+                        final_code: (l.status != 0).then_some(l.status),
+                        cause: Some(match l.phase {
+                            LegPhase::Answered | LegPhase::Terminated if l.answer_ms.is_some() => {
+                                "answered".to_string()
+                            }
+                            LegPhase::Cancelled => "cancelled".to_string(),
+                            _ if l.status == 408 => "no-answer".to_string(),
+                            _ if l.status == 487 => "cancelled".to_string(),
+                            _ => "status".to_string(),
+                        }),
+                    },
+                )
+            })
+            .collect();
     attempts.extend(c.unresolved.iter().cloned());
     attempts.sort_by_key(|(a, x)| (*a, x.start_ms));
     let w = c.winner.map(|w| &c.bs[w as usize]);
@@ -1494,7 +1834,11 @@ fn build_cdr(c: &CallState, now: Now, code: u16, reason: &str, by: &str) -> Cdr 
         }
         .to_string()
     };
-    let generation = c.plan.as_ref().map(|p| p.generation.clone()).unwrap_or_default();
+    let generation = c
+        .plan
+        .as_ref()
+        .map(|p| p.generation.clone())
+        .unwrap_or_default();
     let (gen_no, plugins) = match generation.split_once(' ') {
         Some((g, p)) => (g.parse().ok(), p.to_string()),
         None => (generation.parse().ok(), String::new()),
@@ -1511,11 +1855,18 @@ fn build_cdr(c: &CallState, now: Now, code: u16, reason: &str, by: &str) -> Cdr 
         b_number_out: last.map(|l| l.b_out.clone()),
         ingress: ingress_text(&c.facts.ingress),
         ingress_trunk: c.facts.trunk.clone(),
-        source: Some(format!("{}:{}", c.facts.source.transport, c.facts.source.remote)),
+        source: Some(format!(
+            "{}:{}",
+            c.facts.source.transport, c.facts.source.remote
+        )),
         egress: last.map(|l| l.egress.clone()),
         egress_trunk: last.and_then(|l| trunk_of(&l.egress)),
         final_code: if answered { 200 } else { code },
-        final_reason: if answered { "OK".into() } else { reason.to_string() },
+        final_reason: if answered {
+            "OK".into()
+        } else {
+            reason.to_string()
+        },
         cause,
         hangup_side: answered.then(|| by.to_string()),
         plugins,
@@ -1535,7 +1886,11 @@ pub(crate) fn cause_status(c: &Cause) -> (u16, &'static str) {
     }
 }
 
-fn self_local_for(cfg: &crate::core::CoreConfig, transport: Transport, v6: bool) -> std::net::SocketAddr {
+fn self_local_for(
+    cfg: &crate::core::CoreConfig,
+    transport: Transport,
+    v6: bool,
+) -> std::net::SocketAddr {
     cfg.listeners
         .iter()
         .find(|(t, a)| *t == transport && a.is_ipv6() == v6)
@@ -1608,7 +1963,12 @@ fn build_in_dialog(
     let local = self_local_for(cfg, l.transport, l.target.addr().is_ipv6());
     let branch = strowger_sip::ids::branch();
     let mut b = RequestBuilder::new(&method, &l.remote_target)
-        .via(sip_transport(l.transport), &fmt_hostport(local), &branch, true)
+        .via(
+            sip_transport(l.transport),
+            &fmt_hostport(local),
+            &branch,
+            true,
+        )
         .max_forwards(cfg.max_forwards)
         .from(&l.from_addr, &l.from_tag)
         .to(&l.to_addr, l.to_tag.as_deref())
@@ -1617,8 +1977,15 @@ fn build_in_dialog(
     for r in &l.route_set {
         b = b.route(r);
     }
-    if matches!(method, Method::Invite | Method::Update | Method::Subscribe | Method::Refer | Method::Notify) {
-        b = b.contact(&format!("<sip:strowger@{}{}>", fmt_hostport(local), transport_param(l.transport)));
+    if matches!(
+        method,
+        Method::Invite | Method::Update | Method::Subscribe | Method::Refer | Method::Notify
+    ) {
+        b = b.contact(&format!(
+            "<sip:strowger@{}{}>",
+            fmt_hostport(local),
+            transport_param(l.transport)
+        ));
     }
     b = b.header("User-Agent", ua);
     if let Some((ct, bd)) = body {

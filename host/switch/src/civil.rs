@@ -71,7 +71,10 @@ mod tests {
     fn known_dates() {
         // 2026-11-23T09:00:00Z is a Monday
         let c = civil(1_795_424_400_000, 0);
-        assert_eq!((c.year, c.month, c.day, c.weekday, c.hour), (2026, 11, 23, 1, 9));
+        assert_eq!(
+            (c.year, c.month, c.day, c.weekday, c.hour),
+            (2026, 11, 23, 1, 9)
+        );
         // -180 minutes (Brazil): 06:00 same day
         let c = civil(1_795_424_400_000, -180);
         assert_eq!((c.day, c.hour), (23, 6));

@@ -35,11 +35,17 @@ pub struct Now {
 impl Now {
     /// The real current time.
     pub fn real() -> Now {
-        Now { mono: Instant::now(), unix_ms: crate::civil::now_unix_ms() }
+        Now {
+            mono: Instant::now(),
+            unix_ms: crate::civil::now_unix_ms(),
+        }
     }
     /// `self` advanced by `d` (tests).
     pub fn after(self, d: Duration) -> Now {
-        Now { mono: self.mono + d, unix_ms: self.unix_ms + d.as_millis() as i64 }
+        Now {
+            mono: self.mono + d,
+            unix_ms: self.unix_ms + d.as_millis() as i64,
+        }
     }
 }
 
@@ -539,7 +545,11 @@ impl Core {
     /// A core with the pass-through media handler and a fresh location
     /// service.
     pub fn new(cfg: CoreConfig) -> Core {
-        Core::with_parts(cfg, Arc::new(RwLock::new(Location::new())), Box::new(PassThrough))
+        Core::with_parts(
+            cfg,
+            Arc::new(RwLock::new(Location::new())),
+            Box::new(PassThrough),
+        )
     }
 
     /// A core sharing `location` (read by plugins through host services)
@@ -606,8 +616,10 @@ impl Core {
     fn ensure_started(&mut self, now: Now) {
         if !self.started {
             self.started = true;
-            self.timers.schedule(now.mono + self.cfg.t1 * 64, TimerKind::CacheRotate);
-            self.timers.schedule(now.mono + Duration::from_secs(10), TimerKind::Sweep);
+            self.timers
+                .schedule(now.mono + self.cfg.t1 * 64, TimerKind::CacheRotate);
+            self.timers
+                .schedule(now.mono + Duration::from_secs(10), TimerKind::Sweep);
         }
     }
 
@@ -618,14 +630,16 @@ impl Core {
             match kind {
                 TimerKind::CacheRotate => {
                     self.cache.rotate();
-                    self.timers.schedule(now.mono + self.cfg.t1 * 64, TimerKind::CacheRotate);
+                    self.timers
+                        .schedule(now.mono + self.cfg.t1 * 64, TimerKind::CacheRotate);
                 }
                 TimerKind::Sweep => {
                     let gone = self.location.write().sweep(now.mono);
                     for (aor, contact) in gone {
                         self.out.push(Action::DeleteBinding { aor, contact });
                     }
-                    self.timers.schedule(now.mono + Duration::from_secs(10), TimerKind::Sweep);
+                    self.timers
+                        .schedule(now.mono + Duration::from_secs(10), TimerKind::Sweep);
                 }
                 TimerKind::Call(call, t) => self.on_call_timer(now, id, call, t),
             }
@@ -652,10 +666,14 @@ impl Core {
     pub(crate) fn respond(&mut self, req: &Message, flow: Flow, data: Bytes) {
         let method = req.cseq().method.as_str().to_string();
         if req.status().is_none() && !matches!(req.method(), Some(Method::Ack)) {
-            let status = strowger_sip::parse(data.clone()).ok().and_then(|m| m.status());
+            let status = strowger_sip::parse(data.clone())
+                .ok()
+                .and_then(|m| m.status());
             if status.is_some_and(|s| s >= 200) {
-                self.cache
-                    .put(TxKey::of(req, &method), Some((Target::Flow(flow), data.clone())));
+                self.cache.put(
+                    TxKey::of(req, &method),
+                    Some((Target::Flow(flow), data.clone())),
+                );
             }
         }
         self.send(Target::Flow(flow), data);
@@ -668,13 +686,19 @@ impl Core {
             Some(r) => ResponseBuilder::with_reason(req, code, r),
             None => ResponseBuilder::new(req, code),
         };
-        let data = b.to_tag(&tag).header("Server", &self.cfg.user_agent).build();
+        let data = b
+            .to_tag(&tag)
+            .header("Server", &self.cfg.user_agent)
+            .build();
         self.respond(req, flow, data);
     }
 
     fn on_net(&mut self, now: Now, inb: Inbound) {
         self.stats.rx += 1;
-        let opts = ParseOptions { max_size: 65535, stream: inb.flow.transport.is_stream() };
+        let opts = ParseOptions {
+            max_size: 65535,
+            stream: inb.flow.transport.is_stream(),
+        };
         let msg = match strowger_sip::parse_with(inb.data, &opts) {
             Ok(m) => m,
             Err(e) => {
@@ -751,12 +775,17 @@ impl Core {
 
     /// True if `host:port` is one of our listeners (loop detection).
     pub(crate) fn is_local(&self, host: &str, port: Option<u16>) -> bool {
-        let Ok(ip) = host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() else {
+        let Ok(ip) = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+        else {
             return false;
         };
-        self.cfg.listeners.iter().any(|(t, a)| {
-            a.ip() == ip && a.port() == port.unwrap_or_else(|| t.default_port())
-        })
+        self.cfg
+            .listeners
+            .iter()
+            .any(|(t, a)| a.ip() == ip && a.port() == port.unwrap_or_else(|| t.default_port()))
     }
 
     /// Finds a trusted trunk by packet source.
@@ -777,7 +806,8 @@ impl Core {
 }
 
 /// Methods we accept.
-pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, UPDATE, INFO, NOTIFY, REFER, MESSAGE";
+pub const ALLOW: &str =
+    "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, UPDATE, INFO, NOTIFY, REFER, MESSAGE";
 
 /// Adds `received` / fills `rport` in the top Via (RFC 3261 §18.2.1,
 /// RFC 3581). Returns the rewritten message, or none when nothing changes.

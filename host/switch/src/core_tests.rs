@@ -35,7 +35,11 @@ impl H {
     fn new() -> H {
         let mut cfg = CoreConfig::for_tests(SW.parse().unwrap());
         cfg.users = (1001..=1003)
-            .map(|u| UserCred { user: u.to_string(), password: format!("pw{u}"), domain: "test.local".into() })
+            .map(|u| UserCred {
+                user: u.to_string(),
+                password: format!("pw{u}"),
+                domain: "test.local".into(),
+            })
             .collect();
         cfg.trunks = vec![
             TrunkInfo {
@@ -55,7 +59,12 @@ impl H {
                 ignore_source_port: true,
             },
         ];
-        H { core: Core::new(cfg), now: Now::real(), sent: Vec::new(), actions: Vec::new() }
+        H {
+            core: Core::new(cfg),
+            now: Now::real(),
+            sent: Vec::new(),
+            actions: Vec::new(),
+        }
     }
 
     fn collect(&mut self) {
@@ -74,13 +83,22 @@ impl H {
         let text = text.replace('\n', "\r\n");
         self.core.handle(
             self.now,
-            Event::Net(Inbound { flow: flow(from), data: Bytes::from(text) }),
+            Event::Net(Inbound {
+                flow: flow(from),
+                data: Bytes::from(text),
+            }),
         );
         self.collect();
     }
 
     fn rx_msg(&mut self, from: &str, data: Bytes) {
-        self.core.handle(self.now, Event::Net(Inbound { flow: flow(from), data }));
+        self.core.handle(
+            self.now,
+            Event::Net(Inbound {
+                flow: flow(from),
+                data,
+            }),
+        );
         self.collect();
     }
 
@@ -103,7 +121,8 @@ impl H {
         for a in self.take_actions() {
             if let Action::Authorize { pending, facts } = a {
                 let verdict = AuthVerdict::default_for(&facts);
-                self.core.handle(self.now, Event::AuthDecided { pending, verdict });
+                self.core
+                    .handle(self.now, Event::AuthDecided { pending, verdict });
             }
         }
         self.collect();
@@ -112,14 +131,26 @@ impl H {
     fn accept_all(&mut self) {
         for a in self.take_actions() {
             if let Action::Authorize { pending, .. } = a {
-                let verdict = AuthVerdict::Accept { max_expires: None, min_expires: None, max_contacts: None };
-                self.core.handle(self.now, Event::AuthDecided { pending, verdict });
+                let verdict = AuthVerdict::Accept {
+                    max_expires: None,
+                    min_expires: None,
+                    max_contacts: None,
+                };
+                self.core
+                    .handle(self.now, Event::AuthDecided { pending, verdict });
             }
         }
         self.collect();
     }
 
-    fn register(&mut self, from: &str, user: &str, contact: &str, expires: u32, cseq: u32) -> Message {
+    fn register(
+        &mut self,
+        from: &str,
+        user: &str,
+        contact: &str,
+        expires: u32,
+        cseq: u32,
+    ) -> Message {
         let msg = format!(
             "REGISTER sip:test.local SIP/2.0
 Via: SIP/2.0/UDP {from};branch=z9hG4bKreg{user}{cseq}{expires};rport
@@ -165,7 +196,12 @@ a=x:yz12345
     )
 }
 
-fn plan_to(h: &mut H, attempts: Vec<PlannedAttempt>, retry_on: Vec<Cause>, prefer_last: bool) -> u64 {
+fn plan_to(
+    h: &mut H,
+    attempts: Vec<PlannedAttempt>,
+    retry_on: Vec<Cause>,
+    prefer_last: bool,
+) -> u64 {
     let acts = h.take_actions();
     let call = acts
         .iter()
@@ -183,7 +219,11 @@ fn plan_to(h: &mut H, attempts: Vec<PlannedAttempt>, retry_on: Vec<Cause>, prefe
                 b_number: "5511".into(),
                 display_name: None,
                 routing_number: None,
-                decision: PlanDecision::Forward { attempts, retry_on, prefer_last },
+                decision: PlanDecision::Forward {
+                    attempts,
+                    retry_on,
+                    prefer_last,
+                },
                 generation: "1 route=test@1".into(),
             },
         },
@@ -223,7 +263,9 @@ fn answer(req: &Message, code: u16, to_tag: &str, sdp: bool) -> Bytes {
 fn register_challenge_then_bindings() {
     let mut h = H::new();
     // no credentials: default policy challenges with SHA-256 and MD5 side by side
-    h.rx(PHONE, "REGISTER sip:test.local SIP/2.0
+    h.rx(
+        PHONE,
+        "REGISTER sip:test.local SIP/2.0
 Via: SIP/2.0/UDP 10.0.0.5:5060;branch=z9hG4bKr1;rport
 From: <sip:1001@test.local>;tag=x
 To: <sip:1001@test.local>
@@ -232,7 +274,8 @@ CSeq: 1 REGISTER
 Contact: <sip:1001@10.0.0.5:5060>
 Content-Length: 0
 
-");
+",
+    );
     h.authorize_default();
     let s = h.take_sent();
     assert_eq!(s.len(), 1);
@@ -262,7 +305,11 @@ Content-Length: 0
     assert_eq!(b.len(), 2);
     assert!(b.iter().any(|b| b.flow == flow(PHONE)));
     let saves = h.take_actions();
-    assert!(saves.iter().any(|a| matches!(a, Action::SaveBinding { .. })));
+    assert!(
+        saves
+            .iter()
+            .any(|a| matches!(a, Action::SaveBinding { .. }))
+    );
 
     // too brief
     let r = h.register(PHONE, "1001", "sip:1001@10.0.0.5:5060", 10, 3);
@@ -275,8 +322,15 @@ Content-Length: 0
     assert_eq!(r.contacts().unwrap().len(), 1);
     // expiry by time
     h.advance(Duration::from_secs(3601));
-    assert_eq!(loc.read().lookup("sip:1001@test.local", h.now.mono).len(), 0);
-    assert!(h.take_actions().iter().any(|a| matches!(a, Action::DeleteBinding { .. })));
+    assert_eq!(
+        loc.read().lookup("sip:1001@test.local", h.now.mono).len(),
+        0
+    );
+    assert!(
+        h.take_actions()
+            .iter()
+            .any(|a| matches!(a, Action::DeleteBinding { .. }))
+    );
 }
 
 #[test]
@@ -300,7 +354,11 @@ Content-Length: 0
     let s = h.take_sent();
     assert_eq!(s.len(), 1);
     assert_eq!(s[0].1.status(), Some(200));
-    assert!(h.take_actions().iter().all(|a| !matches!(a, Action::Authorize { .. })));
+    assert!(
+        h.take_actions()
+            .iter()
+            .all(|a| !matches!(a, Action::Authorize { .. }))
+    );
     assert_eq!(h.core.stats().retransmissions, 2);
 }
 
@@ -309,10 +367,18 @@ fn trunk_call_to_user_end_to_end() {
     let mut h = H::new();
     h.register(PHONE, "1002", "sip:1002@192.168.1.20:5060", 3600, 1);
     h.take_actions();
-    h.rx(TRUNK, &invite("5511", "1002", "A-call-1", "z9hG4bKa1", TRUNK));
+    h.rx(
+        TRUNK,
+        &invite("5511", "1002", "A-call-1", "z9hG4bKa1", TRUNK),
+    );
     let s = h.take_sent();
     assert_eq!(s[0].1.status(), Some(100));
-    let call = plan_to(&mut h, vec![attempt(Dest::User("1002".into()))], vec![], true);
+    let call = plan_to(
+        &mut h,
+        vec![attempt(Dest::User("1002".into()))],
+        vec![],
+        true,
+    );
     let s = h.take_sent();
     assert_eq!(s.len(), 1);
     let (target, b_inv) = &s[0];
@@ -328,7 +394,10 @@ fn trunk_call_to_user_end_to_end() {
     assert_eq!(b_inv.header("Secret-Topology"), None);
     assert_eq!(b_inv.max_forwards(), Some(69));
     assert_eq!(b_inv.from().uri.user, Some("1001"));
-    assert!(!b_inv.as_bytes().windows(8).any(|w| w == b"carrier."), "A-side host leaked");
+    assert!(
+        !b_inv.as_bytes().windows(8).any(|w| w == b"carrier."),
+        "A-side host leaked"
+    );
     assert!(b_inv.body().starts_with(b"v=0"));
 
     // 180 then 200 relayed with our tag and Contact
@@ -348,13 +417,25 @@ fn trunk_call_to_user_end_to_end() {
     assert_eq!(a200.status(), Some(200));
     assert_eq!(a200.to_tag(), Some(a_tag.as_str()));
     assert!(a200.body().starts_with(b"v=0"));
-    assert!(a200.contact().unwrap().unwrap().addr().unwrap().uri.raw.contains("strowger@127.0.0.1"));
+    assert!(
+        a200.contact()
+            .unwrap()
+            .unwrap()
+            .addr()
+            .unwrap()
+            .uri
+            .raw
+            .contains("strowger@127.0.0.1")
+    );
     // 200 is retransmitted until ACK
     h.advance(Duration::from_millis(600));
     assert_eq!(h.take_sent().len(), 1);
 
     // ACK from A becomes an ACK on the B dialog
-    h.rx(TRUNK, &format!("ACK sip:strowger@127.0.0.1:5060 SIP/2.0
+    h.rx(
+        TRUNK,
+        &format!(
+            "ACK sip:strowger@127.0.0.1:5060 SIP/2.0
 Via: SIP/2.0/UDP {TRUNK};branch=z9hG4bKack1
 Max-Forwards: 70
 From: \"Alice\" <sip:5511@carrier.example>;tag=a1
@@ -363,7 +444,9 @@ Call-ID: A-call-1
 CSeq: 1 ACK
 Content-Length: 0
 
-"));
+"
+        ),
+    );
     let s = h.take_sent();
     assert_eq!(s.len(), 1);
     let ack = &s[0].1;
@@ -372,11 +455,17 @@ Content-Length: 0
     assert_eq!(ack.request_uri_str(), Some("sip:callee@127.0.0.1:7001"));
     assert_eq!(ack.to_tag(), Some("b1"));
     h.advance(Duration::from_secs(2));
-    assert!(h.take_sent().is_empty(), "no more 200 retransmissions after ACK");
+    assert!(
+        h.take_sent().is_empty(),
+        "no more 200 retransmissions after ACK"
+    );
 
     // re-INVITE from B relayed to A, answer relayed back
     let b_from = b_inv.from_tag().unwrap().to_string();
-    h.rx(PHONE, &format!("INVITE sip:strowger@127.0.0.1:5060 SIP/2.0
+    h.rx(
+        PHONE,
+        &format!(
+            "INVITE sip:strowger@127.0.0.1:5060 SIP/2.0
 Via: SIP/2.0/UDP {PHONE};branch=z9hG4bKre1
 Max-Forwards: 70
 From: <sip:1002@test.local>;tag=b1
@@ -388,7 +477,10 @@ Content-Type: application/sdp
 Content-Length: 10
 
 v=0 hold
-", b_inv.call_id()));
+",
+            b_inv.call_id()
+        ),
+    );
     let s = h.take_sent();
     assert_eq!(s.len(), 1);
     let re = &s[0].1;
@@ -404,7 +496,10 @@ v=0 hold
     assert_eq!(s[0].0, Target::Flow(flow(PHONE)));
 
     // BYE from the callee: 200 to B, BYE to A, CDR written
-    h.rx(PHONE, &format!("BYE sip:strowger@127.0.0.1:5060 SIP/2.0
+    h.rx(
+        PHONE,
+        &format!(
+            "BYE sip:strowger@127.0.0.1:5060 SIP/2.0
 Via: SIP/2.0/UDP {PHONE};branch=z9hG4bKbye1
 Max-Forwards: 70
 From: <sip:1002@test.local>;tag=b1
@@ -413,11 +508,17 @@ Call-ID: {}
 CSeq: 6 BYE
 Content-Length: 0
 
-", b_inv.call_id()));
+",
+            b_inv.call_id()
+        ),
+    );
     let s = h.take_sent();
     assert_eq!(s.len(), 2);
     assert!(s.iter().any(|(_, m)| m.status() == Some(200)));
-    let bye = s.iter().find(|(_, m)| m.method() == Some(&strowger_sip::Method::Bye)).unwrap();
+    let bye = s
+        .iter()
+        .find(|(_, m)| m.method() == Some(&strowger_sip::Method::Bye))
+        .unwrap();
     assert_eq!(bye.1.call_id(), "A-call-1");
     let acts = h.take_actions();
     let cdr = acts
@@ -432,12 +533,18 @@ Content-Length: 0
     assert_eq!(cdr.ingress, "trunk:carrier");
     assert_eq!(cdr.attempts.len(), 1);
     assert!(cdr.answer_ms.is_some());
-    assert!(acts.iter().any(|a| matches!(a, Action::CallEnded { call: c } if *c == call)));
+    assert!(
+        acts.iter()
+            .any(|a| matches!(a, Action::CallEnded { call: c } if *c == call))
+    );
     // A's 200 for our BYE lets the call go
     h.rx_msg(TRUNK, answer(&bye.1, 200, "a1", false));
     assert_eq!(h.core.active_calls(), 0);
     // requests on the finished dialog: 481
-    h.rx(PHONE, &format!("BYE sip:strowger@127.0.0.1:5060 SIP/2.0
+    h.rx(
+        PHONE,
+        &format!(
+            "BYE sip:strowger@127.0.0.1:5060 SIP/2.0
 Via: SIP/2.0/UDP {PHONE};branch=z9hG4bKbye2
 From: <sip:1002@test.local>;tag=b1
 To: <sip:1001@test.local>;tag={b_from}
@@ -445,7 +552,10 @@ Call-ID: {}
 CSeq: 7 BYE
 Content-Length: 0
 
-", b_inv.call_id()));
+",
+            b_inv.call_id()
+        ),
+    );
     assert_eq!(h.take_sent()[0].1.status(), Some(481));
 }
 
@@ -467,7 +577,13 @@ fn serial_failover_and_causes() {
     );
     let s = h.take_sent();
     assert_eq!(s.len(), 1, "attempt 1 unavailable, attempt 2 sent");
-    assert_eq!(s[0].0, Target::Addr { transport: Transport::Udp, addr: "127.0.0.10:5060".parse().unwrap() });
+    assert_eq!(
+        s[0].0,
+        Target::Addr {
+            transport: Transport::Udp,
+            addr: "127.0.0.10:5060".parse().unwrap()
+        }
+    );
     assert_eq!(s[0].1.request_uri_str(), Some("sip:5511@127.0.0.10"));
     // 503: marked for retry → ACK + attempt 3
     h.rx_msg("127.0.0.10:5060", answer(&s[0].1, 503, "x", false));
@@ -476,7 +592,13 @@ fn serial_failover_and_causes() {
     assert_eq!(s2[0].1.method(), Some(&strowger_sip::Method::Ack));
     assert_eq!(s2[0].1.top_via().branch(), s[0].1.top_via().branch());
     let inv3 = &s2[1].1;
-    assert_eq!(s2[1].0, Target::Addr { transport: Transport::Udp, addr: TRUNK.parse().unwrap() });
+    assert_eq!(
+        s2[1].0,
+        Target::Addr {
+            transport: Transport::Udp,
+            addr: TRUNK.parse().unwrap()
+        }
+    );
     // 486 is not marked: the call ends with it (attempt 4 never tried)
     h.rx_msg(TRUNK, answer(inv3, 486, "y", false));
     let s3 = h.take_sent();
@@ -505,7 +627,10 @@ fn preferred_cause_first_and_unavailable_user() {
     h.take_sent();
     plan_to(
         &mut h,
-        vec![attempt(Dest::User("1003".into())), attempt(Dest::Trunk("backup".into()))],
+        vec![
+            attempt(Dest::User("1003".into())),
+            attempt(Dest::Trunk("backup".into())),
+        ],
         vec![Cause::StatusClass(5)],
         false,
     );
@@ -524,7 +649,10 @@ fn ring_timeout_cancels_and_moves_on() {
     h.take_sent();
     plan_to(
         &mut h,
-        vec![attempt(Dest::Trunk("backup".into())), attempt(Dest::Trunk("carrier".into()))],
+        vec![
+            attempt(Dest::Trunk("backup".into())),
+            attempt(Dest::Trunk("carrier".into())),
+        ],
         vec![Cause::NoAnswer],
         true,
     );
@@ -534,9 +662,15 @@ fn ring_timeout_cancels_and_moves_on() {
     assert_eq!(h.take_sent()[0].1.status(), Some(180));
     h.advance(Duration::from_secs(21));
     let s = h.take_sent();
-    let cancel = s.iter().find(|(_, m)| m.method() == Some(&strowger_sip::Method::Cancel)).expect("CANCEL");
+    let cancel = s
+        .iter()
+        .find(|(_, m)| m.method() == Some(&strowger_sip::Method::Cancel))
+        .expect("CANCEL");
     assert_eq!(cancel.1.top_via().branch(), inv1.top_via().branch());
-    let inv2 = s.iter().find(|(_, m)| m.method() == Some(&strowger_sip::Method::Invite)).expect("attempt 2");
+    let inv2 = s
+        .iter()
+        .find(|(_, m)| m.method() == Some(&strowger_sip::Method::Invite))
+        .expect("attempt 2");
     assert_eq!(inv2.0.addr(), TRUNK.parse::<SocketAddr>().unwrap());
     // late 487 for the cancelled leg is ACKed and changes nothing
     h.rx_msg("127.0.0.10:5060", answer(&inv1, 487, "r1", false));
@@ -554,7 +688,12 @@ fn caller_cancel_propagates() {
     let inv = invite("5511", "1002", "A-cx", "z9hG4bKcx", TRUNK);
     h.rx(TRUNK, &inv);
     h.take_sent();
-    plan_to(&mut h, vec![attempt(Dest::User("1002".into()))], vec![], true);
+    plan_to(
+        &mut h,
+        vec![attempt(Dest::User("1002".into()))],
+        vec![],
+        true,
+    );
     let s = h.take_sent();
     assert_eq!(s.len(), 2, "forked to both contacts");
     for (t, m) in &s {
@@ -562,7 +701,9 @@ fn caller_cancel_propagates() {
         h.rx_msg(&src, answer(m, 180, "f", false));
     }
     h.take_sent();
-    h.rx(TRUNK, "CANCEL sip:1002@test.local SIP/2.0
+    h.rx(
+        TRUNK,
+        "CANCEL sip:1002@test.local SIP/2.0
 Via: SIP/2.0/UDP 127.0.0.9:5060;branch=z9hG4bKcx
 Max-Forwards: 70
 From: \"Alice\" <sip:5511@carrier.example>;tag=a1
@@ -571,11 +712,17 @@ Call-ID: A-cx
 CSeq: 1 CANCEL
 Content-Length: 0
 
-");
+",
+    );
     let s = h.take_sent();
     let codes: Vec<u16> = s.iter().filter_map(|(_, m)| m.status()).collect();
     assert!(codes.contains(&200) && codes.contains(&487), "{codes:?}");
-    assert_eq!(s.iter().filter(|(_, m)| m.method() == Some(&strowger_sip::Method::Cancel)).count(), 2);
+    assert_eq!(
+        s.iter()
+            .filter(|(_, m)| m.method() == Some(&strowger_sip::Method::Cancel))
+            .count(),
+        2
+    );
 }
 
 #[test]
@@ -586,7 +733,12 @@ fn fork_first_answer_wins() {
     h.take_actions();
     h.rx(TRUNK, &invite("5511", "1002", "A-fk", "z9hG4bKfk", TRUNK));
     h.take_sent();
-    plan_to(&mut h, vec![attempt(Dest::User("1002".into()))], vec![], true);
+    plan_to(
+        &mut h,
+        vec![attempt(Dest::User("1002".into()))],
+        vec![],
+        true,
+    );
     let s = h.take_sent();
     h.rx_msg(PHONE, answer(&s[0].1, 180, "p1", false));
     h.rx_msg(PHONE2, answer(&s[1].1, 180, "p2", false));
@@ -594,7 +746,10 @@ fn fork_first_answer_wins() {
     h.rx_msg(PHONE2, answer(&s[1].1, 200, "p2", true));
     let out = h.take_sent();
     assert!(out.iter().any(|(_, m)| m.status() == Some(200)));
-    let c = out.iter().find(|(_, m)| m.method() == Some(&strowger_sip::Method::Cancel)).unwrap();
+    let c = out
+        .iter()
+        .find(|(_, m)| m.method() == Some(&strowger_sip::Method::Cancel))
+        .unwrap();
     assert_eq!(c.1.call_id(), s[0].1.call_id());
 }
 
@@ -602,15 +757,23 @@ fn fork_first_answer_wins() {
 fn protocol_errors() {
     let mut h = H::new();
     // Max-Forwards 0
-    h.rx(TRUNK, &invite("5511", "1002", "A-mf", "z9hG4bKmf", TRUNK).replace("Max-Forwards: 70", "Max-Forwards: 0"));
+    h.rx(
+        TRUNK,
+        &invite("5511", "1002", "A-mf", "z9hG4bKmf", TRUNK)
+            .replace("Max-Forwards: 70", "Max-Forwards: 0"),
+    );
     assert_eq!(h.take_sent()[0].1.status(), Some(483));
     // loop: our own Via in the request
-    let looped = invite("5511", "1002", "A-lp", "z9hG4bKlp", TRUNK)
-        .replace("Max-Forwards: 70", "Via: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKours\nMax-Forwards: 70");
+    let looped = invite("5511", "1002", "A-lp", "z9hG4bKlp", TRUNK).replace(
+        "Max-Forwards: 70",
+        "Via: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKours\nMax-Forwards: 70",
+    );
     h.rx(TRUNK, &looped);
     assert_eq!(h.take_sent()[0].1.status(), Some(482));
     // unknown dialog
-    h.rx(TRUNK, "BYE sip:x@127.0.0.1 SIP/2.0
+    h.rx(
+        TRUNK,
+        "BYE sip:x@127.0.0.1 SIP/2.0
 Via: SIP/2.0/UDP 127.0.0.9:5060;branch=z9hG4bKu1
 From: <sip:a@b>;tag=1
 To: <sip:c@d>;tag=2
@@ -618,10 +781,13 @@ Call-ID: nope
 CSeq: 2 BYE
 Content-Length: 0
 
-");
+",
+    );
     assert_eq!(h.take_sent()[0].1.status(), Some(481));
     // OPTIONS to the switch
-    h.rx(PHONE, "OPTIONS sip:127.0.0.1:5060 SIP/2.0
+    h.rx(
+        PHONE,
+        "OPTIONS sip:127.0.0.1:5060 SIP/2.0
 Via: SIP/2.0/UDP 127.0.0.1:7001;branch=z9hG4bKo1
 From: <sip:a@b>;tag=1
 To: <sip:127.0.0.1>
@@ -629,12 +795,15 @@ Call-ID: opt
 CSeq: 1 OPTIONS
 Content-Length: 0
 
-");
+",
+    );
     let s = h.take_sent();
     assert_eq!(s[0].1.status(), Some(200));
     assert!(s[0].1.header("Allow").unwrap().contains("INVITE"));
     // malformed: 400 with a reason, no panic
-    h.rx(PHONE, "INVITE sip:x@y SIP/2.0
+    h.rx(
+        PHONE,
+        "INVITE sip:x@y SIP/2.0
 Via: SIP/2.0/UDP 127.0.0.1:7001;branch=z9hG4bKm1
 From: <sip:a@b>;tag=1
 To: <sip:c@d>
@@ -642,7 +811,8 @@ Call-ID: bad
 CSeq: 1 INVITE
 Content-Length: 500
 
-");
+",
+    );
     let s = h.take_sent();
     assert_eq!(s[0].1.status(), Some(400));
     // garbage: dropped
@@ -663,7 +833,9 @@ fn unauthenticated_invite_is_challenged() {
 }
 
 fn reg_with_auth(user: &str, cseq: u32, branch: &str, auth: Option<&str>) -> String {
-    let auth = auth.map(|a| format!("Authorization: {a}\n")).unwrap_or_default();
+    let auth = auth
+        .map(|a| format!("Authorization: {a}\n"))
+        .unwrap_or_default();
     format!(
         "REGISTER sip:test.local SIP/2.0
 Via: SIP/2.0/UDP 127.0.0.1:7001;branch={branch}
@@ -690,7 +862,15 @@ fn digest_register_sha256_and_md5_replay_and_wrong_password() {
     for (i, ch) in chs.iter().enumerate() {
         let c = strowger_sip::digest::Challenge::parse(ch).unwrap();
         nc += 1;
-        let a = strowger_sip::digest::answer(&c, "REGISTER", "sip:test.local", "1001", "pw1001", None, nc);
+        let a = strowger_sip::digest::answer(
+            &c,
+            "REGISTER",
+            "sip:test.local",
+            "1001",
+            "pw1001",
+            None,
+            nc,
+        );
         let msg = reg_with_auth("1001", 2 + i as u32 * 2, &format!("z9hG4bKd2{i}"), Some(&a));
         h.rx(PHONE, &msg);
         h.authorize_default();
@@ -709,13 +889,15 @@ fn digest_register_sha256_and_md5_replay_and_wrong_password() {
     h.authorize_default();
     assert_eq!(h.take_sent().pop().unwrap().1.status(), Some(403));
     // someone else's valid credentials for this AOR
-    let a = strowger_sip::digest::answer(&c, "REGISTER", "sip:test.local", "1002", "pw1002", None, 10);
+    let a =
+        strowger_sip::digest::answer(&c, "REGISTER", "sip:test.local", "1002", "pw1002", None, 10);
     h.rx(PHONE, &reg_with_auth("1001", 21, "z9hG4bKd10", Some(&a)));
     h.authorize_default();
     assert_eq!(h.take_sent().pop().unwrap().1.status(), Some(403));
     // an expired nonce: stale=true challenge
     h.now = h.now.after(Duration::from_secs(400));
-    let a = strowger_sip::digest::answer(&c, "REGISTER", "sip:test.local", "1001", "pw1001", None, 11);
+    let a =
+        strowger_sip::digest::answer(&c, "REGISTER", "sip:test.local", "1001", "pw1001", None, 11);
     h.rx(PHONE, &reg_with_auth("1001", 22, "z9hG4bKd11", Some(&a)));
     h.authorize_default();
     let r = h.take_sent().pop().unwrap().1;

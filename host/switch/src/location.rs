@@ -226,7 +226,9 @@ impl Location {
             }
         }
         for c in op.contacts {
-            let pos = list.iter().position(|b| same_contact(&b.contact, &c.contact));
+            let pos = list
+                .iter()
+                .position(|b| same_contact(&b.contact, &c.contact));
             if c.expires == 0 {
                 if let Some(p) = pos {
                     changes.removed.push(list.remove(p).contact);
@@ -260,7 +262,9 @@ impl Location {
                     .map(|(i, _)| i)
                     .unwrap_or(0);
                 let b = list.remove(oldest);
-                changes.upserted.retain(|u| !same_contact(&u.contact, &b.contact));
+                changes
+                    .upserted
+                    .retain(|u| !same_contact(&u.contact, &b.contact));
                 changes.removed.push(b.contact);
             }
         }
@@ -320,13 +324,19 @@ mod tests {
     }
 
     fn cu(c: &str, e: u32) -> ContactUpdate {
-        ContactUpdate { contact: c.into(), expires: e }
+        ContactUpdate {
+            contact: c.into(),
+            expires: e,
+        }
     }
 
     #[test]
     fn aor_keys_normalise() {
         assert_eq!(aor_key("1001", "Ex.com"), "sip:1001@ex.com");
-        assert_eq!(aor_key("<sip:1001@EX.com;transport=tcp>", "x"), "sip:1001@ex.com");
+        assert_eq!(
+            aor_key("<sip:1001@EX.com;transport=tcp>", "x"),
+            "sip:1001@ex.com"
+        );
         assert_eq!(aor_key("sips:1001@ex.com:5060", "x"), "sip:1001@ex.com");
     }
 
@@ -357,7 +367,9 @@ mod tests {
         let a = "sip:1001@d";
         let c = [cu("sip:1001@10.0.0.1", 60), cu("sip:1001@10.0.0.2", 60)];
         l.apply(a, &op(&c, "x", 1), t0, 0).unwrap();
-        let ch = l.apply(a, &op(&[cu("sip:1001@10.0.0.1", 0)], "x", 2), t0, 0).unwrap();
+        let ch = l
+            .apply(a, &op(&[cu("sip:1001@10.0.0.1", 0)], "x", 2), t0, 0)
+            .unwrap();
         assert_eq!(ch.removed, vec!["sip:1001@10.0.0.1".to_string()]);
         assert_eq!(l.count(a, t0), 1);
         let mut w = op(&[], "y", 1);
@@ -372,9 +384,13 @@ mod tests {
         let t0 = Instant::now();
         let mut l = Location::new();
         let a = "sip:1001@d";
-        l.apply(a, &op(&[cu("sip:1001@h1", 60)], "x", 5), t0, 0).unwrap();
+        l.apply(a, &op(&[cu("sip:1001@h1", 60)], "x", 5), t0, 0)
+            .unwrap();
         let c = [cu("sip:1001@h2", 60), cu("sip:1001@h1", 60)];
-        assert_eq!(l.apply(a, &op(&c, "x", 5), t0, 0), Err(RegisterError::OutOfOrder));
+        assert_eq!(
+            l.apply(a, &op(&c, "x", 5), t0, 0),
+            Err(RegisterError::OutOfOrder)
+        );
         assert_eq!(l.count(a, t0), 1);
         // another Call-ID may refresh
         l.apply(a, &op(&c, "z", 1), t0, 0).unwrap();
@@ -386,8 +402,10 @@ mod tests {
         let t0 = Instant::now();
         let mut l = Location::new();
         let a = "sip:1001@d";
-        l.apply(a, &op(&[cu("sip:a@1", 60)], "1", 1), t0, 0).unwrap();
-        l.apply(a, &op(&[cu("sip:a@2", 60)], "2", 1), t0, 0).unwrap();
+        l.apply(a, &op(&[cu("sip:a@1", 60)], "1", 1), t0, 0)
+            .unwrap();
+        l.apply(a, &op(&[cu("sip:a@2", 60)], "2", 1), t0, 0)
+            .unwrap();
         let c3 = [cu("sip:a@3", 60)];
         let mut o = op(&c3, "3", 1);
         o.max_contacts = Some(2);

@@ -19,10 +19,17 @@ impl Core {
         flow: Flow,
         ingress: Ingress,
     ) -> AuthFacts {
-        let method = req.method().map(|m| m.as_str().to_string()).unwrap_or_default();
+        let method = req
+            .method()
+            .map(|m| m.as_str().to_string())
+            .unwrap_or_default();
         let is_register = matches!(req.method(), Some(Method::Register));
         let party = if is_register { req.to() } else { req.from() };
-        let user = party.uri.user_decoded().map(|u| u.into_owned()).unwrap_or_default();
+        let user = party
+            .uri
+            .user_decoded()
+            .map(|u| u.into_owned())
+            .unwrap_or_default();
         let domain = party.uri.host_unbracketed().to_ascii_lowercase();
         let realm = self.cfg.domain.clone();
         let headers: Vec<&str> = if is_register {
@@ -32,7 +39,10 @@ impl Core {
         };
         let users = &self.cfg.users;
         let (credentials, auth_user) = self.auth.check(now, &method, &headers, &realm, |u| {
-            users.iter().find(|c| c.user == u).map(|c| c.password.clone())
+            users
+                .iter()
+                .find(|c| c.user == u)
+                .map(|c| c.password.clone())
         });
         // the credentials must be those of the AOR's user
         let credentials = match (&credentials, &auth_user) {
@@ -41,7 +51,10 @@ impl Core {
         };
         let known_user = self.user(auth_user.as_deref().unwrap_or(&user)).is_some();
         // AORs of configured users live in their configured domain
-        let aor_domain = self.user(&user).map(|u| u.domain.clone()).unwrap_or(domain.clone());
+        let aor_domain = self
+            .user(&user)
+            .map(|u| u.domain.clone())
+            .unwrap_or(domain.clone());
         let aor = aor_key(&format!("sip:{user}@{aor_domain}"), &self.cfg.domain);
         let mut contacts = Vec::new();
         let mut expires = req.expires();
@@ -96,8 +109,12 @@ impl Core {
         // absorb retransmissions while the decision is pending
         let key = crate::core::TxKey::of(&req, req.cseq().method.as_str());
         self.cache.put(key, None);
-        self.out.push(Action::Authorize { pending, facts: facts.clone() });
-        self.pending_auth.insert(pending, PendingAuth { req, flow, facts });
+        self.out.push(Action::Authorize {
+            pending,
+            facts: facts.clone(),
+        });
+        self.pending_auth
+            .insert(pending, PendingAuth { req, flow, facts });
     }
 
     pub(crate) fn on_auth_decided(&mut self, now: Now, pending: u64, verdict: AuthVerdict) {
@@ -110,7 +127,11 @@ impl Core {
                 tracing::debug!(src = %p.flow.remote, method = %p.facts.method, "request dropped by authorize");
             }
             AuthVerdict::Reject(code, reason) => {
-                let code = if (400..=699).contains(&code) { code } else { 403 };
+                let code = if (400..=699).contains(&code) {
+                    code
+                } else {
+                    403
+                };
                 self.reply(&p.req, p.flow, code, Some(&reason));
             }
             AuthVerdict::Challenge { realm, algorithms } => {
@@ -135,7 +156,11 @@ impl Core {
                 let data = b.header("Server", &self.cfg.user_agent).build();
                 self.respond(&p.req, p.flow, data);
             }
-            AuthVerdict::Accept { max_expires, min_expires, max_contacts } => {
+            AuthVerdict::Accept {
+                max_expires,
+                min_expires,
+                max_contacts,
+            } => {
                 if is_register {
                     self.register_accepted(now, p, max_expires, min_expires, max_contacts);
                 } else {
@@ -160,7 +185,9 @@ impl Core {
     ) {
         let req = &p.req;
         let aor = p.facts.aor.clone();
-        let max_e = max_expires.unwrap_or(self.cfg.max_expires).min(self.cfg.max_expires.max(1));
+        let max_e = max_expires
+            .unwrap_or(self.cfg.max_expires)
+            .min(self.cfg.max_expires.max(1));
         let min_e = min_expires.unwrap_or(self.cfg.min_expires);
         let header_expires = req.expires();
         let contacts = req.contacts().unwrap_or_default();
@@ -172,7 +199,10 @@ impl Core {
         let mut updates = Vec::new();
         for c in &contacts {
             let Contact::Addr(a) = c else { continue };
-            let requested = c.expires().or(header_expires).unwrap_or(self.cfg.default_expires);
+            let requested = c
+                .expires()
+                .or(header_expires)
+                .unwrap_or(self.cfg.default_expires);
             if requested != 0 && requested < min_e {
                 let tag = strowger_sip::ids::tag();
                 let data = ResponseBuilder::new(req, 423)
@@ -183,7 +213,10 @@ impl Core {
                 self.respond(req, p.flow, data);
                 return;
             }
-            updates.push(ContactUpdate { contact: a.uri.raw.to_string(), expires: requested.min(max_e) });
+            updates.push(ContactUpdate {
+                contact: a.uri.raw.to_string(),
+                expires: requested.min(max_e),
+            });
         }
         let op = RegisterOp {
             contacts: &updates,
@@ -197,7 +230,9 @@ impl Core {
         let res = if contacts.is_empty() {
             Ok(Default::default()) // fetch bindings
         } else {
-            self.location.write().apply(&aor, &op, now.mono, now.unix_ms)
+            self.location
+                .write()
+                .apply(&aor, &op, now.mono, now.unix_ms)
         };
         match res {
             Err(RegisterError::OutOfOrder) => {
@@ -206,10 +241,16 @@ impl Core {
             Ok(changes) => {
                 self.stats.registers_ok += 1;
                 for b in changes.upserted {
-                    self.out.push(Action::SaveBinding { aor: aor.clone(), binding: b });
+                    self.out.push(Action::SaveBinding {
+                        aor: aor.clone(),
+                        binding: b,
+                    });
                 }
                 for c in changes.removed {
-                    self.out.push(Action::DeleteBinding { aor: aor.clone(), contact: c });
+                    self.out.push(Action::DeleteBinding {
+                        aor: aor.clone(),
+                        contact: c,
+                    });
                 }
                 let current = self.location.read().lookup(&aor, now.mono);
                 let tag = strowger_sip::ids::tag();

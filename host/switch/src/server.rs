@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use parking_lot::RwLock;
 use strowger_plugin::types as pt;
-use strowger_plugin::{Generation, HostFuture, HostServices, Hook, Runtime, RuntimeConfig};
+use strowger_plugin::{Generation, Hook, HostFuture, HostServices, Runtime, RuntimeConfig};
 use strowger_store::Store;
 use tokio::sync::{mpsc, watch};
 
@@ -43,7 +43,10 @@ pub struct Running {
 impl Running {
     /// Address of the first listener of `transport`.
     pub fn addr(&self, transport: Transport) -> Option<SocketAddr> {
-        self.listeners.iter().find(|l| l.transport == transport).map(|l| l.addr)
+        self.listeners
+            .iter()
+            .find(|l| l.transport == transport)
+            .map(|l| l.addr)
     }
 
     /// Stops the core loop and flushes the store.
@@ -156,17 +159,20 @@ impl HostServices for Services {
     fn trunk_status<'a>(&'a self, name: &'a str) -> HostFuture<'a, Option<pt::TrunkState>> {
         Box::pin(async move {
             // seam: qualify, registration and per-trunk counters come with the trunks issue
-            self.trunks.iter().any(|t| t == name).then(|| pt::TrunkState {
-                name: name.to_string(),
-                up: true,
-                active_in: 0,
-                active_out: 0,
-                max_in: None,
-                max_out: None,
-                max_total: None,
-                latency_ms: None,
-                registered: None,
-            })
+            self.trunks
+                .iter()
+                .any(|t| t == name)
+                .then(|| pt::TrunkState {
+                    name: name.to_string(),
+                    up: true,
+                    active_in: 0,
+                    active_out: 0,
+                    max_in: None,
+                    max_out: None,
+                    max_total: None,
+                    latency_ms: None,
+                    registered: None,
+                })
         })
     }
 }
@@ -186,7 +192,10 @@ fn endpoint(f: &Flow) -> pt::Endpoint {
 fn plugin_fallback(hook: Hook, f: &config::Fallback) -> strowger_plugin::Fallback {
     use strowger_plugin::Fallback as F;
     match f {
-        config::Fallback::Reject(r) => F::Reject { code: r.code, reason: r.reason.clone() },
+        config::Fallback::Reject(r) => F::Reject {
+            code: r.code,
+            reason: r.reason.clone(),
+        },
         config::Fallback::Continue => F::Default,
         config::Fallback::Accept if hook == Hook::Authorize => F::Static {
             decision: serde_json::to_value(pt::AuthDecision::Accept(pt::Accept {
@@ -222,7 +231,9 @@ pub async fn build_runtime(cfg: &Config) -> anyhow::Result<Arc<Runtime>> {
     };
     let rt = Arc::new(Runtime::new(rc).context("starting the plugin runtime")?);
     for d in &cfg.datasets {
-        let rows = d.load_rows().with_context(|| format!("data set {}", d.name))?;
+        let rows = d
+            .load_rows()
+            .with_context(|| format!("data set {}", d.name))?;
         rt.datasets()
             .put(&d.name, "initial", rows)
             .map_err(|e| anyhow::anyhow!("data set {}: {e}", d.name))?;
@@ -287,7 +298,10 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
         .sip
         .listen
         .iter()
-        .map(|l| Listen { transport: transport_of(l.transport), addr: l.addr })
+        .map(|l| Listen {
+            transport: transport_of(l.transport),
+            addr: l.addr,
+        })
         .collect();
     let tls = match &cfg.tls {
         Some(t) if listens.iter().any(|l| l.transport == Transport::Tls) => Some(TlsSetup {
@@ -308,7 +322,10 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
         trunks: cfg.trunks.iter().map(|t| t.name.clone()).collect(),
     }));
     // reload registrations
-    let regs = store.load_registrations().await.context("loading registrations")?;
+    let regs = store
+        .load_registrations()
+        .await
+        .context("loading registrations")?;
     {
         let now = Now::real();
         let mut loc = location.write();
@@ -333,7 +350,12 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
                     expires_at: now.mono + left,
                     expires_unix_ms: r.expires_at_ms,
                     // connection ids do not survive a restart: send to the address
-                    flow: Flow { transport, local, remote: r.source, conn: None },
+                    flow: Flow {
+                        transport,
+                        local,
+                        remote: r.source,
+                        conn: None,
+                    },
                     call_id: r.call_id,
                     cseq: r.cseq,
                     user_agent: r.user_agent,
@@ -359,7 +381,14 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
         tz: cfg.calls.timezone_offset_minutes,
     };
     let task = tokio::spawn(shell.run(net_rx, shutdown_rx));
-    Ok(Running { listeners: bound, runtime, store, location, shutdown, task })
+    Ok(Running {
+        listeners: bound,
+        runtime,
+        store,
+        location,
+        shutdown,
+        task,
+    })
 }
 
 struct Shell {
@@ -373,7 +402,11 @@ struct Shell {
 }
 
 impl Shell {
-    async fn run(mut self, mut net_rx: mpsc::Receiver<NetEvent>, mut shutdown: watch::Receiver<bool>) {
+    async fn run(
+        mut self,
+        mut net_rx: mpsc::Receiver<NetEvent>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
         let (dec_tx, mut dec_rx) = mpsc::unbounded_channel::<Event>();
         let mut batch: Vec<NetEvent> = Vec::with_capacity(64);
         loop {
@@ -434,10 +467,11 @@ impl Shell {
                         tokio::spawn(async move {
                             let req = auth_request(&facts, tz);
                             let id = format!("auth{pending}");
-                            let verdict = match generation.authorize(trunk.as_deref(), &id, &req).await {
-                                Some(d) => verdict_of(d.value),
-                                None => AuthVerdict::default_for(&facts),
-                            };
+                            let verdict =
+                                match generation.authorize(trunk.as_deref(), &id, &req).await {
+                                    Some(d) => verdict_of(d.value),
+                                    None => AuthVerdict::default_for(&facts),
+                                };
                             let _ = tx.send(Event::AuthDecided { pending, verdict });
                         });
                     }
@@ -612,7 +646,10 @@ async fn plan_call(g: &Generation, f: &CallFacts, tz: i32, users: &[String]) -> 
         )
         .await
     {
-        plugins.push(format!("portability={}@{}", d.plugin.name, d.plugin.version));
+        plugins.push(format!(
+            "portability={}@{}",
+            d.plugin.name, d.plugin.version
+        ));
         portability = d.value;
     }
     let call = pt::Call {
@@ -630,7 +667,10 @@ async fn plan_call(g: &Generation, f: &CallFacts, tz: i32, users: &[String]) -> 
         headers: f
             .headers
             .iter()
-            .map(|(n, v)| pt::Header { name: n.clone(), value: v.clone() })
+            .map(|(n, v)| pt::Header {
+                name: n.clone(),
+                value: v.clone(),
+            })
             .collect(),
         codecs: f.codecs.clone(),
         portability: portability.clone(),
@@ -663,7 +703,10 @@ async fn plan_call(g: &Generation, f: &CallFacts, tz: i32, users: &[String]) -> 
                     preferred_cause: pt::PreferredCause::Last,
                 })
             } else {
-                pt::RouteDecision::Reject(pt::Reject { code: 404, reason: "Not Found".into() })
+                pt::RouteDecision::Reject(pt::Reject {
+                    code: 404,
+                    reason: "Not Found".into(),
+                })
             }
         }
     };
@@ -678,7 +721,10 @@ async fn plan_call(g: &Generation, f: &CallFacts, tz: i32, users: &[String]) -> 
                     pt::Destination::Trunk(t) => (Dest::Trunk(t), None),
                     pt::Destination::Uri(u) => (Dest::Uri(u), None),
                     // seam: groups with weights come with the trunks issue
-                    pt::Destination::TrunkGroup(gname) => (Dest::Unavailable(format!("trunk group {gname}")), Some(gname)),
+                    pt::Destination::TrunkGroup(gname) => (
+                        Dest::Unavailable(format!("trunk group {gname}")),
+                        Some(gname),
+                    ),
                 };
                 let mut leg = pt::Numbers {
                     a_number: a.a_number.unwrap_or_else(|| numbers.a_number.clone()),
@@ -707,7 +753,11 @@ async fn plan_call(g: &Generation, f: &CallFacts, tz: i32, users: &[String]) -> 
                     a_number: leg.a_number,
                     b_number: leg.b_number,
                     display_name: leg.display_name,
-                    add_headers: a.add_headers.into_iter().map(|h| (h.name, h.value)).collect(),
+                    add_headers: a
+                        .add_headers
+                        .into_iter()
+                        .map(|h| (h.name, h.value))
+                        .collect(),
                     remove_headers: a.remove_headers,
                     ring_timeout: a.ring_timeout_ms.map(|ms| Duration::from_millis(ms as u64)),
                     relay: a.media.map(|m| matches!(m, pt::MediaMode::Relay)),

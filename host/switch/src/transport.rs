@@ -98,15 +98,23 @@ pub struct TlsSetup {
 }
 
 /// Loads a PEM certificate chain and private key into a rustls server config.
-pub fn load_tls_server(cert: &std::path::Path, key: &std::path::Path) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+pub fn load_tls_server(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> anyhow::Result<Arc<rustls::ServerConfig>> {
     use anyhow::Context;
     let _ = rustls::crypto::ring::default_provider().install_default();
     let certs = rustls_pemfile::certs(&mut io::BufReader::new(
-        std::fs::File::open(cert).with_context(|| format!("opening TLS certificate {}", cert.display()))?,
+        std::fs::File::open(cert)
+            .with_context(|| format!("opening TLS certificate {}", cert.display()))?,
     ))
     .collect::<Result<Vec<_>, _>>()
     .with_context(|| format!("reading TLS certificate {}", cert.display()))?;
-    anyhow::ensure!(!certs.is_empty(), "no certificate found in {}", cert.display());
+    anyhow::ensure!(
+        !certs.is_empty(),
+        "no certificate found in {}",
+        cert.display()
+    );
     let key = rustls_pemfile::private_key(&mut io::BufReader::new(
         std::fs::File::open(key).with_context(|| format!("opening TLS key {}", key.display()))?,
     ))
@@ -137,7 +145,10 @@ impl Transports {
                 Transport::Udp => {
                     let s = bind_udp(l.addr).with_context(|| format!("binding udp:{}", l.addr))?;
                     let a = s.local_addr()?;
-                    bound.push(Listen { transport: Transport::Udp, addr: a });
+                    bound.push(Listen {
+                        transport: Transport::Udp,
+                        addr: a,
+                    });
                     udp.push((a, Arc::new(s)));
                 }
                 Transport::Tcp | Transport::Tls => {
@@ -148,7 +159,10 @@ impl Transports {
                         .await
                         .with_context(|| format!("binding {}:{}", l.transport, l.addr))?;
                     let a = s.local_addr()?;
-                    bound.push(Listen { transport: l.transport, addr: a });
+                    bound.push(Listen {
+                        transport: l.transport,
+                        addr: a,
+                    });
                     tcp_listeners.push((l.transport, a, s));
                 }
             }
@@ -160,7 +174,9 @@ impl Transports {
             by_remote: Mutex::new(HashMap::new()),
             next_conn: AtomicU64::new(1),
             events,
-            tls_acceptor: tls.as_ref().map(|t| tokio_rustls::TlsAcceptor::from(t.server.clone())),
+            tls_acceptor: tls
+                .as_ref()
+                .map(|t| tokio_rustls::TlsAcceptor::from(t.server.clone())),
             tls_connector: tls.and_then(|t| {
                 t.client
                     .map(|(c, name)| (tokio_rustls::TlsConnector::from(c), name))
@@ -227,7 +243,12 @@ impl Transports {
                     .udp
                     .iter()
                     .find(|(a, _)| Some(*a) == local)
-                    .or_else(|| self.inner.udp.iter().find(|(a, _)| a.is_ipv6() == dst.is_ipv6()))
+                    .or_else(|| {
+                        self.inner
+                            .udp
+                            .iter()
+                            .find(|(a, _)| a.is_ipv6() == dst.is_ipv6())
+                    })
                     .map(|(_, s)| s.clone());
                 let Some(sock) = sock else {
                     tracing::warn!(%dst, "no UDP listener for this address family");
@@ -272,12 +293,19 @@ impl Transports {
         let (tx, rx) = mpsc::unbounded_channel();
         let _ = tx.send(first);
         let id = ConnId(self.inner.next_conn.fetch_add(1, Ordering::Relaxed));
-        let local = self.local_addr(transport, addr.is_ipv6()).unwrap_or(if addr.is_ipv6() {
-            "[::]:0".parse().unwrap()
-        } else {
-            "0.0.0.0:0".parse().unwrap()
-        });
-        let flow = Flow { transport, local, remote: addr, conn: Some(id) };
+        let local = self
+            .local_addr(transport, addr.is_ipv6())
+            .unwrap_or(if addr.is_ipv6() {
+                "[::]:0".parse().unwrap()
+            } else {
+                "0.0.0.0:0".parse().unwrap()
+            });
+        let flow = Flow {
+            transport,
+            local,
+            remote: addr,
+            conn: Some(id),
+        };
         self.register(id, flow, tx);
         let t = self.clone();
         tokio::spawn(async move {
@@ -360,7 +388,12 @@ impl Transports {
                 continue; // keep-alive
             }
             let ev = NetEvent::Message(Inbound {
-                flow: Flow { transport: Transport::Udp, local, remote: src, conn: None },
+                flow: Flow {
+                    transport: Transport::Udp,
+                    local,
+                    remote: src,
+                    conn: None,
+                },
                 data: Bytes::copy_from_slice(&buf[..n]),
             });
             if self.inner.events.try_send(ev).is_err() {
@@ -382,14 +415,28 @@ impl Transports {
             };
             let _ = stream.set_nodelay(true);
             let id = ConnId(self.inner.next_conn.fetch_add(1, Ordering::Relaxed));
-            let flow = Flow { transport, local, remote, conn: Some(id) };
+            let flow = Flow {
+                transport,
+                local,
+                remote,
+                conn: Some(id),
+            };
             let (tx, rx) = mpsc::unbounded_channel();
             self.register(id, flow, tx);
             let t = self.clone();
             tokio::spawn(async move {
                 if transport == Transport::Tls {
-                    let acc = t.inner.tls_acceptor.clone().expect("TLS listener without acceptor");
-                    match tokio::time::timeout(std::time::Duration::from_secs(10), acc.accept(stream)).await {
+                    let acc = t
+                        .inner
+                        .tls_acceptor
+                        .clone()
+                        .expect("TLS listener without acceptor");
+                    match tokio::time::timeout(
+                        std::time::Duration::from_secs(10),
+                        acc.accept(stream),
+                    )
+                    .await
+                    {
                         Ok(Ok(s)) => t.run_stream(s, flow, rx).await,
                         _ => {
                             tracing::debug!(%remote, "TLS handshake failed");
@@ -434,9 +481,7 @@ impl Transports {
                     }
                     Ok(Frame::KeepAlive { len, ping }) => {
                         let _ = buf.split_to(len);
-                        if ping
-                            && let Some(c) = self.inner.conns.lock().get(&id)
-                        {
+                        if ping && let Some(c) = self.inner.conns.lock().get(&id) {
                             // RFC 5626 pong
                             let _ = c.tx.send(Bytes::from_static(b"\r\n"));
                         }
