@@ -67,11 +67,24 @@ fn user(u: &str) -> Ingress {
     Ingress::User(format!("sip:{u}@pbx.example.com"))
 }
 
-async fn generation(rt: &Runtime, name: &str, hook: Hook, config: &str, datasets: &[&str]) -> Arc<Generation> {
-    let plugin = rt.load(name, &plugin_bytes(name)).await.unwrap_or_else(|e| panic!("load {name}: {e}"));
+async fn generation(
+    rt: &Runtime,
+    name: &str,
+    hook: Hook,
+    config: &str,
+    datasets: &[&str],
+) -> Arc<Generation> {
+    let plugin = rt
+        .load(name, &plugin_bytes(name))
+        .await
+        .unwrap_or_else(|e| panic!("load {name}: {e}"));
     assert_eq!(plugin.hooks(), &[hook], "{name} targets the {hook} world");
     rt.build(Policy {
-        bindings: vec![Binding::new(hook, plugin).config_json(config).datasets(datasets.iter().copied())],
+        bindings: vec![
+            Binding::new(hook, plugin)
+                .config_json(config)
+                .datasets(datasets.iter().copied()),
+        ],
     })
     .await
     .unwrap_or_else(|e| panic!("build {name}: {e}"))
@@ -79,7 +92,12 @@ async fn generation(rt: &Runtime, name: &str, hook: Hook, config: &str, datasets
 
 async fn route(g: &Generation, c: &Call) -> RouteDecision {
     let d = g.route(None, c).await.expect("route binding");
-    assert!(d.is_plugin_answer(), "fallback {:?}: {:?}", d.fallback, d.error);
+    assert!(
+        d.is_plugin_answer(),
+        "fallback {:?}: {:?}",
+        d.fallback,
+        d.error
+    );
     d.value
 }
 
@@ -92,7 +110,11 @@ fn forward(d: RouteDecision) -> Forward {
 
 fn counter(rt: &Runtime, plugin: &str, name: &str) -> u64 {
     let snap = rt.metrics_snapshot();
-    let p = snap.plugins.iter().find(|p| p.plugin == plugin).expect("plugin metrics");
+    let p = snap
+        .plugins
+        .iter()
+        .find(|p| p.plugin == plugin)
+        .expect("plugin metrics");
     p.counters.get(name).copied().unwrap_or(0)
 }
 
@@ -120,26 +142,69 @@ async fn route_table_classic_examples() {
     // Asterisk `_90.` with `91${EXTEN:2}` to a trunk
     let f = forward(route(&g, &call(user("1001"), "1001", "901133334444", mon10)).await);
     assert_eq!(f.attempts.len(), 1);
-    assert_eq!(f.attempts[0].destination, Destination::Trunk("carrier-a".into()));
+    assert_eq!(
+        f.attempts[0].destination,
+        Destination::Trunk("carrier-a".into())
+    );
     assert_eq!(f.attempts[0].b_number.as_deref(), Some("911133334444"));
     assert_eq!(f.attempts[0].ring_timeout_ms, Some(25_000));
 
     // FreePBX `012|.` strips the carrier prefix
-    let f = forward(route(&g, &call(Ingress::Trunk("pbx".into()), "1133334444", "0121133334444", mon10)).await);
-    assert_eq!(f.attempts[0].destination, Destination::Trunk("carrier-b".into()));
+    let f = forward(
+        route(
+            &g,
+            &call(
+                Ingress::Trunk("pbx".into()),
+                "1133334444",
+                "0121133334444",
+                mon10,
+            ),
+        )
+        .await,
+    );
+    assert_eq!(
+        f.attempts[0].destination,
+        Destination::Trunk("carrier-b".into())
+    );
     assert_eq!(f.attempts[0].b_number.as_deref(), Some("1133334444"));
 
     // Khomp regex substitution
-    let f = forward(route(&g, &call(Ingress::Trunk("pbx".into()), "1133334444", "4833334444", mon10)).await);
-    assert_eq!(f.attempts[0].destination, Destination::Trunk("carrier-c".into()));
+    let f = forward(
+        route(
+            &g,
+            &call(
+                Ingress::Trunk("pbx".into()),
+                "1133334444",
+                "4833334444",
+                mon10,
+            ),
+        )
+        .await,
+    );
+    assert_eq!(
+        f.attempts[0].destination,
+        Destination::Trunk("carrier-c".into())
+    );
     assert_eq!(f.attempts[0].b_number.as_deref(), Some("33334444"));
 
     // registered-user routing: the user named by the B number
     let f = forward(route(&g, &call(user("1001"), "1001", "1002", mon10)).await);
-    assert_eq!(f.attempts, [Attempt { destination: Destination::User("1002".into()), ..f.attempts[0].clone() }]);
+    assert_eq!(
+        f.attempts,
+        [Attempt {
+            destination: Destination::User("1002".into()),
+            ..f.attempts[0].clone()
+        }]
+    );
     // ... but only for registered users
     let d = route(&g, &call(Ingress::Trunk("pbx".into()), "x", "1002", mon10)).await;
-    assert_eq!(d, RouteDecision::Reject(Reject { code: 404, reason: "No route".into() }));
+    assert_eq!(
+        d,
+        RouteDecision::Reject(Reject {
+            code: 404,
+            reason: "No route".into()
+        })
+    );
 
     assert!(counter(&rt, "route-table", "routed") >= 4);
     assert_eq!(counter(&rt, "route-table", "no_route"), 1);
@@ -151,29 +216,53 @@ async fn route_table_time_window_overflow_and_weighted_group() {
     let g = generation(&rt, "route-table", Hook::Route, ROUTES, &[]).await;
 
     // Monday 10:00 local: the day trunk first, then the weighted group
-    let f = forward(route(&g, &call(user("1001"), "1001", "08001234567", local(0, 10, 0))).await);
+    let f = forward(
+        route(
+            &g,
+            &call(user("1001"), "1001", "08001234567", local(0, 10, 0)),
+        )
+        .await,
+    );
     let dests: Vec<_> = f.attempts.iter().map(|a| a.destination.clone()).collect();
-    assert_eq!(dests, [Destination::Trunk("day-trunk".into()), Destination::TrunkGroup("carriers-weighted".into())]);
+    assert_eq!(
+        dests,
+        [
+            Destination::Trunk("day-trunk".into()),
+            Destination::TrunkGroup("carriers-weighted".into())
+        ]
+    );
     // retry resumes at the next priority on the first route's causes
     assert_eq!(f.retry_on, [Cause::Status(408), Cause::StatusClass(5)]);
     let group = &f.attempts[1];
     assert_eq!(group.media, Some(MediaMode::Relay));
     assert_eq!(group.codecs.as_deref(), Some(&["PCMA".to_string()][..]));
-    assert_eq!(group.add_headers, [Header { name: "X-Route".into(), value: "tollfree-any".into() }]);
+    assert_eq!(
+        group.add_headers,
+        [Header {
+            name: "X-Route".into(),
+            value: "tollfree-any".into()
+        }]
+    );
     assert_eq!(group.remove_headers, ["X-Internal"]);
 
     // 18:00 (window closed) and Saturday: overflow straight to the group
     for t in [local(0, 18, 0), local(5, 10, 0)] {
         let f = forward(route(&g, &call(user("1001"), "1001", "08001234567", t)).await);
         assert_eq!(f.attempts.len(), 1, "{t:?}");
-        assert_eq!(f.attempts[0].destination, Destination::TrunkGroup("carriers-weighted".into()));
+        assert_eq!(
+            f.attempts[0].destination,
+            Destination::TrunkGroup("carriers-weighted".into())
+        );
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn route_table_demo_config_and_bad_config() {
     let rt = runtime();
-    let demo = std::fs::read_to_string(workspace_root().join("guest-examples/rust/route-table/demo-config.json")).unwrap();
+    let demo = std::fs::read_to_string(
+        workspace_root().join("guest-examples/rust/route-table/demo-config.json"),
+    )
+    .unwrap();
     let g = generation(&rt, "route-table", Hook::Route, &demo, &[]).await;
     for ext in ["1001", "1005", "1010"] {
         let f = forward(route(&g, &call(user("1002"), "1002", ext, local(0, 3, 0))).await);
@@ -181,15 +270,23 @@ async fn route_table_demo_config_and_bad_config() {
     }
     for other in ["1011", "0800123", "5511987654321"] {
         let d = route(&g, &call(user("1002"), "1002", other, local(0, 3, 0))).await;
-        assert!(matches!(&d, RouteDecision::Reject(r) if r.code == 404), "{other}: {d:?}");
+        assert!(
+            matches!(&d, RouteDecision::Reject(r) if r.code == 404),
+            "{other}: {d:?}"
+        );
     }
 
     // a bad configuration refuses the plugin version at build time, with the reason
-    let plugin = rt.load("route-table", &plugin_bytes("route-table")).await.unwrap();
+    let plugin = rt
+        .load("route-table", &plugin_bytes("route-table"))
+        .await
+        .unwrap();
     let err = rt
         .build(Policy {
-            bindings: vec![Binding::new(Hook::Route, plugin)
-                .config_json(r#"{"routes": [{"b": ["_9[1"], "destination": {"trunk": "x"}}]}"#)],
+            bindings: vec![
+                Binding::new(Hook::Route, plugin)
+                    .config_json(r#"{"routes": [{"b": ["_9[1"], "destination": {"trunk": "x"}}]}"#),
+            ],
         })
         .await
         .err()
@@ -230,20 +327,61 @@ async fn registrar_policy_scanners_cidr_and_credentials() {
     let decide = |r: AuthRequest| {
         let g = g.clone();
         async move {
-            let d = g.authorize(None, "reg-1", &r).await.expect("authorize binding");
-            assert!(d.is_plugin_answer(), "fallback {:?}: {:?}", d.fallback, d.error);
+            let d = g
+                .authorize(None, "reg-1", &r)
+                .await
+                .expect("authorize binding");
+            assert!(
+                d.is_plugin_answer(),
+                "fallback {:?}: {:?}",
+                d.fallback,
+                d.error
+            );
             d.value
         }
     };
 
-    assert_eq!(decide(auth("1001", "127.0.0.1", Some("friendly-scanner"), Credentials::Valid)).await, AuthDecision::Drop);
-    assert_eq!(decide(auth("1002", "127.0.0.9", Some("sipvicious"), Credentials::None)).await, AuthDecision::Drop);
     assert_eq!(
-        decide(auth("1001", "10.1.2.3", Some("Linphone"), Credentials::Valid)).await,
-        AuthDecision::Reject(Reject { code: 403, reason: "Forbidden".into() })
+        decide(auth(
+            "1001",
+            "127.0.0.1",
+            Some("friendly-scanner"),
+            Credentials::Valid
+        ))
+        .await,
+        AuthDecision::Drop
     );
     assert_eq!(
-        decide(auth("1001", "127.0.0.1", Some("Linphone"), Credentials::None)).await,
+        decide(auth(
+            "1002",
+            "127.0.0.9",
+            Some("sipvicious"),
+            Credentials::None
+        ))
+        .await,
+        AuthDecision::Drop
+    );
+    assert_eq!(
+        decide(auth(
+            "1001",
+            "10.1.2.3",
+            Some("Linphone"),
+            Credentials::Valid
+        ))
+        .await,
+        AuthDecision::Reject(Reject {
+            code: 403,
+            reason: "Forbidden".into()
+        })
+    );
+    assert_eq!(
+        decide(auth(
+            "1001",
+            "127.0.0.1",
+            Some("Linphone"),
+            Credentials::None
+        ))
+        .await,
         AuthDecision::Challenge(Challenge {
             realm: Some("pbx.example.com".into()),
             algorithms: vec![DigestAlgorithm::Sha256, DigestAlgorithm::Md5]
@@ -251,11 +389,18 @@ async fn registrar_policy_scanners_cidr_and_credentials() {
     );
     assert_eq!(
         decide(auth("1001", "127.0.0.1", None, Credentials::Valid)).await,
-        AuthDecision::Accept(Accept { max_expires: Some(3600), min_expires: Some(60), max_contacts: Some(3) })
+        AuthDecision::Accept(Accept {
+            max_expires: Some(3600),
+            min_expires: Some(60),
+            max_contacts: Some(3)
+        })
     );
     assert_eq!(
         decide(auth("1003", "192.0.2.1", None, Credentials::Invalid)).await,
-        AuthDecision::Reject(Reject { code: 403, reason: "Forbidden".into() })
+        AuthDecision::Reject(Reject {
+            code: 403,
+            reason: "Forbidden".into()
+        })
     );
     assert_eq!(counter(&rt, "registrar-policy", "scanner"), 2);
     assert_eq!(counter(&rt, "registrar-policy", "outside_allowed"), 1);
@@ -276,14 +421,30 @@ async fn br_portability_ported_then_ranges_from_host_datasets() {
     let data = workspace_root().join("guest-examples/rust/br-portability/data");
     for (name, file) in [("br-ported", "ported.csv"), ("br-ranges", "ranges.csv")] {
         let f = std::io::BufReader::new(std::fs::File::open(data.join(file)).unwrap());
-        rt.datasets().put_dataset(name, Arc::new(Dataset::from_csv("v1", f).unwrap()));
+        rt.datasets()
+            .put_dataset(name, Arc::new(Dataset::from_csv("v1", f).unwrap()));
     }
-    let g = generation(&rt, "br-portability", Hook::Portability, "{}", &["br-ported", "br-ranges"]).await;
+    let g = generation(
+        &rt,
+        "br-portability",
+        Hook::Portability,
+        "{}",
+        &["br-ported", "br-ranges"],
+    )
+    .await;
     let look = |n: &str| {
         let (g, q) = (g.clone(), query(n));
         async move {
-            let d = g.portability(None, "p-1", &q).await.expect("portability binding");
-            assert!(d.is_plugin_answer(), "fallback {:?}: {:?}", d.fallback, d.error);
+            let d = g
+                .portability(None, "p-1", &q)
+                .await
+                .expect("portability binding");
+            assert!(
+                d.is_plugin_answer(),
+                "fallback {:?}: {:?}",
+                d.fallback,
+                d.error
+            );
             d.value
         }
     };
@@ -301,7 +462,10 @@ async fn br_portability_ported_then_ranges_from_host_datasets() {
     );
     // not ported: longest-prefix range
     let r = look("011987650000").await.expect("range");
-    assert_eq!((r.carrier.as_str(), r.ported, r.routing_number.as_str()), ("55320", false, "5532011987650000"));
+    assert_eq!(
+        (r.carrier.as_str(), r.ported, r.routing_number.as_str()),
+        ("55320", false, "5532011987650000")
+    );
     let r = look("1133330000").await.expect("range");
     assert_eq!(r.carrier, "55100");
     // unknown to the data, and not Brazilian numbers
@@ -309,13 +473,28 @@ async fn br_portability_ported_then_ranges_from_host_datasets() {
     assert_eq!(look("190").await, None);
 
     // a new data set version is seen by the next decision
-    rt.datasets().put("br-ranges", "v2", [("11", "55999")]).unwrap();
+    rt.datasets()
+        .put("br-ranges", "v2", [("11", "55999")])
+        .unwrap();
     assert_eq!(look("1133330000").await.expect("range v2").carrier, "55999");
 
     // data sets the binding was not granted are invisible
-    let g2 = generation(&rt, "br-portability", Hook::Portability, "{}", &["br-ranges"]).await;
-    let d = g2.portability(None, "p-2", &query("11987654321")).await.unwrap();
-    assert_eq!(d.value.map(|r| (r.carrier, r.ported)), Some(("55999".to_string(), false)));
+    let g2 = generation(
+        &rt,
+        "br-portability",
+        Hook::Portability,
+        "{}",
+        &["br-ranges"],
+    )
+    .await;
+    let d = g2
+        .portability(None, "p-2", &query("11987654321"))
+        .await
+        .unwrap();
+    assert_eq!(
+        d.value.map(|r| (r.carrier, r.ported)),
+        Some(("55999".to_string(), false))
+    );
 }
 
 fn rw(direction: Direction, trunk: Option<&str>, a: &str, b: &str) -> RewriteRequest {
@@ -326,7 +505,11 @@ fn rw(direction: Direction, trunk: Option<&str>, a: &str, b: &str) -> RewriteReq
             Some(t) => Ingress::Trunk(t.into()),
             None => user("1001"),
         },
-        numbers: Numbers { a_number: a.into(), b_number: b.into(), display_name: None },
+        numbers: Numbers {
+            a_number: a.into(),
+            b_number: b.into(),
+            display_name: None,
+        },
         time: local(0, 10, 0),
     }
 }
@@ -334,33 +517,67 @@ fn rw(direction: Direction, trunk: Option<&str>, a: &str, b: &str) -> RewriteReq
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn e164_normalize_ingress_and_egress() {
     let rt = runtime();
-    let config =
-        std::fs::read_to_string(workspace_root().join("guest-examples/rust/e164-normalize/example-config.json")).unwrap();
+    let config = std::fs::read_to_string(
+        workspace_root().join("guest-examples/rust/e164-normalize/example-config.json"),
+    )
+    .unwrap();
     let g = generation(&rt, "e164-normalize", Hook::Rewrite, &config, &[]).await;
     let run = |r: RewriteRequest| {
         let g = g.clone();
         async move {
-            let d = g.rewrite(r.trunk.clone().as_deref(), "r-1", &r).await.expect("rewrite binding");
-            assert!(d.is_plugin_answer(), "fallback {:?}: {:?}", d.fallback, d.error);
+            let d = g
+                .rewrite(r.trunk.clone().as_deref(), "r-1", &r)
+                .await
+                .expect("rewrite binding");
+            assert!(
+                d.is_plugin_answer(),
+                "fallback {:?}: {:?}",
+                d.fallback,
+                d.error
+            );
             (d.value.a_number, d.value.b_number)
         }
     };
     // ingress from a Brazilian carrier: local, national with carrier code, ninth digit
     assert_eq!(
-        run(rw(Direction::Ingress, Some("carrier-sp"), "33334444", "02121987654321")).await,
+        run(rw(
+            Direction::Ingress,
+            Some("carrier-sp"),
+            "33334444",
+            "02121987654321"
+        ))
+        .await,
         ("551133334444".into(), "5521987654321".into())
     );
     assert_eq!(
-        run(rw(Direction::Ingress, Some("carrier-sp"), "1187654321", "190")).await,
+        run(rw(
+            Direction::Ingress,
+            Some("carrier-sp"),
+            "1187654321",
+            "190"
+        ))
+        .await,
         ("5511987654321".into(), "190".into())
     );
     // egress: national format towards carrier-sp, +E.164 towards carrier-intl
     assert_eq!(
-        run(rw(Direction::Egress, Some("carrier-sp"), "551133334444", "442079460000")).await,
+        run(rw(
+            Direction::Egress,
+            Some("carrier-sp"),
+            "551133334444",
+            "442079460000"
+        ))
+        .await,
         ("1133334444".into(), "00442079460000".into())
     );
     assert_eq!(
-        run(rw(Direction::Egress, Some("carrier-intl"), "551133334444", "5521987654321")).await,
+        run(rw(
+            Direction::Egress,
+            Some("carrier-intl"),
+            "551133334444",
+            "5521987654321"
+        ))
+        .await,
         ("+551133334444".into(), "+5521987654321".into())
     );
 }

@@ -77,7 +77,9 @@ impl BrPortability {
         .collect::<Result<Vec<_>, String>>()?;
         let format = Template::parse(&raw.routing_format)?;
         if let Some(v) = format.vars().find(|v| !matches!(*v, "RN1" | "NUMBER")) {
-            return Err(format!("routing_format: unknown variable `{v}` (RN1, NUMBER)"));
+            return Err(format!(
+                "routing_format: unknown variable `{v}` (RN1, NUMBER)"
+            ));
         }
         if raw.ported_dataset.is_empty() && raw.ranges_dataset.is_empty() {
             return Err("at least one of ported_dataset and ranges_dataset is needed".into());
@@ -115,7 +117,10 @@ impl BrPortability {
                 if self.ranges.is_empty() {
                     return None;
                 }
-                (host::dataset_longest_prefix(&self.ranges, &national)?.value, false)
+                (
+                    host::dataset_longest_prefix(&self.ranges, &national)?.value,
+                    false,
+                )
             }
         };
         let carrier = rn1(&value).to_string();

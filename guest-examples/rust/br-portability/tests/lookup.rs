@@ -33,9 +33,21 @@ fn ported_first_then_ranges() {
 fn normalisation_of_dialled_forms() {
     load();
     let p = BrPortability::default();
-    for dialled in ["+55 11 98765-4321", "5511987654321", "011987654321", "01511987654321", "(11) 98765-4321"] {
-        let r = p.lookup_number(dialled).unwrap_or_else(|| panic!("{dialled}"));
-        assert_eq!((r.number.as_str(), r.carrier.as_str(), r.ported), ("11987654321", "55321", true), "{dialled}");
+    for dialled in [
+        "+55 11 98765-4321",
+        "5511987654321",
+        "011987654321",
+        "01511987654321",
+        "(11) 98765-4321",
+    ] {
+        let r = p
+            .lookup_number(dialled)
+            .unwrap_or_else(|| panic!("{dialled}"));
+        assert_eq!(
+            (r.number.as_str(), r.carrier.as_str(), r.ported),
+            ("11987654321", "55321", true),
+            "{dialled}"
+        );
     }
     let r = p.lookup_number("0212133334444").unwrap();
     assert_eq!((r.number.as_str(), r.ported), ("2133334444", true));
@@ -54,7 +66,10 @@ fn configuration() {
     )
     .unwrap();
     let r = p.lookup_number("911987654321").unwrap();
-    assert_eq!((r.carrier.as_str(), r.routing_number.as_str()), ("321", "5532111987654321"));
+    assert_eq!(
+        (r.carrier.as_str(), r.routing_number.as_str()),
+        ("321", "5532111987654321")
+    );
     let r = p.lookup_number("91133334444").unwrap();
     assert_eq!((r.carrier.as_str(), r.ported), ("100", false));
     assert_eq!(p.lookup_number("11987654321"), None); // normaliser wants the 9
@@ -62,12 +77,18 @@ fn configuration() {
         (r#"{"normalize": ["("]}"#, "regular expression"),
         (r#"{"normalize": ["^[0-9]+$"]}"#, "group 1"),
         (r#"{"routing_format": "${CSP}"}"#, "CSP"),
-        (r#"{"ported_dataset": "", "ranges_dataset": ""}"#, "at least one"),
+        (
+            r#"{"ported_dataset": "", "ranges_dataset": ""}"#,
+            "at least one",
+        ),
         (r#"{"portedset": "x"}"#, "portedset"),
     ] {
-        let err = BrPortability::from_config(json).err().unwrap_or_else(|| panic!("accepted {json}"));
+        let err = BrPortability::from_config(json)
+            .err()
+            .unwrap_or_else(|| panic!("accepted {json}"));
         assert!(err.contains(needle), "{json}: {err}");
     }
-    let json = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/example-config.json")).unwrap();
+    let json = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/example-config.json"))
+        .unwrap();
     BrPortability::from_config(&json).unwrap();
 }
