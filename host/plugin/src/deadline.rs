@@ -29,6 +29,12 @@ pub(crate) fn thread_cpu_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
+/// An id of the calling OS thread.
+pub(crate) fn thread_id() -> u64 {
+    // SAFETY: pthread_self has no preconditions.
+    unsafe { libc::pthread_self() as u64 }
+}
+
 /// The epoch-deadline callback installed on every plugin store.
 pub(crate) fn on_epoch(mut ctx: StoreContextMut<'_, InstanceState>) -> wasmtime::Result<UpdateDeadline> {
     let cpu = &mut ctx.data_mut().call.cpu;

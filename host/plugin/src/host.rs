@@ -95,6 +95,8 @@ pub(crate) struct CpuBudget {
     pub used_ns: u64,
     /// Thread CPU clock at the start of the current segment.
     pub seg_start_ns: u64,
+    /// The thread whose clock `seg_start_ns` is from.
+    pub seg_thread: u64,
     /// Wall-clock hard limit.
     pub wall_deadline: Option<Instant>,
     /// Set when the epoch callback interrupted the guest.
@@ -105,17 +107,24 @@ impl CpuBudget {
     pub fn start(&mut self, budget: Duration, wall_limit: Duration) {
         self.budget_ns = budget.as_nanos().min(u64::MAX as u128) as u64;
         self.used_ns = 0;
-        self.seg_start_ns = crate::deadline::thread_cpu_ns();
+        self.resume();
         self.wall_deadline = Some(Instant::now() + wall_limit);
         self.expired = false;
     }
     pub fn pause(&mut self) {
-        self.used_ns += crate::deadline::thread_cpu_ns().saturating_sub(self.seg_start_ns);
+        self.used_ns = self.used();
     }
     pub fn resume(&mut self) {
         self.seg_start_ns = crate::deadline::thread_cpu_ns();
+        self.seg_thread = crate::deadline::thread_id();
     }
-    pub fn used(&self) -> u64 {
+    /// CPU used so far. If the guest was resumed on another thread (after
+    /// an async WASI or host call), the current segment restarts there: at
+    /// most one epoch tick of CPU goes uncounted.
+    pub fn used(&mut self) -> u64 {
+        if self.seg_thread != crate::deadline::thread_id() {
+            self.resume();
+        }
         self.used_ns + crate::deadline::thread_cpu_ns().saturating_sub(self.seg_start_ns)
     }
 }

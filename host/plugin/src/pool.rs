@@ -153,11 +153,12 @@ fn truncate_msg(mut s: String) -> String {
     s
 }
 
-fn classify(state: &InstanceState, e: &wasmtime::Error) -> Failure {
-    let reason = if state.call.cpu.expired {
-        FallbackReason::Timeout
-    } else if state.limiter.memory_refused {
+fn classify(state: &mut InstanceState, e: &wasmtime::Error) -> Failure {
+    let used_ns = state.call.cpu.used();
+    let reason = if state.limiter.memory_refused {
         FallbackReason::MemoryLimit
+    } else if state.call.cpu.expired {
+        FallbackReason::Timeout
     } else {
         match e.downcast_ref::<Trap>() {
             Some(Trap::StackOverflow) => FallbackReason::StackOverflow,
@@ -168,7 +169,7 @@ fn classify(state: &InstanceState, e: &wasmtime::Error) -> Failure {
     let message = match reason {
         FallbackReason::Timeout => format!(
             "deadline exceeded ({:.2} ms CPU of {:.2} ms budget)",
-            state.call.cpu.used_ns as f64 / 1e6,
+            used_ns as f64 / 1e6,
             state.call.cpu.budget_ns as f64 / 1e6
         ),
         FallbackReason::MemoryLimit => {
@@ -213,7 +214,7 @@ impl InstancePool {
         let exports = match r {
             Ok(e) => e,
             Err(e) => {
-                let mut f = classify(store.data(), &e);
+                let mut f = classify(store.data_mut(), &e);
                 f.message = format!("instantiation failed: {}", f.message);
                 f.reason = FallbackReason::Unavailable;
                 return Err(f);
@@ -230,7 +231,7 @@ impl InstancePool {
                 });
             }
             Err(e) => {
-                let f = classify(warm.store.data(), &e);
+                let f = classify(warm.store.data_mut(), &e);
                 return Err(Failure {
                     reason: FallbackReason::Unavailable,
                     message: format!("init failed ({}): {}", f.reason, f.message) ,
@@ -306,7 +307,7 @@ impl InstancePool {
             Ok(Ok(resp)) => Ok(resp),
             Ok(Err(msg)) => Err(Failure { reason: FallbackReason::GuestError, message: truncate_msg(msg) }),
             Err(e) => {
-                let f = classify(w.store.data(), &e);
+                let f = classify(w.store.data_mut(), &e);
                 drop(w);
                 drop(permit);
                 return CallResult { outcome: Err(f), logs };

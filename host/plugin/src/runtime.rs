@@ -345,7 +345,9 @@ impl Runtime {
         }
         let mut imports_bad = Vec::new();
         for (import, _) in ty.imports(&self.inner.engine) {
-            let ok = import.starts_with("wasi:") || contract_interface(import).is_some_and(|i| i == "host" || i == "types");
+            let ok = import.starts_with("wasi:") || contract_interface(import).is_some_and(|i| {
+                    matches!(i, "host" | "types" | "routing-types" | "authorize-types" | "portability-types" | "rewrite-types")
+                });
             if !ok {
                 imports_bad.push(import.to_string());
             }
@@ -589,7 +591,10 @@ impl Inner {
                 // SAFETY: the file name binds it to this wasm's sha256, this
                 // wasmtime version and this engine configuration, and only
                 // this function writes into the cache directory.
-                match unsafe { Component::deserialize_file(&self.engine, p) } {
+                // Read into memory rather than mmap: a cache file truncated
+                // underneath a mapping would crash the process with SIGBUS.
+                let bytes = std::fs::read(p).unwrap_or_default();
+                match unsafe { Component::deserialize(&self.engine, &bytes) } {
                     Ok(c) => {
                         self.cache_hits.fetch_add(1, Ordering::Relaxed);
                         return Ok((c, true));

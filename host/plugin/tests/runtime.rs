@@ -44,7 +44,7 @@ async fn chaos_generation(rt: &Runtime, tag: &str, f: impl FnOnce(Binding) -> Bi
 async fn misbehaving_plugins_get_the_fallback_while_good_decisions_continue() {
     let rt = Runtime::new(small_config()).unwrap();
     let g = chaos_generation(&rt, "good", |b| {
-        b.deadline(Duration::from_millis(5))
+        b.deadline(Duration::from_millis(25))
             .memory_limit(16 << 20)
             .fallback(Fallback::Reject { code: 503, reason: "Plugin Failed".into() })
     })
@@ -98,7 +98,7 @@ async fn misbehaving_plugins_get_the_fallback_while_good_decisions_continue() {
                 "{mode}"
             );
             assert!(d.error.is_some(), "{mode}");
-            // Generous on a loaded 2-core machine; the budget itself is 5 ms of CPU.
+            // Generous on a loaded 2-core machine; the budget itself is 25 ms of CPU.
             assert!(wall < Duration::from_secs(3), "{mode} took {wall:?}");
             if mode == "loop" {
                 assert!(d.error.as_deref().unwrap().contains("deadline exceeded"), "{:?}", d.error);
@@ -225,7 +225,8 @@ async fn wrong_or_broken_components_are_refused_at_load() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hot_swap_100_times_under_load() {
-    let rt = Runtime::new(small_config()).unwrap();
+    // 101 generations built up front, each with a warm instance.
+    let rt = Runtime::new(RuntimeConfig { max_instances: 256, ..RuntimeConfig::default() }).unwrap();
     let p = rt.load("chaos", &chaos()).await.unwrap();
     let mut gens = Vec::new();
     let mut tags = HashMap::new();
@@ -390,7 +391,7 @@ async fn host_imports() {
     let year = datetime_now(0).year;
     assert_eq!(
         uri_of(&d.value).unwrap(),
-        format!("sip:h.cfg11.y{year}.get-exact.lpm-5511=SP.loc2.trunk-true@chaos.invalid")
+        format!("sip:h.cfg11.y{year}.get-exact.lpm-551133334444=exact.loc2.trunk-true@chaos.invalid")
     );
     assert_eq!(d.logs.len(), 1);
     assert!(d.logs[0].message.contains("chaos host call h1"));
