@@ -1,1 +1,125 @@
-//! strowger-admin (skeleton; see its issue).
+//! strowger-admin: the admin HTTP API of the Strowger switch.
+//!
+//! Entry points: [`router`] (an `axum::Router` to mount or test with
+//! `tower::ServiceExt::oneshot`) and [`serve`] (runs it on a listener, with
+//! client addresses recorded in the audit log). The switch's live state
+//! (registrations, calls, trunk status) is reached through the
+//! [`SwitchControl`] trait; [`MemorySwitch`] is an in-memory implementation
+//! for tests and for running the API without a switch.
+//!
+//! Auth: every write (POST/PUT/DELETE) needs `Authorization: Bearer <token>`
+//! with a token configured by [`AdminState::with_token`]; a wrong or missing
+//! token gets 401 JSON. Reads are open: bind the admin listener to
+//! 127.0.0.1 (or put it behind a proxy) unless you want them public.
+//! Every write appends to the store's audit log (actor = token id, source
+//! address, action, target, detail).
+//!
+//! Errors: every 4xx/5xx is JSON `{"error": "...", "field": ..., "detail": ...}`;
+//! nothing is half-applied (validation, plugin init and policy test cases run
+//! before anything is stored or activated).
+
+mod api;
+mod error;
+mod openapi;
+mod switch;
+
+pub use api::{PolicyDocument, PolicyTest, StoredBinding};
+pub use error::ApiError;
+pub use switch::{CallInfo, MemorySwitch, RegistrationInfo, SwitchControl, TrunkStatus};
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use strowger_plugin::{Generation, PluginVersion, Runtime};
+use strowger_store::Store;
+
+/// Shared state of the admin API: the plugin runtime, the store, the switch
+/// and the API tokens. Cheap to clone.
+#[derive(Clone)]
+pub struct AdminState {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) runtime: Runtime,
+    pub(crate) store: Store,
+    pub(crate) switch: Arc<dyn SwitchControl>,
+    /// token → token id (the audit log's actor).
+    pub(crate) tokens: HashMap<String, String>,
+    /// Loaded plugins by sha256.
+    pub(crate) plugins: parking_lot::Mutex<BTreeMap<String, Arc<PluginVersion>>>,
+    /// Policy versions, generations, activation history.
+    pub(crate) book: tokio::sync::Mutex<PolicyBook>,
+}
+
+/// Built generations by policy version and the activation history.
+#[derive(Default)]
+pub(crate) struct PolicyBook {
+    pub(crate) generations: BTreeMap<u64, Arc<Generation>>,
+    pub(crate) documents: BTreeMap<u64, PolicyDocument>,
+    /// Activated versions, oldest first; the last is the active one.
+    pub(crate) history: Vec<u64>,
+    /// Canary version and percent.
+    pub(crate) canary: Option<(u64, u8)>,
+}
+
+impl AdminState {
+    /// State over a runtime, a store and the switch. Add tokens with
+    /// [`AdminState::with_token`]; without any, every write gets 401.
+    pub fn new(runtime: Runtime, store: Store, switch: Arc<dyn SwitchControl>) -> AdminState {
+        AdminState {
+            inner: Arc::new(Inner {
+                runtime,
+                store,
+                switch,
+                tokens: HashMap::new(),
+                plugins: Default::default(),
+                book: Default::default(),
+            }),
+        }
+    }
+
+    /// Accept `Authorization: Bearer <token>` for writes, recorded as `id`
+    /// in the audit log. Call before cloning the state.
+    pub fn with_token(mut self, id: impl Into<String>, token: impl Into<String>) -> AdminState {
+        Arc::get_mut(&mut self.inner)
+            .expect("with_token must be called before the state is shared")
+            .tokens
+            .insert(token.into(), id.into());
+        self
+    }
+
+    /// The plugin runtime.
+    pub fn runtime(&self) -> &Runtime {
+        &self.inner.runtime
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// Reload the control plane from the store after a restart: every stored
+    /// plugin artifact is loaded, every stored data set's active version is
+    /// put in the runtime, and the active policy version is rebuilt and
+    /// activated. Returns the active policy version, if any.
+    pub async fn restore(&self) -> Result<Option<u64>, ApiError> {
+        api::restore(self).await
+    }
+}
+
+/// The admin API routes (see the crate docs and `GET /openapi.json`).
+pub fn router(state: AdminState) -> axum::Router {
+    api::routes(state)
+}
+
+/// Serve the admin API on `listener` until the task is dropped; client
+/// addresses are recorded in the audit log.
+pub async fn serve(listener: tokio::net::TcpListener, state: AdminState) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        router(state).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .await
+}

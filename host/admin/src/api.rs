@@ -1,0 +1,1564 @@
+//! Handlers.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::{Body, Bytes};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts, Path, Query, State};
+use axum::http::{StatusCode, header, request::Parts};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use strowger_plugin::{
+    Binding, DatasetBuilder, Fallback, Generation, Hook, LoadError, Policy, Scope, json as pj,
+};
+use strowger_store::rusqlite::{OptionalExtension, params};
+use strowger_store::{AuditEntry, CdrFilter};
+
+use crate::{AdminState, ApiError};
+
+type ApiResult<T = Json<Value>> = Result<T, ApiError>;
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+pub(crate) fn routes(state: AdminState) -> axum::Router {
+    axum::Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route(
+            "/openapi.json",
+            get(|| async { Json(crate::openapi::document()) }),
+        )
+        .route(
+            "/v1/plugins",
+            get(list_plugins)
+                .post(upload_plugin)
+                .layer(DefaultBodyLimit::max(64 << 20)),
+        )
+        .route(
+            "/v1/plugins/{sha256}",
+            get(get_plugin).delete(delete_plugin),
+        )
+        .route("/v1/policies", get(list_policies).post(create_policy))
+        .route("/v1/policies/active", get(active_policy))
+        .route("/v1/policies/rollback", post(rollback_policy))
+        .route("/v1/policies/canary", delete(cancel_canary))
+        .route("/v1/policies/canary/promote", post(promote_canary))
+        .route("/v1/policies/{version}", get(get_policy))
+        .route("/v1/policies/{version}/activate", post(activate_policy))
+        .route("/v1/policies/{version}/canary", post(canary_policy))
+        .route("/v1/datasets", get(list_datasets))
+        .route(
+            "/v1/datasets/{name}",
+            get(dataset_versions)
+                .post(upload_dataset)
+                .layer(DefaultBodyLimit::max(1 << 30)),
+        )
+        .route("/v1/simulate", post(simulate))
+        .route("/v1/trunks", get(list_trunks))
+        .route("/v1/trunks/status", get(trunk_status))
+        .route(
+            "/v1/trunks/{name}",
+            get(get_trunk).put(put_trunk).delete(delete_trunk),
+        )
+        .route("/v1/users", get(list_users))
+        .route(
+            "/v1/users/{domain}/{user}",
+            get(get_user).put(put_user).delete(delete_user),
+        )
+        .route(
+            "/v1/registrations",
+            get(list_registrations).delete(remove_registration),
+        )
+        .route("/v1/calls", get(list_calls))
+        .route("/v1/calls/{id}", delete(hangup_call))
+        .route("/v1/cdrs", get(cdrs))
+        .route("/v1/cdrs.csv", get(cdrs_csv))
+        .route("/v1/audit", get(audit))
+        .with_state(state)
+}
+
+// ---- auth + audit ------------------------------------------------------
+
+/// An authenticated writer: token id and client address.
+pub(crate) struct Writer {
+    actor: String,
+    source: Option<String>,
+}
+
+impl FromRequestParts<AdminState> for Writer {
+    type Rejection = ApiError;
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AdminState,
+    ) -> Result<Self, Self::Rejection> {
+        let unauthorized =
+            |m: &str| ApiError::new(StatusCode::UNAUTHORIZED, m).field("Authorization");
+        let h = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .ok_or_else(|| unauthorized("writes need `Authorization: Bearer <token>`"))?;
+        let token = h
+            .to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or_else(|| unauthorized("Authorization must be `Bearer <token>`"))?;
+        let actor = state
+            .inner
+            .tokens
+            .get(token.trim())
+            .ok_or_else(|| unauthorized("unknown API token"))?;
+        let source = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.to_string());
+        Ok(Writer {
+            actor: actor.clone(),
+            source,
+        })
+    }
+}
+
+impl Writer {
+    /// Append to the audit log (waits for the commit).
+    async fn audit(
+        &self,
+        st: &AdminState,
+        action: &str,
+        target: impl Into<String>,
+        detail: Value,
+    ) -> ApiResult<()> {
+        let e = AuditEntry {
+            id: 0,
+            at_ms: now_ms(),
+            actor: self.actor.clone(),
+            source: self.source.clone(),
+            action: action.into(),
+            target: Some(target.into()),
+            detail: Some(detail.to_string()),
+        };
+        let ack = st.inner.store.append_audit(e);
+        blocking(move || ack.wait().map_err(ApiError::from)).await?;
+        Ok(())
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> ApiResult<T> + Send + 'static,
+) -> ApiResult<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(ApiError::internal)?
+}
+
+/// Run a write closure in the store and wait for its commit.
+async fn store_write(
+    st: &AdminState,
+    f: impl FnOnce(&strowger_store::rusqlite::Connection) -> strowger_store::Result<u64>
+    + Send
+    + 'static,
+) -> ApiResult<u64> {
+    let ack = st.inner.store.write(f);
+    blocking(move || ack.wait().map_err(ApiError::from)).await
+}
+
+async fn store_read<T: Send + 'static>(
+    st: &AdminState,
+    f: impl FnOnce(&strowger_store::rusqlite::Connection) -> strowger_store::Result<T> + Send + 'static,
+) -> ApiResult<T> {
+    let store = st.inner.store.clone();
+    blocking(move || store.read_blocking(f).map_err(ApiError::from)).await
+}
+
+fn json_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> ApiResult<T> {
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::bad(format!(
+            "request body is not valid JSON for this endpoint: {e}"
+        ))
+    })
+}
+
+// ---- health + metrics ---------------------------------------------------
+
+async fn healthz() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+async fn readyz(State(st): State<AdminState>) -> Response {
+    let store_ok = store_read(&st, |c| {
+        Ok(c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?)
+    })
+    .await
+    .is_ok();
+    let gen_id = st.inner.runtime.current().id();
+    let body = json!({"store": store_ok, "generation": gen_id, "ready": store_ok});
+    let code = if store_ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(body)).into_response()
+}
+
+async fn metrics(State(st): State<AdminState>) -> Response {
+    let mut reg = prometheus_client::registry::Registry::default();
+    st.inner.runtime.register_metrics(&mut reg);
+    let mut out = String::new();
+    if let Err(e) = prometheus_client::encoding::text::encode_registry(&mut out, &reg) {
+        return ApiError::internal(e).into_response();
+    }
+    let snap = st.inner.runtime.metrics_snapshot();
+    out.push_str(&format!(
+        "# TYPE strowger_policy_generation gauge\nstrowger_policy_generation {}\n",
+        snap.generation
+    ));
+    out.push_str(&st.inner.switch.metrics_text());
+    out.push_str("# EOF\n");
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        out,
+    )
+        .into_response()
+}
+
+// ---- plugins ------------------------------------------------------------
+
+#[derive(Deserialize)]
+struct NameQuery {
+    name: Option<String>,
+}
+
+fn plugin_json(p: &strowger_plugin::PluginVersion) -> Value {
+    json!({
+        "sha256": p.sha256(),
+        "name": p.name(),
+        "version": p.version(),
+        "hooks": p.hooks(),
+        "size": p.size(),
+    })
+}
+
+async fn upload_plugin(
+    State(st): State<AdminState>,
+    w: Writer,
+    Query(q): Query<NameQuery>,
+    body: Bytes,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let name = q
+        .name
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| ApiError::bad("`?name=` is required").field("name"))?;
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        || name.len() > 64
+    {
+        return Err(ApiError::bad("name: letters, digits, - _ . only, at most 64").field("name"));
+    }
+    if body.is_empty() {
+        return Err(
+            ApiError::unprocessable("empty body: send the component's .wasm bytes").field("body"),
+        );
+    }
+    let p = st.inner.runtime.load(&name, &body).await.map_err(|e| {
+        let kind = match e {
+            LoadError::NotAComponent(_) => "not a WebAssembly component",
+            LoadError::Contract(_) => "does not match the plugin contract (wit/strowger.wit)",
+            LoadError::Other(_) => "could not be loaded",
+        };
+        ApiError::unprocessable(format!("plugin {kind}: {e}")).field("body")
+    })?;
+    let sha = p.sha256().to_string();
+    let world = p
+        .hooks()
+        .iter()
+        .map(|h| h.as_str())
+        .collect::<Vec<_>>()
+        .join(",");
+    let (n, v, size, wasm, actor) = (
+        name.clone(),
+        p.version().to_string(),
+        body.len() as i64,
+        body.to_vec(),
+        w.actor.clone(),
+    );
+    let sha2 = sha.clone();
+    let inserted = store_write(&st, move |c| {
+        Ok(c.execute(
+            "INSERT OR IGNORE INTO plugin_artifacts (sha256, name, version, world, size, wasm, created_at_ms, created_by) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![sha2, n, v, world, size, wasm, now_ms(), actor],
+        )? as u64)
+    })
+    .await?;
+    st.inner.plugins.lock().insert(sha.clone(), p.clone());
+    w.audit(
+        &st,
+        "plugin.upload",
+        &sha,
+        json!({"name": name, "size": body.len()}),
+    )
+    .await?;
+    let code = if inserted > 0 {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    let mut out = plugin_json(&p);
+    out["created"] = json!(inserted > 0);
+    Ok((code, Json(out)))
+}
+
+async fn list_plugins(State(st): State<AdminState>) -> ApiResult {
+    let rows = store_read(&st, |c| {
+        let mut s = c.prepare(
+            "SELECT sha256, name, version, world, size, created_at_ms, created_by FROM plugin_artifacts ORDER BY created_at_ms, name",
+        )?;
+        let rows = s.query_map([], |r| {
+            Ok(json!({
+                "sha256": r.get::<_, String>(0)?, "name": r.get::<_, String>(1)?, "version": r.get::<_, String>(2)?,
+                "hooks": r.get::<_, String>(3)?.split(',').filter(|s| !s.is_empty()).collect::<Vec<_>>(),
+                "size": r.get::<_, i64>(4)?, "created_at_ms": r.get::<_, i64>(5)?, "created_by": r.get::<_, Option<String>>(6)?,
+            }))
+        })?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    })
+    .await?;
+    Ok(Json(json!({ "plugins": rows })))
+}
+
+async fn get_plugin(State(st): State<AdminState>, Path(sha): Path<String>) -> ApiResult {
+    let Json(all) = list_plugins(State(st.clone())).await?;
+    let found = all["plugins"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|p| p["sha256"] == sha.as_str())
+        .cloned();
+    let mut p = found.ok_or_else(|| {
+        ApiError::not_found(format!("no plugin with sha256 {sha}")).field("sha256")
+    })?;
+    p["used_by_policies"] = json!(policies_using(&st, &sha).await?);
+    Ok(Json(p))
+}
+
+async fn policies_using(st: &AdminState, sha: &str) -> ApiResult<Vec<u64>> {
+    let pat = format!("%{sha}%");
+    store_read(st, move |c| {
+        let mut s =
+            c.prepare("SELECT id FROM policy_versions WHERE document LIKE ?1 ORDER BY id")?;
+        let rows = s.query_map([pat], |r| r.get::<_, i64>(0).map(|v| v as u64))?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    })
+    .await
+}
+
+async fn delete_plugin(
+    State(st): State<AdminState>,
+    w: Writer,
+    Path(sha): Path<String>,
+) -> ApiResult {
+    let used = policies_using(&st, &sha).await?;
+    if !used.is_empty() {
+        return Err(ApiError::conflict(format!(
+            "plugin {sha} is used by policy versions {used:?}"
+        ))
+        .field("sha256")
+        .detail(json!({"policies": used})));
+    }
+    let s = sha.clone();
+    let n = store_write(&st, move |c| {
+        Ok(c.execute("DELETE FROM plugin_artifacts WHERE sha256 = ?1", [s])? as u64)
+    })
+    .await?;
+    if n == 0 {
+        return Err(ApiError::not_found(format!("no plugin with sha256 {sha}")).field("sha256"));
+    }
+    st.inner.plugins.lock().remove(&sha);
+    w.audit(&st, "plugin.delete", &sha, json!({})).await?;
+    Ok(Json(json!({"deleted": sha})))
+}
+
+/// Find a loaded plugin by sha256, else the newest by name.
+async fn resolve_plugin(st: &AdminState, r: &str) -> Option<Arc<strowger_plugin::PluginVersion>> {
+    if let Some(p) = st.inner.plugins.lock().get(r) {
+        return Some(p.clone());
+    }
+    let name = r.to_string();
+    let sha: Option<String> = store_read(st, move |c| {
+        Ok(c.query_row(
+            "SELECT sha256 FROM plugin_artifacts WHERE name = ?1 ORDER BY created_at_ms DESC, rowid DESC LIMIT 1",
+            [name],
+            |r| r.get(0),
+        )
+        .optional()?)
+    })
+    .await
+    .ok()
+    .flatten();
+    let sha = sha?;
+    st.inner.plugins.lock().get(&sha).cloned()
+}
+
+// ---- policies -----------------------------------------------------------
+
+/// One binding of a policy document.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StoredBinding {
+    /// Hook: route, authorize, portability, rewrite.
+    pub hook: Hook,
+    /// Plugin sha256 or name (the newest upload of that name); stored as sha256.
+    pub plugin: String,
+    /// Plugin configuration (JSON; a string is passed as is).
+    #[serde(default = "empty_object")]
+    pub config: Value,
+    /// Data sets the plugin may read.
+    #[serde(default)]
+    pub datasets: Vec<String>,
+    /// `"global"` or `{"trunk": "<name>"}`.
+    #[serde(default = "global")]
+    pub scope: Scope,
+    /// Deadline per decision, ms.
+    #[serde(default)]
+    pub deadline_ms: Option<u64>,
+    /// What answers when the plugin fails (`{"kind": "default" | "reject" | "challenge" | "static" | "previous"}`).
+    #[serde(default)]
+    pub fallback: Fallback,
+    /// Memory cap, bytes.
+    #[serde(default)]
+    pub memory_limit_bytes: Option<usize>,
+}
+
+fn empty_object() -> Value {
+    json!({})
+}
+fn global() -> Scope {
+    Scope::Global
+}
+
+/// A test case run against a candidate before it is stored or activated.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PolicyTest {
+    /// Name shown in failures.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Hook to call.
+    pub hook: Hook,
+    /// Trunk scope to look the binding up in.
+    #[serde(default)]
+    pub trunk: Option<String>,
+    /// Input (JSON form, merged over the example input of the hook).
+    #[serde(default = "empty_object")]
+    pub input: Value,
+    /// Expected decision: every field given must match (a subset match).
+    pub expect: Value,
+    /// Accept a decision answered by the fallback (default: a fallback fails the test).
+    #[serde(default)]
+    pub allow_fallback: bool,
+}
+
+/// A policy version as posted and stored.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PolicyDocument {
+    /// Free text.
+    #[serde(default)]
+    pub comment: Option<String>,
+    /// Bindings.
+    pub bindings: Vec<StoredBinding>,
+    /// Test cases.
+    #[serde(default)]
+    pub tests: Vec<PolicyTest>,
+}
+
+#[derive(Deserialize)]
+struct CreatePolicy {
+    #[serde(flatten)]
+    doc: PolicyDocument,
+    /// Activate right after a successful build.
+    #[serde(default)]
+    activate: bool,
+}
+
+async fn build_generation(st: &AdminState, doc: &mut PolicyDocument) -> ApiResult<Arc<Generation>> {
+    let mut bindings = Vec::new();
+    for (i, b) in doc.bindings.iter_mut().enumerate() {
+        let p = resolve_plugin(st, &b.plugin).await.ok_or_else(|| {
+            ApiError::unprocessable(format!(
+                "binding {i}: no uploaded plugin with sha256 or name `{}` (POST /v1/plugins first)",
+                b.plugin
+            ))
+            .field(format!("bindings[{i}].plugin"))
+        })?;
+        b.plugin = p.sha256().to_string();
+        let config = match &b.config {
+            Value::String(s) => s.clone(),
+            v => v.to_string(),
+        };
+        let mut nb = Binding::new(b.hook, p)
+            .scope(b.scope.clone())
+            .config_json(config)
+            .datasets(b.datasets.clone())
+            .fallback(b.fallback.clone());
+        if let Some(ms) = b.deadline_ms {
+            if ms == 0 || ms > 60_000 {
+                return Err(ApiError::unprocessable(format!(
+                    "binding {i}: deadline_ms must be 1..=60000"
+                ))
+                .field(format!("bindings[{i}].deadline_ms")));
+            }
+            nb = nb.deadline(Duration::from_millis(ms));
+        }
+        if let Some(m) = b.memory_limit_bytes {
+            nb = nb.memory_limit(m);
+        }
+        bindings.push(nb);
+    }
+    st.inner
+        .runtime
+        .build(Policy { bindings })
+        .await
+        .map_err(|e| {
+            let strowger_plugin::BuildError::Binding { index, .. } = &e;
+            ApiError::unprocessable(format!("policy rejected: {e}"))
+                .field(format!("bindings[{index}]"))
+        })
+}
+
+/// True if every field of `expect` is present and equal in `actual`.
+fn subset(expect: &Value, actual: &Value) -> bool {
+    match (expect, actual) {
+        (Value::Object(e), Value::Object(a)) => e
+            .iter()
+            .all(|(k, v)| a.get(k).is_some_and(|av| subset(v, av))),
+        (e, a) => e == a,
+    }
+}
+
+/// One hook call against `g`, as a trace step.
+pub(crate) async fn run_hook(
+    g: &Generation,
+    hook: Hook,
+    trunk: Option<&str>,
+    input: Value,
+) -> ApiResult<Value> {
+    let bad = |e: serde_json::Error| {
+        ApiError::bad(format!("input is not a valid {hook} input: {e}")).field("input")
+    };
+    let step = match hook {
+        Hook::Route => {
+            let call = pj::call_from_json(input).map_err(bad)?;
+            g.route(trunk, &call).await.map(|d| serde_json::to_value(d))
+        }
+        Hook::Authorize => {
+            let req = pj::auth_request_from_json(input).map_err(bad)?;
+            g.authorize(trunk, "simulate", &req)
+                .await
+                .map(|d| serde_json::to_value(d))
+        }
+        Hook::Portability => {
+            let q = pj::portability_query_from_json(input).map_err(bad)?;
+            g.portability(trunk, "simulate", &q)
+                .await
+                .map(|d| serde_json::to_value(d))
+        }
+        Hook::Rewrite => {
+            let r = pj::rewrite_request_from_json(input).map_err(bad)?;
+            g.rewrite(trunk, "simulate", &r)
+                .await
+                .map(|d| serde_json::to_value(d))
+        }
+    };
+    match step {
+        None => Err(ApiError::unprocessable(format!(
+            "no {hook} binding for {} in policy generation {}",
+            trunk
+                .map(|t| format!("trunk {t}"))
+                .unwrap_or("global scope".into()),
+            g.id()
+        ))
+        .field("hook")),
+        Some(v) => {
+            let mut v = v.map_err(ApiError::internal)?;
+            v["hook"] = json!(hook);
+            Ok(v)
+        }
+    }
+}
+
+async fn run_tests(g: &Generation, tests: &[PolicyTest]) -> ApiResult<()> {
+    let mut failures = Vec::new();
+    for (i, t) in tests.iter().enumerate() {
+        let name = t.name.clone().unwrap_or_else(|| format!("tests[{i}]"));
+        match run_hook(g, t.hook, t.trunk.as_deref(), t.input.clone()).await {
+            Err(e) => failures.push(json!({"test": name, "index": i, "error": e.error})),
+            Ok(step) => {
+                let fell_back = !step["fallback"].is_null();
+                if !subset(&t.expect, &step["value"]) || (fell_back && !t.allow_fallback) {
+                    failures.push(json!({
+                        "test": name, "index": i, "expected": t.expect, "actual": step["value"],
+                        "fallback": step["fallback"], "plugin_error": step["error"],
+                    }));
+                }
+            }
+        }
+    }
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::unprocessable(format!(
+            "{} of {} test cases failed",
+            failures.len(),
+            tests.len()
+        ))
+        .field("tests")
+        .detail(json!({"failures": failures})))
+    }
+}
+
+fn version_json(version: u64, g: &Generation, doc: &PolicyDocument) -> Value {
+    json!({
+        "version": version,
+        "generation": g.id(),
+        "comment": doc.comment,
+        "bindings": doc.bindings,
+        "tests": doc.tests.len(),
+    })
+}
+
+async fn create_policy(
+    State(st): State<AdminState>,
+    w: Writer,
+    body: Bytes,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let CreatePolicy { mut doc, activate } = json_body(&body)?;
+    if doc.bindings.is_empty() {
+        return Err(
+            ApiError::unprocessable("a policy needs at least one binding").field("bindings"),
+        );
+    }
+    let g = build_generation(&st, &mut doc).await?;
+    run_tests(&g, &doc.tests).await?;
+    let mut book = st.inner.book.lock().await;
+    let text = serde_json::to_string(&doc).map_err(ApiError::internal)?;
+    let (comment, actor) = (doc.comment.clone(), w.actor.clone());
+    let version = store_write(&st, move |c| {
+        c.execute(
+            "INSERT INTO policy_versions (document, comment, created_at_ms, created_by) VALUES (?1, ?2, ?3, ?4)",
+            params![text, comment, now_ms(), actor],
+        )?;
+        Ok(c.last_insert_rowid() as u64)
+    })
+    .await?;
+    book.generations.insert(version, g.clone());
+    book.documents.insert(version, doc.clone());
+    w.audit(
+        &st,
+        "policy.create",
+        version.to_string(),
+        json!({"generation": g.id()}),
+    )
+    .await?;
+    let mut out = version_json(version, &g, &doc);
+    if activate {
+        do_activate(&st, &w, &mut book, version).await?;
+        out["active"] = json!(true);
+    }
+    Ok((StatusCode::CREATED, Json(out)))
+}
+
+async fn do_activate(
+    st: &AdminState,
+    w: &Writer,
+    book: &mut crate::PolicyBook,
+    version: u64,
+) -> ApiResult<()> {
+    let g = book.generations.get(&version).cloned().ok_or_else(|| {
+        ApiError::not_found(format!("no policy version {version}")).field("version")
+    })?;
+    // Data sets may have changed since the build: the tests run again.
+    if let Some(doc) = book.documents.get(&version) {
+        run_tests(&g, &doc.tests).await?;
+    }
+    let (gid, actor) = (g.id(), w.actor.clone());
+    store_write(st, move |c| {
+        Ok(c.execute(
+            "INSERT INTO policy_active (singleton, version_id, generation, activated_at_ms, activated_by) \
+             VALUES (1, ?1, ?2, ?3, ?4) ON CONFLICT(singleton) DO UPDATE SET version_id = ?1, generation = ?2, \
+             activated_at_ms = ?3, activated_by = ?4",
+            params![version as i64, gid as i64, now_ms(), actor],
+        )? as u64)
+    })
+    .await?;
+    st.inner.runtime.activate(g.clone());
+    if book.canary.is_some_and(|(v, _)| v == version) {
+        book.canary = None;
+    }
+    book.history.retain(|v| *v != version);
+    book.history.push(version);
+    w.audit(
+        st,
+        "policy.activate",
+        version.to_string(),
+        json!({"generation": gid}),
+    )
+    .await?;
+    Ok(())
+}
+
+fn parse_version(s: &str) -> ApiResult<u64> {
+    s.parse().map_err(|_| {
+        ApiError::bad(format!("policy version must be a number, got `{s}`")).field("version")
+    })
+}
+
+async fn activate_policy(
+    State(st): State<AdminState>,
+    w: Writer,
+    Path(v): Path<String>,
+) -> ApiResult {
+    let version = parse_version(&v)?;
+    let mut book = st.inner.book.lock().await;
+    do_activate(&st, &w, &mut book, version).await?;
+    Ok(Json(
+        json!({"active": version, "generation": st.inner.runtime.current().id()}),
+    ))
+}
+
+#[derive(Deserialize, Default)]
+struct RollbackBody {
+    version: Option<u64>,
+}
+
+async fn rollback_policy(State(st): State<AdminState>, w: Writer, body: Bytes) -> ApiResult {
+    let req: RollbackBody = if body.is_empty() {
+        RollbackBody::default()
+    } else {
+        json_body(&body)?
+    };
+    let mut book = st.inner.book.lock().await;
+    let target = match req.version {
+        Some(v) => v,
+        None => {
+            let n = book.history.len();
+            if n < 2 {
+                return Err(
+                    ApiError::conflict("no previous policy version to roll back to")
+                        .field("version"),
+                );
+            }
+            book.history[n - 2]
+        }
+    };
+    let from = book.history.last().copied();
+    do_activate(&st, &w, &mut book, target).await?;
+    if req.version.is_none() {
+        // A plain rollback drops the version rolled back from from the history.
+        if let Some(f) = from {
+            let n = book.history.len();
+            if n >= 2 && book.history[n - 2] == f {
+                book.history.remove(n - 2);
+            }
+        }
+    }
+    w.audit(
+        &st,
+        "policy.rollback",
+        target.to_string(),
+        json!({"from": from}),
+    )
+    .await?;
+    Ok(Json(
+        json!({"active": target, "from": from, "generation": st.inner.runtime.current().id()}),
+    ))
+}
+
+#[derive(Deserialize)]
+struct CanaryBody {
+    percent: u8,
+}
+
+async fn canary_policy(
+    State(st): State<AdminState>,
+    w: Writer,
+    Path(v): Path<String>,
+    body: Bytes,
+) -> ApiResult {
+    let version = parse_version(&v)?;
+    let CanaryBody { percent } = json_body(&body)?;
+    if percent == 0 || percent > 100 {
+        return Err(ApiError::unprocessable("percent must be 1..=100").field("percent"));
+    }
+    let mut book = st.inner.book.lock().await;
+    let g = book.generations.get(&version).cloned().ok_or_else(|| {
+        ApiError::not_found(format!("no policy version {version}")).field("version")
+    })?;
+    if let Some(doc) = book.documents.get(&version) {
+        run_tests(&g, &doc.tests).await?;
+    }
+    st.inner.runtime.activate_canary(g.clone(), percent);
+    book.canary = Some((version, percent));
+    w.audit(
+        &st,
+        "policy.canary",
+        version.to_string(),
+        json!({"percent": percent}),
+    )
+    .await?;
+    Ok(Json(
+        json!({"canary": version, "percent": percent, "generation": g.id()}),
+    ))
+}
+
+async fn promote_canary(State(st): State<AdminState>, w: Writer) -> ApiResult {
+    let mut book = st.inner.book.lock().await;
+    let (version, _) = book
+        .canary
+        .ok_or_else(|| ApiError::conflict("no canary is running"))?;
+    do_activate(&st, &w, &mut book, version).await?;
+    Ok(Json(json!({"active": version})))
+}
+
+async fn cancel_canary(State(st): State<AdminState>, w: Writer) -> ApiResult {
+    let mut book = st.inner.book.lock().await;
+    let (version, _) = book
+        .canary
+        .take()
+        .ok_or_else(|| ApiError::conflict("no canary is running"))?;
+    st.inner.runtime.cancel_canary();
+    w.audit(&st, "policy.canary.cancel", version.to_string(), json!({}))
+        .await?;
+    Ok(Json(json!({"cancelled": version})))
+}
+
+async fn list_policies(State(st): State<AdminState>) -> ApiResult {
+    let book = st.inner.book.lock().await;
+    let active = book.history.last().copied();
+    let versions: Vec<Value> = book
+        .generations
+        .iter()
+        .map(|(v, g)| {
+            let mut j = version_json(*v, g, &book.documents[v]);
+            j["active"] = json!(Some(*v) == active);
+            j
+        })
+        .collect();
+    Ok(Json(
+        json!({"versions": versions, "active": active, "canary": book.canary.map(|(v, p)| json!({"version": v, "percent": p}))}),
+    ))
+}
+
+async fn get_policy(State(st): State<AdminState>, Path(v): Path<String>) -> ApiResult {
+    let version = parse_version(&v)?;
+    let book = st.inner.book.lock().await;
+    let g = book
+        .generations
+        .get(&version)
+        .ok_or_else(|| ApiError::not_found(format!("no policy version {version}")))?;
+    let mut j = version_json(version, g, &book.documents[&version]);
+    j["document"] = json!(book.documents[&version]);
+    Ok(Json(j))
+}
+
+async fn active_policy(State(st): State<AdminState>) -> ApiResult {
+    let book = st.inner.book.lock().await;
+    let current = st.inner.runtime.current();
+    let Some(version) = book.history.last().copied() else {
+        return Ok(Json(
+            json!({"version": null, "generation": current.id(), "bindings": []}),
+        ));
+    };
+    let mut j = version_json(
+        version,
+        &book.generations[&version],
+        &book.documents[&version],
+    );
+    j["canary"] = json!(
+        book.canary
+            .map(|(v, p)| json!({"version": v, "percent": p}))
+    );
+    Ok(Json(j))
+}
+
+// ---- data sets ----------------------------------------------------------
+
+/// Blocking reader over body chunks received from the async side.
+struct ChunkReader {
+    rx: std::sync::mpsc::Receiver<Result<Bytes, String>>,
+    cur: Bytes,
+}
+
+impl std::io::Read for ChunkReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.cur.is_empty() {
+            match self.rx.recv() {
+                Ok(Ok(b)) => self.cur = b,
+                Ok(Err(e)) => return Err(std::io::Error::other(e)),
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.cur.len());
+        buf[..n].copy_from_slice(&self.cur[..n]);
+        self.cur = self.cur.slice(n..);
+        Ok(n)
+    }
+}
+
+struct Parsed {
+    builder: DatasetBuilder,
+    rows: Vec<(String, String)>,
+    sha256: String,
+}
+
+fn parse_csv(reader: impl std::io::Read) -> Result<Parsed, (String, Option<u64>)> {
+    use std::io::BufRead;
+    let mut r = std::io::BufReader::with_capacity(1 << 16, reader);
+    let mut builder = DatasetBuilder::new();
+    let mut rows = Vec::new();
+    let mut hash = Sha256::new();
+    let mut line = String::new();
+    let mut n = 0u64;
+    loop {
+        line.clear();
+        let got = r
+            .read_line(&mut line)
+            .map_err(|e| (format!("reading body: {e}"), None))?;
+        if got == 0 {
+            break;
+        }
+        n += 1;
+        hash.update(line.as_bytes());
+        let t = line.trim();
+        if t.is_empty() || t.starts_with('#') {
+            continue;
+        }
+        let (k, v) = t
+            .split_once(',')
+            .ok_or_else(|| (format!("line {n}: expected `key,value`"), Some(n)))?;
+        let (k, v) = (k.trim(), v.trim());
+        if k.is_empty() {
+            return Err((format!("line {n}: empty key"), Some(n)));
+        }
+        builder
+            .insert(k, v)
+            .map_err(|e| (format!("line {n}: {e}"), Some(n)))?;
+        rows.push((k.to_string(), v.to_string()));
+    }
+    Ok(Parsed {
+        builder,
+        rows,
+        sha256: hex::encode(hash.finalize()),
+    })
+}
+
+fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+}
+
+async fn upload_dataset(
+    State(st): State<AdminState>,
+    w: Writer,
+    Path(name): Path<String>,
+    body: Body,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    if !valid_name(&name) {
+        return Err(
+            ApiError::bad("data set name: letters, digits, - _ . only, at most 64").field("name"),
+        );
+    }
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Bytes, String>>(16);
+    let parse = tokio::task::spawn_blocking(move || {
+        parse_csv(ChunkReader {
+            rx,
+            cur: Bytes::new(),
+        })
+    });
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let item = chunk.map_err(|e| e.to_string());
+        let failed = item.is_err();
+        let tx2 = tx.clone();
+        // The channel is bounded: send from a blocking thread so the runtime never blocks.
+        let sent = tokio::task::spawn_blocking(move || tx2.send(item).is_ok())
+            .await
+            .unwrap_or(false);
+        if !sent || failed {
+            break;
+        }
+    }
+    drop(tx);
+    let parsed = parse
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(|(e, line)| {
+            let mut err =
+                ApiError::unprocessable(format!("data set not imported: {e}")).field("body");
+            if let Some(l) = line {
+                err = err.detail(json!({"line": l}));
+            }
+            err
+        })?;
+    let Parsed {
+        builder,
+        rows,
+        sha256,
+    } = parsed;
+    let count = rows.len();
+    let (n, sha, actor) = (name.clone(), sha256.clone(), w.actor.clone());
+    let version = store_write(&st, move |c| {
+        let now = now_ms();
+        c.execute(
+            "INSERT INTO datasets (name, active_version, created_at_ms) VALUES (?1, NULL, ?2) ON CONFLICT(name) DO NOTHING",
+            params![n, now],
+        )?;
+        c.execute(
+            "INSERT INTO dataset_versions (dataset, sha256, row_count, created_at_ms, created_by) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![n, sha, count as i64, now, actor],
+        )?;
+        let id = c.last_insert_rowid();
+        {
+            let mut s = c.prepare_cached("INSERT OR REPLACE INTO dataset_rows (version_id, key, value) VALUES (?1, ?2, ?3)")?;
+            for (k, v) in &rows {
+                s.execute(params![id, k, v])?;
+            }
+        }
+        c.execute("UPDATE datasets SET active_version = ?1 WHERE name = ?2", params![id, n])?;
+        Ok(id as u64)
+    })
+    .await?;
+    let ds = builder.finish(version.to_string());
+    let distinct = ds.len();
+    st.inner.runtime.datasets().put_dataset(&name, Arc::new(ds));
+    w.audit(
+        &st,
+        "dataset.import",
+        &name,
+        json!({"version": version, "rows": count, "sha256": sha256}),
+    )
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(
+            json!({"name": name, "version": version, "rows": distinct, "lines": count, "sha256": sha256, "active": true}),
+        ),
+    ))
+}
+
+async fn dataset_versions(State(st): State<AdminState>, Path(name): Path<String>) -> ApiResult {
+    let n = name.clone();
+    let (active, versions) = store_read(&st, move |c| {
+        let active: Option<Option<i64>> =
+            c.query_row("SELECT active_version FROM datasets WHERE name = ?1", [&n], |r| r.get(0)).optional()?;
+        let mut s = c.prepare(
+            "SELECT id, sha256, row_count, created_at_ms, created_by FROM dataset_versions WHERE dataset = ?1 ORDER BY id",
+        )?;
+        let rows = s.query_map([&n], |r| {
+            Ok(json!({"version": r.get::<_, i64>(0)?, "sha256": r.get::<_, String>(1)?, "rows": r.get::<_, i64>(2)?,
+                "created_at_ms": r.get::<_, i64>(3)?, "created_by": r.get::<_, Option<String>>(4)?}))
+        })?;
+        Ok((active, rows.collect::<Result<Vec<_>, _>>()?))
+    })
+    .await?;
+    let Some(active) = active else {
+        return Err(ApiError::not_found(format!("no data set `{name}`")).field("name"));
+    };
+    let loaded = st
+        .inner
+        .runtime
+        .datasets()
+        .get(&name)
+        .map(|d| json!({"version": d.version(), "rows": d.len()}));
+    Ok(Json(
+        json!({"name": name, "active_version": active, "loaded": loaded, "versions": versions}),
+    ))
+}
+
+async fn list_datasets(State(st): State<AdminState>) -> ApiResult {
+    Ok(Json(
+        json!({"datasets": st.inner.runtime.datasets().list()}),
+    ))
+}
+
+// ---- simulate -----------------------------------------------------------
+
+#[derive(Deserialize)]
+struct SimulateBody {
+    /// Hook to run; default `route` (or `authorize` when `register` is given).
+    hook: Option<Hook>,
+    /// Input of the hook (JSON form, merged over the example).
+    #[serde(default)]
+    input: Option<Value>,
+    /// Shorthand for `hook: route, input: call`.
+    #[serde(default)]
+    call: Option<Value>,
+    /// Shorthand for `hook: authorize, input: register`.
+    #[serde(default)]
+    register: Option<Value>,
+    /// Trunk scope.
+    #[serde(default)]
+    trunk: Option<String>,
+    /// A stored policy version (default: the active generation).
+    #[serde(default)]
+    version: Option<u64>,
+}
+
+async fn simulate(State(st): State<AdminState>, body: Bytes) -> ApiResult {
+    let b: SimulateBody = json_body(&body)?;
+    let (hook, input) = match (b.hook, b.input, b.call, b.register) {
+        (h, Some(i), None, None) => (h.unwrap_or(Hook::Route), i),
+        (None | Some(Hook::Route), None, Some(c), None) => (Hook::Route, c),
+        (None | Some(Hook::Authorize), None, None, Some(r)) => (Hook::Authorize, r),
+        (Some(h), None, None, None) => (h, json!({})),
+        _ => {
+            return Err(
+                ApiError::bad("give one of `input` (with `hook`), `call` or `register`")
+                    .field("input"),
+            );
+        }
+    };
+    let g = match b.version {
+        None => st.inner.runtime.current(),
+        Some(v) => st
+            .inner
+            .book
+            .lock()
+            .await
+            .generations
+            .get(&v)
+            .cloned()
+            .ok_or_else(|| {
+                ApiError::not_found(format!("no policy version {v}")).field("version")
+            })?,
+    };
+    let step = run_hook(&g, hook, b.trunk.as_deref(), input).await?;
+    let decision = step["value"].clone();
+    Ok(Json(
+        json!({"generation": g.id(), "decision": decision, "trace": [step]}),
+    ))
+}
+
+// ---- trunks + users -----------------------------------------------------
+
+async fn kv_list(st: &AdminState, sql: &'static str) -> ApiResult<Vec<Value>> {
+    store_read(st, move |c| {
+        let mut s = c.prepare(sql)?;
+        let n = s.column_count();
+        let rows = s.query_map([], |r| {
+            let mut o = serde_json::Map::new();
+            for i in 0..n {
+                let name = r
+                    .as_ref()
+                    .column_name(i)
+                    .map(|s| s.to_string())
+                    .unwrap_or_default();
+                let v: Value = match r.get_ref(i)? {
+                    strowger_store::rusqlite::types::ValueRef::Integer(x) => json!(x),
+                    strowger_store::rusqlite::types::ValueRef::Text(t) => {
+                        let t = String::from_utf8_lossy(t).to_string();
+                        if name == "config" {
+                            serde_json::from_str(&t).unwrap_or(Value::String(t))
+                        } else {
+                            Value::String(t)
+                        }
+                    }
+                    _ => Value::Null,
+                };
+                o.insert(name, v);
+            }
+            Ok(Value::Object(o))
+        })?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    })
+    .await
+}
+
+async fn list_trunks(State(st): State<AdminState>) -> ApiResult {
+    Ok(Json(
+        json!({"trunks": kv_list(&st, "SELECT name, config, updated_at_ms FROM trunks ORDER BY name").await?}),
+    ))
+}
+
+async fn trunk_status(State(st): State<AdminState>) -> ApiResult {
+    Ok(Json(json!({"trunks": st.inner.switch.trunks()})))
+}
+
+async fn get_trunk(State(st): State<AdminState>, Path(name): Path<String>) -> ApiResult {
+    let all = kv_list(
+        &st,
+        "SELECT name, config, updated_at_ms FROM trunks ORDER BY name",
+    )
+    .await?;
+    all.into_iter()
+        .find(|t| t["name"] == name.as_str())
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("no trunk `{name}`")).field("name"))
+}
+
+fn check_config(body: &Bytes) -> ApiResult<String> {
+    let v: Value = json_body(body)?;
+    if !v.is_object() {
+        return Err(ApiError::bad("body must be a JSON object (the configuration)").field("body"));
+    }
+    Ok(v.to_string())
+}
+
+async fn put_trunk(
+    State(st): State<AdminState>,
+    w: Writer,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> ApiResult {
+    if !valid_name(&name) {
+        return Err(
+            ApiError::bad("trunk name: letters, digits, - _ . only, at most 64").field("name"),
+        );
+    }
+    let config = check_config(&body)?;
+    let (n, c2) = (name.clone(), config.clone());
+    store_write(&st, move |c| {
+        Ok(c.execute(
+            "INSERT INTO trunks (name, config, updated_at_ms) VALUES (?1, ?2, ?3) \
+             ON CONFLICT(name) DO UPDATE SET config = ?2, updated_at_ms = ?3",
+            params![n, c2, now_ms()],
+        )? as u64)
+    })
+    .await?;
+    w.audit(
+        &st,
+        "trunk.put",
+        &name,
+        serde_json::from_str(&config).unwrap_or_default(),
+    )
+    .await?;
+    get_trunk(State(st), Path(name)).await
+}
+
+async fn delete_trunk(
+    State(st): State<AdminState>,
+    w: Writer,
+    Path(name): Path<String>,
+) -> ApiResult {
+    let n = name.clone();
+    let k = store_write(&st, move |c| {
+        Ok(c.execute("DELETE FROM trunks WHERE name = ?1", [n])? as u64)
+    })
+    .await?;
+    if k == 0 {
+        return Err(ApiError::not_found(format!("no trunk `{name}`")).field("name"));
+    }
+    w.audit(&st, "trunk.delete", &name, json!({})).await?;
+    Ok(Json(json!({"deleted": name})))
+}
+
+const USERS_SQL: &str =
+    "SELECT user, domain, config, updated_at_ms FROM users ORDER BY domain, user";
+
+async fn list_users(State(st): State<AdminState>) -> ApiResult {
+    Ok(Json(json!({"users": kv_list(&st, USERS_SQL).await?})))
+}
+
+async fn get_user(
+    State(st): State<AdminState>,
+    Path((domain, user)): Path<(String, String)>,
+) -> ApiResult {
+    kv_list(&st, USERS_SQL)
+        .await?
+        .into_iter()
+        .find(|u| u["user"] == user.as_str() && u["domain"] == domain.as_str())
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("no user {user}@{domain}")).field("user"))
+}
+
+async fn put_user(
+    State(st): State<AdminState>,
+    w: Writer,
+    Path((domain, user)): Path<(String, String)>,
+    body: Bytes,
+) -> ApiResult {
+    if user.is_empty() || domain.is_empty() || user.len() > 128 || domain.len() > 255 {
+        return Err(
+            ApiError::bad("user and domain must be 1..128 / 1..255 characters").field("user"),
+        );
+    }
+    let config = check_config(&body)?;
+    let (u, d, c2) = (user.clone(), domain.clone(), config.clone());
+    store_write(&st, move |c| {
+        Ok(c.execute(
+            "INSERT INTO users (user, domain, config, updated_at_ms) VALUES (?1, ?2, ?3, ?4) \
+             ON CONFLICT(user, domain) DO UPDATE SET config = ?3, updated_at_ms = ?4",
+            params![u, d, c2, now_ms()],
+        )? as u64)
+    })
+    .await?;
+    // Secrets are not written to the audit log.
+    let mut detail: Value = serde_json::from_str(&config).unwrap_or_default();
+    if let Some(o) = detail.as_object_mut() {
+        for k in ["password", "secret", "ha1"] {
+            if o.contains_key(k) {
+                o.insert(k.into(), json!("***"));
+            }
+        }
+    }
+    w.audit(&st, "user.put", format!("{user}@{domain}"), detail)
+        .await?;
+    get_user(State(st), Path((domain, user))).await
+}
+
+async fn delete_user(
+    State(st): State<AdminState>,
+    w: Writer,
+    Path((domain, user)): Path<(String, String)>,
+) -> ApiResult {
+    let (u, d) = (user.clone(), domain.clone());
+    let k = store_write(&st, move |c| {
+        Ok(c.execute("DELETE FROM users WHERE user = ?1 AND domain = ?2", [u, d])? as u64)
+    })
+    .await?;
+    if k == 0 {
+        return Err(ApiError::not_found(format!("no user {user}@{domain}")).field("user"));
+    }
+    w.audit(&st, "user.delete", format!("{user}@{domain}"), json!({}))
+        .await?;
+    Ok(Json(json!({"deleted": format!("{user}@{domain}")})))
+}
+
+// ---- registrations + calls ----------------------------------------------
+
+async fn list_registrations(State(st): State<AdminState>) -> ApiResult {
+    Ok(Json(
+        json!({"registrations": st.inner.switch.registrations()}),
+    ))
+}
+
+#[derive(Deserialize)]
+struct RegQuery {
+    aor: Option<String>,
+    contact: Option<String>,
+}
+
+async fn remove_registration(
+    State(st): State<AdminState>,
+    w: Writer,
+    Query(q): Query<RegQuery>,
+) -> ApiResult {
+    let aor = q
+        .aor
+        .filter(|a| !a.is_empty())
+        .ok_or_else(|| ApiError::bad("`?aor=` is required").field("aor"))?;
+    let n = st
+        .inner
+        .switch
+        .remove_registration(&aor, q.contact.as_deref());
+    if n == 0 {
+        return Err(ApiError::not_found(format!("no registration for {aor}")).field("aor"));
+    }
+    w.audit(
+        &st,
+        "registration.remove",
+        &aor,
+        json!({"contact": q.contact, "removed": n}),
+    )
+    .await?;
+    Ok(Json(json!({"removed": n})))
+}
+
+async fn list_calls(State(st): State<AdminState>) -> ApiResult {
+    Ok(Json(json!({"calls": st.inner.switch.calls()})))
+}
+
+async fn hangup_call(State(st): State<AdminState>, w: Writer, Path(id): Path<String>) -> ApiResult {
+    if !st.inner.switch.hangup(&id) {
+        return Err(ApiError::not_found(format!("no call `{id}`")).field("id"));
+    }
+    w.audit(&st, "call.hangup", &id, json!({})).await?;
+    Ok(Json(json!({"hung_up": id})))
+}
+
+// ---- CDRs + audit -------------------------------------------------------
+
+fn cdr_filter(q: &HashMap<String, String>) -> ApiResult<CdrFilter> {
+    let num = |k: &str| -> ApiResult<Option<i64>> {
+        q.get(k)
+            .filter(|v| !v.is_empty())
+            .map(|v| {
+                v.parse::<i64>()
+                    .map_err(|_| ApiError::bad(format!("`{k}` must be Unix milliseconds")).field(k))
+            })
+            .transpose()
+    };
+    let small = |k: &str| -> ApiResult<Option<u32>> {
+        q.get(k)
+            .filter(|v| !v.is_empty())
+            .map(|v| {
+                v.parse::<u32>().map_err(|_| {
+                    ApiError::bad(format!("`{k}` must be a non-negative number")).field(k)
+                })
+            })
+            .transpose()
+    };
+    Ok(CdrFilter {
+        from_ms: num("from")?,
+        to_ms: num("to")?,
+        number: q.get("number").filter(|v| !v.is_empty()).cloned(),
+        trunk: q.get("trunk").filter(|v| !v.is_empty()).cloned(),
+        call_id: q.get("call_id").filter(|v| !v.is_empty()).cloned(),
+        answered_only: q.get("answered").is_some_and(|v| v == "true" || v == "1"),
+        limit: small("limit")?,
+        offset: small("offset")?,
+    })
+}
+
+async fn cdrs(
+    State(st): State<AdminState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Response> {
+    let f = cdr_filter(&q)?;
+    if q.get("format").is_some_and(|f| f == "csv") {
+        return cdrs_csv(State(st), Query(q)).await;
+    }
+    let store = st.inner.store.clone();
+    let rows = blocking(move || store.query_cdrs_blocking(&f).map_err(ApiError::from)).await?;
+    Ok(Json(json!({"cdrs": rows, "count": rows.len()})).into_response())
+}
+
+async fn cdrs_csv(
+    State(st): State<AdminState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Response> {
+    let f = cdr_filter(&q)?;
+    let store = st.inner.store.clone();
+    let csv = blocking(move || store.cdrs_csv_blocking(&f).map_err(ApiError::from)).await?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+            (
+                header::CONTENT_DISPOSITION,
+                "attachment; filename=\"cdrs.csv\"",
+            ),
+        ],
+        csv,
+    )
+        .into_response())
+}
+
+async fn audit(
+    State(st): State<AdminState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult {
+    let f = cdr_filter(&q)?;
+    let store = st.inner.store.clone();
+    let rows = blocking(move || {
+        store
+            .audit_log_blocking(
+                f.from_ms.unwrap_or(0),
+                f.to_ms.unwrap_or(i64::MAX),
+                f.limit.unwrap_or(1000),
+            )
+            .map_err(ApiError::from)
+    })
+    .await?;
+    Ok(Json(json!({"entries": rows})))
+}
+
+// ---- restore ------------------------------------------------------------
+
+pub(crate) async fn restore(st: &AdminState) -> ApiResult<Option<u64>> {
+    let artifacts: Vec<(String, String, Vec<u8>)> = store_read(st, |c| {
+        let mut s = c.prepare("SELECT sha256, name, wasm FROM plugin_artifacts")?;
+        let rows = s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    })
+    .await?;
+    for (sha, name, wasm) in artifacts {
+        match st.inner.runtime.load(&name, &wasm).await {
+            Ok(p) => {
+                st.inner.plugins.lock().insert(sha, p);
+            }
+            Err(e) => tracing::warn!(%sha, %name, error = %e, "stored plugin no longer loads"),
+        }
+    }
+    let sets: Vec<(String, i64)> = store_read(st, |c| {
+        let mut s = c.prepare(
+            "SELECT name, active_version FROM datasets WHERE active_version IS NOT NULL",
+        )?;
+        let rows = s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    })
+    .await?;
+    for (name, version) in sets {
+        let store = st.inner.store.clone();
+        let ds = blocking(move || {
+            store
+                .read_blocking(|c| {
+                    let mut b = DatasetBuilder::new();
+                    let mut s =
+                        c.prepare("SELECT key, value FROM dataset_rows WHERE version_id = ?1")?;
+                    let mut rows = s.query([version])?;
+                    while let Some(r) = rows.next()? {
+                        let (k, v): (String, String) = (r.get(0)?, r.get(1)?);
+                        let _ = b.insert(&k, &v);
+                    }
+                    Ok(b.finish(version.to_string()))
+                })
+                .map_err(ApiError::from)
+        })
+        .await?;
+        st.inner.runtime.datasets().put_dataset(&name, Arc::new(ds));
+    }
+    let docs: Vec<(u64, String)> = store_read(st, |c| {
+        let mut s = c.prepare("SELECT id, document FROM policy_versions ORDER BY id")?;
+        let rows = s.query_map([], |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)))?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    })
+    .await?;
+    let active: Option<u64> = store_read(st, |c| {
+        Ok(c.query_row(
+            "SELECT version_id FROM policy_active WHERE singleton = 1",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+        .optional()?
+        .map(|v| v as u64))
+    })
+    .await?;
+    let mut book = st.inner.book.lock().await;
+    for (id, text) in docs {
+        let Ok(mut doc) = serde_json::from_str::<PolicyDocument>(&text) else {
+            continue;
+        };
+        match build_generation(st, &mut doc).await {
+            Ok(g) => {
+                book.generations.insert(id, g);
+                book.documents.insert(id, doc);
+            }
+            Err(e) => {
+                tracing::warn!(version = id, error = %e, "stored policy version no longer builds")
+            }
+        }
+    }
+    if let Some(v) = active {
+        if let Some(g) = book.generations.get(&v).cloned() {
+            st.inner.runtime.activate(g);
+            book.history.push(v);
+            return Ok(Some(v));
+        }
+    }
+    Ok(None)
+}

@@ -1,0 +1,711 @@
+//! The admin API over real HTTP on 127.0.0.1, with the real plugin runtime,
+//! real `.wasm` plugins built from guest-examples/ and a real SQLite store.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use strowger_admin::{AdminState, CallInfo, MemorySwitch, RegistrationInfo, serve};
+use strowger_plugin::testing::plugin_bytes;
+use strowger_plugin::{Runtime, RuntimeConfig};
+use strowger_store::Store;
+
+const TOKEN: &str = "s3cret-token";
+
+struct H {
+    base: String,
+    http: reqwest::Client,
+    state: AdminState,
+    switch: Arc<MemorySwitch>,
+    _dir: tempfile::TempDir,
+}
+
+async fn setup() -> H {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("strowger.db")).unwrap();
+    let rt = Runtime::new(RuntimeConfig::default()).unwrap();
+    let switch = Arc::new(MemorySwitch::default());
+    let state = AdminState::new(rt, store, switch.clone()).with_token("ops", TOKEN);
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", l.local_addr().unwrap());
+    tokio::spawn(serve(l, state.clone()));
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .build()
+        .unwrap();
+    H {
+        base,
+        http,
+        state,
+        switch,
+        _dir: dir,
+    }
+}
+
+impl H {
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut r = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(TOKEN);
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        let resp = r.send().await.unwrap();
+        let code = resp.status();
+        let text = resp.text().await.unwrap();
+        (
+            code,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+    async fn get(&self, path: &str) -> (StatusCode, Value) {
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap();
+        let code = resp.status();
+        let text = resp.text().await.unwrap();
+        (
+            code,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+    async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.send(reqwest::Method::POST, path, Some(body)).await
+    }
+    async fn upload(&self, name: &str, wasm: Vec<u8>) -> (StatusCode, Value) {
+        let resp = self
+            .http
+            .post(format!("{}/v1/plugins?name={name}", self.base))
+            .bearer_auth(TOKEN)
+            .body(wasm)
+            .send()
+            .await
+            .unwrap();
+        let code = resp.status();
+        (code, resp.json().await.unwrap())
+    }
+    async fn upload_csv(&self, name: &str, csv: &str) -> (StatusCode, Value) {
+        let resp = self
+            .http
+            .post(format!("{}/v1/datasets/{name}", self.base))
+            .bearer_auth(TOKEN)
+            .body(csv.to_string())
+            .send()
+            .await
+            .unwrap();
+        let code = resp.status();
+        (code, resp.json().await.unwrap())
+    }
+}
+
+fn route_config(trunk: &str) -> Value {
+    json!({
+        "no_route": {"code": 404, "reason": "No route"},
+        "routes": [{"name": "all", "source": ["any"], "b": ["_X."], "destination": {"trunk": trunk}}]
+    })
+}
+
+fn route_policy(plugin: &str, trunk: &str, expect_trunk: &str) -> Value {
+    json!({
+        "comment": format!("route to {trunk}"),
+        "bindings": [{"hook": "route", "plugin": plugin, "config": route_config(trunk), "deadline_ms": 2000}],
+        "tests": [{"name": "b number goes to the trunk", "hook": "route", "input": {"b_number": "5511999990000"},
+                   "expect": {"Route": {"attempts": [{"destination": {"Trunk": expect_trunk}}]}}}]
+    })
+}
+
+/// The trunk a route decision sends the first attempt to.
+fn first_trunk(decision: &Value) -> Value {
+    decision["Route"]["attempts"][0]["destination"]["Trunk"].clone()
+}
+
+async fn simulate_trunk(h: &H) -> Value {
+    let (code, sim) = h
+        .post(
+            "/v1/simulate",
+            json!({"call": {"b_number": "5511999990000"}}),
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK, "{sim}");
+    first_trunk(&sim["decision"])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugins_upload_validate_list_delete() {
+    let h = setup().await;
+    // Bad wasm → 422 with a JSON reason.
+    let (code, err) = h.upload("junk", b"\0asm-not-really".to_vec()).await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{err}");
+    assert!(err["error"].as_str().unwrap().contains("plugin"), "{err}");
+    assert_eq!(err["field"], "body");
+    // Missing name → 400 JSON.
+    let (code, err) = h.upload("", plugin_bytes("route-table")).await;
+    assert_eq!(code, StatusCode::BAD_REQUEST, "{err}");
+    assert_eq!(err["field"], "name");
+
+    let wasm = plugin_bytes("route-table");
+    let (code, p) = h.upload("route-table", wasm.clone()).await;
+    assert_eq!(code, StatusCode::CREATED, "{p}");
+    let sha = p["sha256"].as_str().unwrap().to_string();
+    assert_eq!(sha.len(), 64);
+    assert_eq!(p["hooks"], json!(["route"]));
+    assert_eq!(p["size"], wasm.len());
+    // Same bytes again: idempotent, 200.
+    let (code, _) = h.upload("route-table", wasm).await;
+    assert_eq!(code, StatusCode::OK);
+
+    let (_, list) = h.get("/v1/plugins").await;
+    assert_eq!(list["plugins"].as_array().unwrap().len(), 1);
+    let (code, one) = h.get(&format!("/v1/plugins/{sha}")).await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(one["name"], "route-table");
+
+    // A plugin used by a policy version cannot be deleted.
+    let (code, pol) = h
+        .post("/v1/policies", route_policy(&sha, "carrier-a", "carrier-a"))
+        .await;
+    assert_eq!(code, StatusCode::CREATED, "{pol}");
+    let (code, err) = h
+        .send(reqwest::Method::DELETE, &format!("/v1/plugins/{sha}"), None)
+        .await;
+    assert_eq!(code, StatusCode::CONFLICT, "{err}");
+
+    // An unused one can.
+    let (_, chaos) = h.upload("chaos", plugin_bytes("chaos")).await;
+    let csha = chaos["sha256"].as_str().unwrap();
+    let (code, _) = h
+        .send(
+            reqwest::Method::DELETE,
+            &format!("/v1/plugins/{csha}"),
+            None,
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK);
+    let (code, _) = h.get(&format!("/v1/plugins/{csha}")).await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+
+    // The audit log recorded the writes with the token id.
+    let (_, audit) = h.get("/v1/audit").await;
+    let entries = audit["entries"].as_array().unwrap();
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["action"] == "plugin.upload" && e["actor"] == "ops"),
+        "{audit}"
+    );
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["action"] == "plugin.delete" && e["target"] == csha)
+    );
+    assert!(
+        entries.iter().all(|e| e["source"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("127.0.0.1:"))),
+        "{audit}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_need_a_valid_token() {
+    let h = setup().await;
+    let url = format!("{}/v1/plugins?name=x", h.base);
+    let r = h
+        .http
+        .post(&url)
+        .body(plugin_bytes("route-table"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let body: Value = r.json().await.unwrap();
+    assert!(body["error"].as_str().unwrap().contains("Bearer"), "{body}");
+    let r = h
+        .http
+        .post(&url)
+        .bearer_auth("wrong")
+        .body(plugin_bytes("route-table"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let r = h
+        .http
+        .put(format!("{}/v1/trunks/t1", h.base))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    // Nothing was stored.
+    let (_, list) = h.get("/v1/plugins").await;
+    assert_eq!(list["plugins"].as_array().unwrap().len(), 0);
+    let (_, t) = h.get("/v1/trunks").await;
+    assert_eq!(t["trunks"].as_array().unwrap().len(), 0);
+    // Reads are open.
+    assert_eq!(h.get("/healthz").await.0, StatusCode::OK);
+    assert_eq!(h.get("/readyz").await.0, StatusCode::OK);
+    let (code, doc) = h.get("/openapi.json").await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(doc["openapi"], "3.0.3");
+    assert!(doc["paths"]["/v1/policies"]["post"].is_object());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policies_validate_test_activate_rollback_canary() {
+    let h = setup().await;
+    let (_, p) = h.upload("route-table", plugin_bytes("route-table")).await;
+    let sha = p["sha256"].as_str().unwrap().to_string();
+    let (_, reg) = h
+        .upload("registrar-policy", plugin_bytes("registrar-policy"))
+        .await;
+
+    // Missing plugin → 422 naming the field.
+    let (code, err) = h
+        .post(
+            "/v1/policies",
+            route_policy("no-such-plugin", "carrier-a", "carrier-a"),
+        )
+        .await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{err}");
+    assert_eq!(err["field"], "bindings[0].plugin");
+    // A plugin exporting the wrong hook for the binding → 422.
+    let mut wrong = route_policy("registrar-policy", "carrier-a", "carrier-a");
+    wrong["bindings"][0]["config"] = json!({});
+    let (code, err) = h.post("/v1/policies", wrong).await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{err}");
+    assert!(err["error"].as_str().unwrap().contains("route"), "{err}");
+    assert!(reg["hooks"] == json!(["authorize"]), "{reg}");
+    // Bad plugin config (init fails) → 422.
+    let mut badcfg = route_policy(&sha, "carrier-a", "carrier-a");
+    badcfg["bindings"][0]["config"] =
+        json!({"routes": [{"b": ["_X."], "destination": {"nowhere": 1}}]});
+    let (code, err) = h.post("/v1/policies", badcfg).await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{err}");
+    assert_eq!(
+        h.get("/v1/policies").await.1["versions"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0,
+        "nothing stored"
+    );
+
+    // v1 (by name) built, tested and activated.
+    let mut v1 = route_policy("route-table", "carrier-a", "carrier-a");
+    v1["activate"] = json!(true);
+    let (code, r1) = h.post("/v1/policies", v1).await;
+    assert_eq!(code, StatusCode::CREATED, "{r1}");
+    let ver1 = r1["version"].as_u64().unwrap();
+    assert_eq!(
+        r1["bindings"][0]["plugin"],
+        sha.as_str(),
+        "stored by sha256"
+    );
+    assert_eq!(simulate_trunk(&h).await, "carrier-a");
+    let gen1 = h.state.runtime().current().id();
+
+    // A candidate whose test case fails: 422 with the diff, not stored, v1 still answers.
+    let mut bad = route_policy("route-table", "carrier-b", "carrier-c");
+    bad["activate"] = json!(true);
+    let (code, err) = h.post("/v1/policies", bad).await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{err}");
+    assert_eq!(err["field"], "tests");
+    let f = &err["detail"]["failures"][0];
+    assert_eq!(
+        f["expected"]["Route"]["attempts"][0]["destination"]["Trunk"],
+        "carrier-c"
+    );
+    assert_eq!(first_trunk(&f["actual"]), "carrier-b");
+    assert_eq!(h.state.runtime().current().id(), gen1);
+    assert_eq!(simulate_trunk(&h).await, "carrier-a");
+    assert_eq!(
+        h.get("/v1/policies").await.1["versions"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // v2 stored without activation: v1 still answers; simulate can target v2.
+    let (code, r2) = h
+        .post("/v1/policies", route_policy(&sha, "carrier-b", "carrier-b"))
+        .await;
+    assert_eq!(code, StatusCode::CREATED, "{r2}");
+    let ver2 = r2["version"].as_u64().unwrap();
+    assert_eq!(simulate_trunk(&h).await, "carrier-a");
+    let (_, sim2) = h
+        .post(
+            "/v1/simulate",
+            json!({"call": {"b_number": "5511999990000"}, "version": ver2}),
+        )
+        .await;
+    assert_eq!(first_trunk(&sim2["decision"]), "carrier-b");
+
+    // Activate v2 → carrier-b answers.
+    let (code, a) = h
+        .post(&format!("/v1/policies/{ver2}/activate"), json!({}))
+        .await;
+    assert_eq!(code, StatusCode::OK, "{a}");
+    assert_eq!(simulate_trunk(&h).await, "carrier-b");
+    assert_eq!(h.get("/v1/policies/active").await.1["version"], ver2);
+
+    // Rollback → v1 again.
+    let (code, rb) = h
+        .send(reqwest::Method::POST, "/v1/policies/rollback", None)
+        .await;
+    assert_eq!(code, StatusCode::OK, "{rb}");
+    assert_eq!(rb["active"], ver1);
+    assert_eq!(simulate_trunk(&h).await, "carrier-a");
+    // Rollback to a given version.
+    let (code, _) = h
+        .post("/v1/policies/rollback", json!({"version": ver2}))
+        .await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(simulate_trunk(&h).await, "carrier-b");
+    // Unknown version → 404, nothing changes.
+    let (code, _) = h.post("/v1/policies/999/activate", json!({})).await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+    assert_eq!(simulate_trunk(&h).await, "carrier-b");
+
+    // Canary: 100 % of new calls to v1, then cancel.
+    let (code, c) = h
+        .post(
+            &format!("/v1/policies/{ver1}/canary"),
+            json!({"percent": 100}),
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK, "{c}");
+    let g = h.state.runtime().generation_for_call("any-call");
+    assert_eq!(g.id(), c["generation"].as_u64().unwrap());
+    let (code, _) = h
+        .post(
+            &format!("/v1/policies/{ver1}/canary"),
+            json!({"percent": 0}),
+        )
+        .await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY);
+    let (code, _) = h
+        .send(reqwest::Method::DELETE, "/v1/policies/canary", None)
+        .await;
+    assert_eq!(code, StatusCode::OK);
+    assert!(h.state.runtime().canary().is_none());
+
+    // Metrics carry per-plugin decisions.
+    let m = h
+        .http
+        .get(format!("{}/metrics", h.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(m.contains("strowger_plugin"), "{m}");
+    assert!(m.contains("route-table"), "{m}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dataset_upload_changes_portability_lookups() {
+    let h = setup().await;
+    let (code, _) = h
+        .upload("br-portability", plugin_bytes("br-portability"))
+        .await;
+    assert_eq!(code, StatusCode::CREATED);
+    let (code, pol) = h
+        .post(
+            "/v1/policies",
+            json!({"activate": true, "bindings": [{"hook": "portability", "plugin": "br-portability",
+                "config": {"ported_dataset": "br-ported", "ranges_dataset": "br-ranges"},
+                "datasets": ["br-ported", "br-ranges"]}]}),
+        )
+        .await;
+    assert_eq!(code, StatusCode::CREATED, "{pol}");
+    let q = json!({"hook": "portability", "input": {"number": "5511987654321"}});
+
+    let (code, before) = h.post("/v1/simulate", q.clone()).await;
+    assert_eq!(code, StatusCode::OK, "{before}");
+    assert!(before["decision"].is_null(), "no data yet: {before}");
+    assert_eq!(before["trace"][0]["hook"], "portability");
+    assert!(
+        before["trace"][0]["plugin"]["sha256"].is_string(),
+        "{before}"
+    );
+    assert!(before["trace"][0]["elapsed_us"].is_number(), "{before}");
+
+    // A malformed CSV is refused with the line number; nothing imported.
+    let (code, err) = h
+        .upload_csv("br-ported", "# header\n11987654321,55321\nno-comma-here\n")
+        .await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{err}");
+    assert_eq!(err["detail"]["line"], 3);
+    assert_eq!(
+        h.get("/v1/datasets/br-ported").await.0,
+        StatusCode::NOT_FOUND
+    );
+
+    let (code, up) = h
+        .upload_csv(
+            "br-ported",
+            "# key,value\n11987654321,55321\n2133334444,55341\n",
+        )
+        .await;
+    assert_eq!(code, StatusCode::CREATED, "{up}");
+    assert_eq!(up["rows"], 2);
+    let (_, after) = h.post("/v1/simulate", q.clone()).await;
+    assert_eq!(after["decision"]["ported"], true, "{after}");
+    assert!(
+        after["decision"]["routing_number"]
+            .as_str()
+            .unwrap()
+            .starts_with("55321"),
+        "{after}"
+    );
+
+    // A new version moves the number to another carrier, atomically.
+    let (code, up2) = h.upload_csv("br-ported", "11987654321,55399\n").await;
+    assert_eq!(code, StatusCode::CREATED, "{up2}");
+    let (_, after2) = h.post("/v1/simulate", q).await;
+    assert!(
+        after2["decision"]["routing_number"]
+            .as_str()
+            .unwrap()
+            .starts_with("55399"),
+        "{after2}"
+    );
+    let (_, versions) = h.get("/v1/datasets/br-ported").await;
+    assert_eq!(
+        versions["versions"].as_array().unwrap().len(),
+        2,
+        "{versions}"
+    );
+    assert_eq!(versions["active_version"], up2["version"]);
+
+    // A large upload (200k rows) streams through and is queryable.
+    let mut big = String::with_capacity(200_000 * 20);
+    for i in 0..200_000u32 {
+        big.push_str(&format!("11{:09},55{:03}\n", 900_000_000 + i, i % 1000));
+    }
+    let t = std::time::Instant::now();
+    let (code, up3) = h.upload_csv("br-ported", &big).await;
+    eprintln!("200k-row data set import: {:?}", t.elapsed());
+    assert_eq!(code, StatusCode::CREATED, "{up3}");
+    assert_eq!(up3["rows"], 200_000);
+    let (_, r) = h
+        .post(
+            "/v1/simulate",
+            json!({"hook": "portability", "input": {"number": "11900000005"}}),
+        )
+        .await;
+    assert!(
+        r["decision"]["routing_number"]
+            .as_str()
+            .unwrap()
+            .starts_with("55005"),
+        "{r}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simulate_register_users_trunks_registrations_calls_cdrs() {
+    let h = setup().await;
+    h.upload("registrar-policy", plugin_bytes("registrar-policy"))
+        .await;
+    let (code, pol) = h
+        .post("/v1/policies", json!({"activate": true, "bindings": [{"hook": "authorize", "plugin": "registrar-policy"}]}))
+        .await;
+    assert_eq!(code, StatusCode::CREATED, "{pol}");
+    let (code, sim) = h
+        .post(
+            "/v1/simulate",
+            json!({"register": {"credentials": "Valid"}}),
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK, "{sim}");
+    assert_eq!(sim["trace"][0]["hook"], "authorize");
+    assert!(sim["decision"].is_object(), "{sim}");
+    // No route binding → 422 saying so; bad input → 400.
+    let (code, err) = h.post("/v1/simulate", json!({"call": {}})).await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{err}");
+    let (code, err) = h
+        .post("/v1/simulate", json!({"register": {"credentials": 42}}))
+        .await;
+    assert_eq!(code, StatusCode::BAD_REQUEST, "{err}");
+
+    // Trunks + users CRUD.
+    let (code, t) = h
+        .send(
+            reqwest::Method::PUT,
+            "/v1/trunks/carrier-a",
+            Some(json!({"host": "192.0.2.1"})),
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK, "{t}");
+    assert_eq!(t["config"]["host"], "192.0.2.1");
+    let (code, _) = h
+        .send(
+            reqwest::Method::PUT,
+            "/v1/trunks/carrier-a",
+            Some(json!([1])),
+        )
+        .await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        h.get("/v1/trunks/carrier-a").await.1["config"]["host"],
+        "192.0.2.1",
+        "unchanged"
+    );
+    let (code, u) = h
+        .send(
+            reqwest::Method::PUT,
+            "/v1/users/example.com/1001",
+            Some(json!({"password": "pw", "max_contacts": 2})),
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK, "{u}");
+    assert_eq!(
+        h.get("/v1/users").await.1["users"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    let (_, audit) = h.get("/v1/audit").await;
+    assert!(
+        !audit.to_string().contains("\\\"pw\\\""),
+        "password not audited: {audit}"
+    );
+    assert_eq!(
+        h.send(reqwest::Method::DELETE, "/v1/users/example.com/1001", None)
+            .await
+            .0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        h.send(reqwest::Method::DELETE, "/v1/users/example.com/1001", None)
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        h.send(reqwest::Method::DELETE, "/v1/trunks/carrier-a", None)
+            .await
+            .0,
+        StatusCode::OK
+    );
+
+    // Registrations + calls via SwitchControl.
+    h.switch.registrations.lock().push(RegistrationInfo {
+        aor: "sip:1001@example.com".into(),
+        contact: "sip:1001@198.51.100.7:5060".into(),
+        expires_in_s: 3600,
+        source: "198.51.100.7:5060".into(),
+        transport: "udp".into(),
+        user_agent: None,
+    });
+    h.switch.calls.lock().push(CallInfo {
+        id: "c-1".into(),
+        a_number: "1001".into(),
+        b_number: "1002".into(),
+        ingress: "user:1001".into(),
+        egress: None,
+        state: "ringing".into(),
+        start_ms: 0,
+        generation: Some(1),
+    });
+    assert_eq!(
+        h.get("/v1/registrations").await.1["registrations"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    let (code, _) = h
+        .send(
+            reqwest::Method::DELETE,
+            "/v1/registrations?aor=sip:1001@example.com",
+            None,
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK);
+    assert!(h.switch.registrations.lock().is_empty());
+    assert_eq!(
+        h.send(reqwest::Method::DELETE, "/v1/calls/nope", None)
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        h.send(reqwest::Method::DELETE, "/v1/calls/c-1", None)
+            .await
+            .0,
+        StatusCode::OK
+    );
+    assert!(h.switch.calls.lock().is_empty());
+
+    // CDRs: query + CSV.
+    let cdr = strowger_store::Cdr {
+        call_id: "cdr-1".into(),
+        start_ms: 1_000,
+        end_ms: 5_000,
+        a_number: "1001".into(),
+        b_number: "5511999990000".into(),
+        ingress: "user:1001".into(),
+        egress_trunk: Some("carrier-a".into()),
+        final_code: 200,
+        final_reason: "OK".into(),
+        cause: "normal".into(),
+        ..Default::default()
+    };
+    h.state.store().insert_cdr(cdr).wait().unwrap();
+    let (_, q) = h.get("/v1/cdrs?number=5511999990000&trunk=carrier-a").await;
+    assert_eq!(q["count"], 1, "{q}");
+    let (_, q) = h.get("/v1/cdrs?from=6000").await;
+    assert_eq!(q["count"], 0, "{q}");
+    let (code, e) = h.get("/v1/cdrs?from=yesterday").await;
+    assert_eq!(code, StatusCode::BAD_REQUEST);
+    assert_eq!(e["field"], "from");
+    let csv = h
+        .http
+        .get(format!("{}/v1/cdrs.csv", h.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(csv.lines().count() == 2 && csv.contains("cdr-1"), "{csv}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restore_rebuilds_the_active_policy_after_restart() {
+    let h = setup().await;
+    h.upload("route-table", plugin_bytes("route-table")).await;
+    let mut v1 = route_policy("route-table", "carrier-a", "carrier-a");
+    v1["activate"] = json!(true);
+    let (code, r1) = h.post("/v1/policies", v1).await;
+    assert_eq!(code, StatusCode::CREATED, "{r1}");
+    h.state.store().flush().wait().unwrap();
+    // A second admin over the same database file, fresh runtime.
+    let store = Store::open(h.state.store().path()).unwrap();
+    let rt = Runtime::new(RuntimeConfig::default()).unwrap();
+    let st2 = AdminState::new(rt, store, Arc::new(MemorySwitch::default()));
+    let active = st2.restore().await.unwrap();
+    assert_eq!(active, r1["version"].as_u64());
+    let call = strowger_plugin::json::call_from_json(json!({"b_number": "5511999990000"})).unwrap();
+    let d = st2.runtime().current().route(None, &call).await.unwrap();
+    assert_eq!(
+        first_trunk(&serde_json::to_value(&d.value).unwrap()),
+        "carrier-a"
+    );
+}
