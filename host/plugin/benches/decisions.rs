@@ -23,14 +23,19 @@ struct Subject {
 }
 
 fn tokio_rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 /// Data sets a standard plugin ships: `data/<stem>.csv` is granted under the
 /// name its config gives in a `<stem>_dataset` key, else under `<stem>`.
 fn load_datasets(rt: &Runtime, dir: &Path, config: &serde_json::Value) -> Vec<String> {
     let mut names = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir.join("data")) else { return names };
+    let Ok(entries) = std::fs::read_dir(dir.join("data")) else {
+        return names;
+    };
     for e in entries.flatten() {
         let p = e.path();
         if p.extension().and_then(|x| x.to_str()) != Some("csv") {
@@ -42,7 +47,11 @@ fn load_datasets(rt: &Runtime, dir: &Path, config: &serde_json::Value) -> Vec<St
             .and_then(|v| v.as_str())
             .map(str::to_string)
             .unwrap_or(stem);
-        let ds = Dataset::from_csv("bench", std::io::BufReader::new(std::fs::File::open(&p).unwrap())).unwrap();
+        let ds = Dataset::from_csv(
+            "bench",
+            std::io::BufReader::new(std::fs::File::open(&p).unwrap()),
+        )
+        .unwrap();
         rt.datasets().put_dataset(&name, std::sync::Arc::new(ds));
         names.push(name);
     }
@@ -52,24 +61,38 @@ fn load_datasets(rt: &Runtime, dir: &Path, config: &serde_json::Value) -> Vec<St
 fn subjects(rt: &Runtime, tok: &tokio::runtime::Runtime) -> Vec<Subject> {
     let root = testing::workspace_root();
     let mut out = Vec::new();
-    let mut names: Vec<String> = ["route-table", "registrar-policy", "br-portability", "e164-normalize"]
-        .iter()
-        .map(|s| s.to_string())
-        .filter(|n| testing::plugin_dir().join(format!("{n}.wasm")).is_file())
-        .collect();
+    let mut names: Vec<String> = [
+        "route-table",
+        "registrar-policy",
+        "br-portability",
+        "e164-normalize",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .filter(|n| testing::plugin_dir().join(format!("{n}.wasm")).is_file())
+    .collect();
     names.push("chaos".into());
     for name in names {
         let src = root.join("guest-examples/rust").join(&name);
-        let config = std::fs::read_to_string(src.join("example-config.json")).unwrap_or_else(|_| {
-            if name == "chaos" { r#"{"tag":"bench","mode":"ok"}"#.into() } else { "{}".into() }
-        });
+        let config =
+            std::fs::read_to_string(src.join("example-config.json")).unwrap_or_else(|_| {
+                if name == "chaos" {
+                    r#"{"tag":"bench","mode":"ok"}"#.into()
+                } else {
+                    "{}".into()
+                }
+            });
         let cfg_value: serde_json::Value = serde_json::from_str(&config).unwrap_or_default();
         let datasets = load_datasets(rt, &src, &cfg_value);
         let bytes = testing::plugin_bytes(&name);
         let plugin = tok.block_on(rt.load(&name, &bytes)).unwrap();
         let hook = plugin.hooks()[0];
         let generation = match tok.block_on(rt.build(Policy {
-            bindings: vec![Binding::new(hook, plugin.clone()).config_json(config.clone()).datasets(datasets.clone())],
+            bindings: vec![
+                    Binding::new(hook, plugin.clone())
+                        .config_json(config.clone())
+                        .datasets(datasets.clone()),
+                ],
         })) {
             Ok(g) => g,
             Err(e) => {
@@ -95,7 +118,12 @@ async fn decide(s: &Subject, reqs: &Reqs) -> bool {
     match reqs {
         Reqs::Route(c) => g.route(None, c).await.unwrap().fallback.is_none(),
         Reqs::Authorize(r) => g.authorize(None, "b", r).await.unwrap().fallback.is_none(),
-        Reqs::Portability(q) => g.portability(None, "b", q).await.unwrap().fallback.is_none(),
+        Reqs::Portability(q) => g
+            .portability(None, "b", q)
+            .await
+            .unwrap()
+            .fallback
+            .is_none(),
         Reqs::Rewrite(r) => g.rewrite(None, "b", r).await.unwrap().fallback.is_none(),
     }
 }
@@ -123,9 +151,15 @@ fn pct(sorted: &[Duration], p: f64) -> f64 {
 
 fn bench(c: &mut Criterion) {
     let tok = tokio_rt();
-    let rt = Runtime::new(RuntimeConfig { max_instances: 64, ..RuntimeConfig::default() }).unwrap();
+    let rt = Runtime::new(RuntimeConfig {
+        max_instances: 64,
+        ..RuntimeConfig::default()
+    })
+    .unwrap();
     let subjects = subjects(&rt, &tok);
-    println!("\nplugin               hook         p50 µs   p99 µs  p99.9 µs  fallbacks  instantiate+init µs (p50)  size KB");
+    println!(
+        "\nplugin               hook         p50 µs   p99 µs  p99.9 µs  fallbacks  instantiate+init µs (p50)  size KB"
+    );
     for s in &subjects {
         let r = reqs(s);
         let mut times = Vec::with_capacity(20_000);
@@ -151,7 +185,11 @@ fn bench(c: &mut Criterion) {
             let t0 = Instant::now();
             let g = tok
                 .block_on(rt.build(Policy {
-                    bindings: vec![Binding::new(s.hook, s.plugin.clone()).config_json(cfg).datasets(s.datasets.clone())],
+                    bindings: vec![
+                            Binding::new(s.hook, s.plugin.clone())
+                                .config_json(cfg)
+                                .datasets(s.datasets.clone()),
+                        ],
                 }))
                 .unwrap();
             inst.push(t0.elapsed());

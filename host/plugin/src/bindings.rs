@@ -75,9 +75,21 @@ impl rewrite::strowger::plugin::rewrite_types::Host for InstanceState {}
 pub(crate) fn add_to_linker(linker: &mut Linker<InstanceState>) -> wasmtime::Result<()> {
     route::strowger::plugin::types::add_to_linker::<_, HasSelf<InstanceState>>(linker, |s| s)?;
     route::strowger::plugin::host::add_to_linker::<_, HasSelf<InstanceState>>(linker, |s| s)?;
-    route::strowger::plugin::routing_types::add_to_linker::<_, HasSelf<InstanceState>>(linker, |s| s)?;
-    authorize::strowger::plugin::authorize_types::add_to_linker::<_, HasSelf<InstanceState>>(linker, |s| s)?;
-    portability::strowger::plugin::portability_types::add_to_linker::<_, HasSelf<InstanceState>>(linker, |s| s)?;
-    rewrite::strowger::plugin::rewrite_types::add_to_linker::<_, HasSelf<InstanceState>>(linker, |s| s)?;
+    route::strowger::plugin::routing_types::add_to_linker::<_, HasSelf<InstanceState>>(
+        linker,
+        |s| s,
+    )?;
+    authorize::strowger::plugin::authorize_types::add_to_linker::<_, HasSelf<InstanceState>>(
+        linker,
+        |s| s,
+    )?;
+    portability::strowger::plugin::portability_types::add_to_linker::<_, HasSelf<InstanceState>>(
+        linker,
+        |s| s,
+    )?;
+    rewrite::strowger::plugin::rewrite_types::add_to_linker::<_, HasSelf<InstanceState>>(
+        linker,
+        |s| s,
+    )?;
     Ok(())
 }

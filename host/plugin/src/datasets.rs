@@ -169,7 +169,10 @@ impl Dataset {
     /// Builds a data set from `key,value` lines (split at the first comma;
     /// blank lines and lines starting with `#` are skipped; surrounding
     /// whitespace is trimmed).
-    pub fn from_csv(version: impl Into<String>, reader: impl BufRead) -> Result<Dataset, DatasetError> {
+    pub fn from_csv(
+        version: impl Into<String>,
+        reader: impl BufRead,
+    ) -> Result<Dataset, DatasetError> {
         let mut b = DatasetBuilder::new();
         for (n, line) in reader.lines().enumerate() {
             let line = line?;
@@ -177,7 +180,9 @@ impl Dataset {
             if t.is_empty() || t.starts_with('#') {
                 continue;
             }
-            let (k, v) = t.split_once(',').ok_or(DatasetError::BadLine { line: n as u64 + 1 })?;
+            let (k, v) = t
+                .split_once(',')
+                .ok_or(DatasetError::BadLine { line: n as u64 + 1 })?;
             b.insert(k.trim(), v.trim())?;
         }
         Ok(b.finish(version))
@@ -222,7 +227,11 @@ impl DatasetBuilder {
         if self.entries.len() >= (u32::MAX / 2) as usize {
             return Err(DatasetError::TooBig);
         }
-        self.entries.push(Entry { off, klen: key.len() as u8, vlen: value.len() as u16 });
+        self.entries.push(Entry {
+            off,
+            klen: key.len() as u8,
+            vlen: value.len() as u16,
+        });
         Ok(())
     }
 
@@ -362,8 +371,17 @@ mod tests {
     #[test]
     fn exact_and_prefix() {
         let d = Datasets::new();
-        d.put("r", "1", [("55", "BR"), ("5511", "SP"), ("551133", "SP-city"), ("1", "NANP")])
-            .unwrap();
+        d.put(
+            "r",
+            "1",
+            [
+                ("55", "BR"),
+                ("5511", "SP"),
+                ("551133", "SP-city"),
+                ("1", "NANP"),
+            ],
+        )
+        .unwrap();
         let t = d.get("r").unwrap();
         assert_eq!(t.get("5511"), Some("SP"));
         assert_eq!(t.get("551"), None);
@@ -402,11 +420,15 @@ mod tests {
     fn many_rows() {
         let mut b = DatasetBuilder::new();
         for i in 0..200_000u64 {
-            b.insert(&format!("55{i:09}"), &format!("{}", i % 97)).unwrap();
+            b.insert(&format!("55{i:09}"), &format!("{}", i % 97))
+                .unwrap();
         }
         let t = b.finish("big");
         for i in (0..200_000u64).step_by(7) {
-            assert_eq!(t.get(&format!("55{i:09}")), Some(format!("{}", i % 97).as_str()));
+            assert_eq!(
+                t.get(&format!("55{i:09}")),
+                Some(format!("{}", i % 97).as_str())
+            );
         }
         assert_eq!(t.get("55999999999"), None);
     }

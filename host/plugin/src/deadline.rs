@@ -20,7 +20,10 @@ use crate::host::InstanceState;
 
 /// CPU time consumed by the calling thread, in nanoseconds.
 pub(crate) fn thread_cpu_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: clock_gettime writes into the timespec we own.
     let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
     if rc != 0 {
@@ -36,7 +39,9 @@ pub(crate) fn thread_id() -> u64 {
 }
 
 /// The epoch-deadline callback installed on every plugin store.
-pub(crate) fn on_epoch(mut ctx: StoreContextMut<'_, InstanceState>) -> wasmtime::Result<UpdateDeadline> {
+pub(crate) fn on_epoch(
+    mut ctx: StoreContextMut<'_, InstanceState>,
+) -> wasmtime::Result<UpdateDeadline> {
     let cpu = &mut ctx.data_mut().call.cpu;
     let over_wall = cpu.wall_deadline.is_some_and(|d| Instant::now() >= d);
     if over_wall || cpu.used() >= cpu.budget_ns {
@@ -56,13 +61,18 @@ impl Ticker {
     pub fn start(engine: Engine, tick: Duration) -> std::io::Result<Ticker> {
         let stop = Arc::new(AtomicBool::new(false));
         let s = stop.clone();
-        let thread = std::thread::Builder::new().name("strowger-epoch".into()).spawn(move || {
-            while !s.load(Ordering::Relaxed) {
-                std::thread::sleep(tick);
-                engine.increment_epoch();
-            }
-        })?;
-        Ok(Ticker { stop, thread: Some(thread) })
+        let thread = std::thread::Builder::new()
+            .name("strowger-epoch".into())
+            .spawn(move || {
+                while !s.load(Ordering::Relaxed) {
+                    std::thread::sleep(tick);
+                    engine.increment_epoch();
+                }
+            })?;
+        Ok(Ticker {
+            stop,
+            thread: Some(thread),
+        })
     }
 }
 

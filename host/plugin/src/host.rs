@@ -147,7 +147,12 @@ pub(crate) struct Limiter {
 }
 
 impl wasmtime::ResourceLimiter for Limiter {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         if desired > self.memory_cap {
             self.memory_refused = true;
             return Ok(false);
@@ -155,7 +160,12 @@ impl wasmtime::ResourceLimiter for Limiter {
         self.peak = self.peak.max(desired);
         Ok(true)
     }
-    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         Ok(desired <= 1_000_000)
     }
 }
@@ -171,7 +181,10 @@ pub(crate) struct InstanceState {
 
 impl WasiView for InstanceState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
@@ -181,7 +194,11 @@ impl InstanceState {
             // No preopens, no env, no args, no network, stdio to sinks.
             wasi: WasiCtx::builder().build(),
             table: ResourceTable::new(),
-            limiter: Limiter { memory_cap, memory_refused: false, peak: 0 },
+            limiter: Limiter {
+                memory_cap,
+                memory_refused: false,
+                peak: 0,
+            },
             env,
             call: CallState::default(),
         }
@@ -235,14 +252,19 @@ pub fn datetime_from_unix_ms(unix_ms: i64, utc_offset_minutes: i32) -> Datetime 
 
 /// The current time as a [`Datetime`] in the zone `utc_offset_minutes`.
 pub fn datetime_now(utc_offset_minutes: i32) -> Datetime {
-    let ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
+    let ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
     datetime_from_unix_ms(ms, utc_offset_minutes)
 }
 
 fn valid_counter_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
 fn truncate(mut s: String, max: usize) -> String {
@@ -272,7 +294,11 @@ impl host::Host for InstanceState {
             w.1 <= self.env.log_per_second
         };
         if allowed {
-            let (p, v, c) = (&*self.env.plugin_name, &*self.env.plugin_version, &self.call.call_id);
+            let (p, v, c) = (
+                &*self.env.plugin_name,
+                &*self.env.plugin_version,
+                &self.call.call_id,
+            );
             match level {
                 Level::Trace => tracing::trace!(plugin = p, version = v, call_id = %c, "{message}"),
                 Level::Debug => tracing::debug!(plugin = p, version = v, call_id = %c, "{message}"),
@@ -281,7 +307,10 @@ impl host::Host for InstanceState {
                 Level::Error => tracing::error!(plugin = p, version = v, call_id = %c, "{message}"),
             }
         } else {
-            self.env.metrics.logs_suppressed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.env
+                .metrics
+                .logs_suppressed
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         if self.call.logs.len() < MAX_LOGS_PER_DECISION {
             self.call.logs.push(LogLine { level, message });
@@ -308,9 +337,16 @@ impl host::Host for InstanceState {
         self.dataset(&dataset)?.get(&key).map(str::to_string)
     }
 
-    async fn dataset_longest_prefix(&mut self, dataset: String, key: String) -> Option<PrefixMatch> {
+    async fn dataset_longest_prefix(
+        &mut self,
+        dataset: String,
+        key: String,
+    ) -> Option<PrefixMatch> {
         let d = self.dataset(&dataset)?;
-        d.longest_prefix(&key).map(|(p, v)| PrefixMatch { prefix: p.to_string(), value: v.to_string() })
+        d.longest_prefix(&key).map(|(p, v)| PrefixMatch {
+            prefix: p.to_string(),
+            value: v.to_string(),
+        })
     }
 
     async fn location_lookup(&mut self, aor: String) -> Vec<Contact> {
@@ -347,7 +383,12 @@ mod tests {
         // 2026-11-23T09:15:00Z is a Monday.
         let ms = 1_795_425_300_000;
         let d = datetime_from_unix_ms(ms, 0);
-        assert_eq!((d.year, d.month, d.day, d.weekday, d.hour, d.minute, d.second), (2026, 11, 23, 1, 9, 15, 0));
+        assert_eq!(
+            (
+                d.year, d.month, d.day, d.weekday, d.hour, d.minute, d.second
+            ),
+            (2026, 11, 23, 1, 9, 15, 0)
+        );
         // São Paulo, UTC-3: 06:15 the same day.
         let d = datetime_from_unix_ms(ms, -180);
         assert_eq!((d.day, d.hour, d.utc_offset_minutes), (23, 6, -180));

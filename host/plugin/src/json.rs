@@ -21,7 +21,12 @@ pub fn example_time() -> Datetime {
 }
 
 fn party(uri: &str, user: &str, host: &str) -> Party {
-    Party { uri: uri.into(), user: user.into(), host: host.into(), display_name: None }
+    Party {
+        uri: uri.into(),
+        user: user.into(),
+        host: host.into(),
+        display_name: None,
+    }
 }
 
 /// A complete example call: from trunk `carrier-a`, 551133334444 → 5511999990000.
@@ -29,16 +34,31 @@ pub fn example_call() -> Call {
     Call {
         call_id: "c-0001".into(),
         ingress: Ingress::Trunk("carrier-a".into()),
-        source: Endpoint { ip: "192.0.2.10".into(), port: 5060, transport: Transport::Udp },
+        source: Endpoint {
+            ip: "192.0.2.10".into(),
+            port: 5060,
+            transport: Transport::Udp,
+        },
         request_uri: "sip:5511999990000@switch.example".into(),
         a_number: "551133334444".into(),
         b_number: "5511999990000".into(),
         display_name: Some("Alice".into()),
-        from: party("sip:551133334444@carrier-a.example", "551133334444", "carrier-a.example"),
-        to: party("sip:5511999990000@switch.example", "5511999990000", "switch.example"),
+        from: party(
+            "sip:551133334444@carrier-a.example",
+            "551133334444",
+            "carrier-a.example",
+        ),
+        to: party(
+            "sip:5511999990000@switch.example",
+            "5511999990000",
+            "switch.example",
+        ),
         pai: None,
         diversion: vec![],
-        headers: vec![Header { name: "User-Agent".into(), value: "carrier-a-sbc".into() }],
+        headers: vec![Header {
+            name: "User-Agent".into(),
+            value: "carrier-a-sbc".into(),
+        }],
         codecs: vec!["PCMA".into(), "PCMU".into(), "telephone-event".into()],
         portability: None,
         time: example_time(),
@@ -55,7 +75,11 @@ pub fn example_auth_request() -> AuthRequest {
         auth_user: Some("1001".into()),
         credentials: Credentials::Valid,
         known_user: true,
-        source: Endpoint { ip: "198.51.100.7".into(), port: 5060, transport: Transport::Udp },
+        source: Endpoint {
+            ip: "198.51.100.7".into(),
+            port: 5060,
+            transport: Transport::Udp,
+        },
         ingress: Ingress::Unknown,
         user_agent: Some("Yealink SIP-T46U".into()),
         contacts: vec!["sip:1001@198.51.100.7:5060".into()],
@@ -82,7 +106,11 @@ pub fn example_rewrite_request() -> RewriteRequest {
         direction: Direction::Ingress,
         trunk: Some("carrier-a".into()),
         ingress: Ingress::Trunk("carrier-a".into()),
-        numbers: Numbers { a_number: "1133334444".into(), b_number: "011999990000".into(), display_name: None },
+        numbers: Numbers {
+            a_number: "1133334444".into(),
+            b_number: "011999990000".into(),
+            display_name: None,
+        },
         time: example_time(),
     }
 }
@@ -145,7 +173,10 @@ mod tests {
 
     #[test]
     fn partial_inputs_merge() {
-        let c = call_from_json(json!({"b_number": "loop", "ingress": {"User": "sip:1001@example.com"}})).unwrap();
+        let c = call_from_json(
+            json!({"b_number": "loop", "ingress": {"User": "sip:1001@example.com"}}),
+        )
+        .unwrap();
         assert_eq!(c.b_number, "loop");
         assert_eq!(c.ingress, Ingress::User("sip:1001@example.com".into()));
         assert_eq!(c.a_number, "551133334444");

@@ -38,13 +38,17 @@ pub mod types;
 mod validate;
 
 pub use datasets::{Dataset, DatasetBuilder, DatasetInfo, Datasets};
-pub use host::{HostFuture, HostServices, LogLine, NoHostServices, datetime_from_unix_ms, datetime_now};
+pub use host::{
+    HostFuture, HostServices, LogLine, NoHostServices, datetime_from_unix_ms, datetime_now,
+};
 pub use metrics::{MetricsSnapshot, PluginMetrics, PluginMetricsSnapshot};
 pub use policy::{Binding, BuildError, Decision, Fallback, Generation, PluginRef, Policy, Scope};
 pub use runtime::{LoadError, PluginVersion, Runtime, RuntimeConfig};
 
 /// The four hooks (one WIT world each).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Hook {
     /// World `route`, export `router`.
@@ -59,7 +63,12 @@ pub enum Hook {
 
 impl Hook {
     /// All hooks.
-    pub const ALL: [Hook; 4] = [Hook::Route, Hook::Authorize, Hook::Portability, Hook::Rewrite];
+    pub const ALL: [Hook; 4] = [
+        Hook::Route,
+        Hook::Authorize,
+        Hook::Portability,
+        Hook::Rewrite,
+    ];
 
     /// The hook's name as in WIT (`route`, `authorize`, ...).
     pub fn as_str(self) -> &'static str {
@@ -98,7 +107,9 @@ impl std::str::FromStr for Hook {
         Hook::ALL
             .into_iter()
             .find(|h| h.as_str() == s)
-            .ok_or_else(|| format!("unknown hook {s:?} (expected route, authorize, portability or rewrite)"))
+            .ok_or_else(|| {
+                format!("unknown hook {s:?} (expected route, authorize, portability or rewrite)")
+            })
     }
 }
 

@@ -18,7 +18,9 @@ use prometheus_client::metrics::counter::ConstCounter;
 use crate::FallbackReason;
 
 /// Upper bounds (µs) of the latency histogram buckets; the last bucket is +Inf.
-pub const LATENCY_BUCKETS_US: [u64; 14] = [2, 5, 10, 20, 50, 100, 200, 500, 1_000, 2_000, 5_000, 10_000, 50_000, 100_000];
+pub const LATENCY_BUCKETS_US: [u64; 14] = [
+    2, 5, 10, 20, 50, 100, 200, 500, 1_000, 2_000, 5_000, 10_000, 50_000, 100_000,
+];
 
 /// Live counters of one plugin version (shared by all its bindings).
 pub struct PluginMetrics {
@@ -56,9 +58,13 @@ impl PluginMetrics {
             self.fallbacks[r as usize].fetch_add(1, Ordering::Relaxed);
         }
         let us = elapsed.as_micros() as u64;
-        let i = LATENCY_BUCKETS_US.iter().position(|&b| us <= b).unwrap_or(LATENCY_BUCKETS_US.len());
+        let i = LATENCY_BUCKETS_US
+            .iter()
+            .position(|&b| us <= b)
+            .unwrap_or(LATENCY_BUCKETS_US.len());
         self.buckets[i].fetch_add(1, Ordering::Relaxed);
-        self.latency_sum_ns.fetch_add(elapsed.as_nanos() as u64, Ordering::Relaxed);
+        self.latency_sum_ns
+            .fetch_add(elapsed.as_nanos() as u64, Ordering::Relaxed);
     }
 
     pub(crate) fn instantiated(&self) {
@@ -82,7 +88,12 @@ impl PluginMetrics {
             decisions: self.decisions.load(Ordering::Relaxed),
             fallbacks: FallbackReason::ALL
                 .iter()
-                .map(|r| (r.as_str().to_string(), self.fallbacks[*r as usize].load(Ordering::Relaxed)))
+                .map(|r| {
+                    (
+                        r.as_str().to_string(),
+                        self.fallbacks[*r as usize].load(Ordering::Relaxed),
+                    )
+                })
                 .filter(|(_, n)| *n > 0)
                 .collect(),
             latency_buckets_us: LATENCY_BUCKETS_US
@@ -189,8 +200,11 @@ impl prometheus_client::collector::Collector for Collector {
             )?;
             for s in &snaps {
                 for (reason, n) in &s.fallbacks {
-                    let labels =
-                        [("plugin", s.plugin.clone()), ("version", s.version.clone()), ("reason", reason.clone())];
+                    let labels = [
+                        ("plugin", s.plugin.clone()),
+                        ("version", s.version.clone()),
+                        ("reason", reason.clone()),
+                    ];
                     ConstCounter::new(*n).encode(e.encode_family(&labels)?)?;
                 }
             }
@@ -226,8 +240,11 @@ impl prometheus_client::collector::Collector for Collector {
             )?;
             for s in &snaps {
                 for (name, n) in &s.counters {
-                    let labels =
-                        [("plugin", s.plugin.clone()), ("version", s.version.clone()), ("name", name.clone())];
+                    let labels = [
+                        ("plugin", s.plugin.clone()),
+                        ("version", s.version.clone()),
+                        ("name", name.clone()),
+                    ];
                     ConstCounter::new(*n).encode(e.encode_family(&labels)?)?;
                 }
             }

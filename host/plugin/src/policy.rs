@@ -228,7 +228,10 @@ pub struct Generation {
 
 impl std::fmt::Debug for Generation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Generation").field("id", &self.id).field("bindings", &self.bindings.len()).finish()
+        f.debug_struct("Generation")
+            .field("id", &self.id)
+            .field("bindings", &self.bindings.len())
+            .finish()
     }
 }
 
@@ -241,31 +244,47 @@ fn scope_text(s: &Scope) -> String {
 
 fn resolve_fallback(hook: Hook, f: &Fallback) -> Result<Resolved, String> {
     let reject_ok = |code: u16| {
-        if (400..=699).contains(&code) { Ok(()) } else { Err(format!("fallback reject code {code} is outside 400..=699")) }
+        if (400..=699).contains(&code) {
+            Ok(())
+        } else {
+            Err(format!("fallback reject code {code} is outside 400..=699"))
+        }
     };
     Ok(match (f, hook) {
         (Fallback::Default, _) => Resolved::Default,
         (Fallback::Previous, _) => Resolved::Previous,
         (Fallback::Reject { code, reason }, Hook::Route) => {
             reject_ok(*code)?;
-            Resolved::Static(Resp::Route(RouteDecision::Reject(Reject { code: *code, reason: reason.clone() })))
+            Resolved::Static(Resp::Route(RouteDecision::Reject(Reject {
+                code: *code,
+                reason: reason.clone(),
+            })))
         }
         (Fallback::Reject { code, reason }, Hook::Authorize) => {
             reject_ok(*code)?;
-            Resolved::Static(Resp::Authorize(AuthDecision::Reject(Reject { code: *code, reason: reason.clone() })))
+            Resolved::Static(Resp::Authorize(AuthDecision::Reject(Reject {
+                code: *code,
+                reason: reason.clone(),
+            })))
         }
         (Fallback::Challenge, Hook::Authorize) => {
-            Resolved::Static(Resp::Authorize(AuthDecision::Challenge(Challenge { realm: None, algorithms: vec![] })))
+            Resolved::Static(Resp::Authorize(AuthDecision::Challenge(Challenge {
+                realm: None,
+                algorithms: vec![],
+            })))
         }
         (Fallback::Static { decision }, h) => {
             let resp = match h {
                 Hook::Route => serde_json::from_value(decision.clone()).map(Resp::Route),
                 Hook::Authorize => serde_json::from_value(decision.clone()).map(Resp::Authorize),
-                Hook::Portability => serde_json::from_value(decision.clone()).map(Resp::Portability),
+                Hook::Portability => {
+                    serde_json::from_value(decision.clone()).map(Resp::Portability)
+                }
                 Hook::Rewrite => serde_json::from_value(decision.clone()).map(Resp::Rewrite),
             }
             .map_err(|e| format!("static fallback is not a valid {h} decision: {e}"))?;
-            crate::validate::answer(&resp).map_err(|e| format!("static fallback is invalid: {e}"))?;
+            crate::validate::answer(&resp)
+                .map_err(|e| format!("static fallback is invalid: {e}"))?;
             Resolved::Static(resp)
         }
         (f, h) => return Err(format!("fallback {f:?} is not available for hook {h}")),
@@ -275,10 +294,20 @@ fn resolve_fallback(hook: Hook, f: &Fallback) -> Result<Resolved, String> {
 /// The hook's built-in default answer.
 fn default_answer(req: Req<'_>) -> Resp {
     match req {
-        Req::Route(_) => Resp::Route(RouteDecision::Reject(Reject { code: 503, reason: "Service Unavailable".into() })),
+        Req::Route(_) => Resp::Route(RouteDecision::Reject(Reject {
+            code: 503,
+            reason: "Service Unavailable".into(),
+        })),
         Req::Authorize(r) => Resp::Authorize(match r.credentials {
-            Credentials::Valid => AuthDecision::Accept(Accept { max_expires: None, min_expires: None, max_contacts: None }),
-            _ => AuthDecision::Challenge(Challenge { realm: None, algorithms: vec![] }),
+            Credentials::Valid => AuthDecision::Accept(Accept {
+                max_expires: None,
+                min_expires: None,
+                max_contacts: None,
+            }),
+            _ => AuthDecision::Challenge(Challenge {
+                realm: None,
+                algorithms: vec![],
+            }),
         }),
         Req::Portability(_) => Resp::Portability(None),
         Req::Rewrite(r) => Resp::Rewrite(r.numbers.clone()),
@@ -287,14 +316,23 @@ fn default_answer(req: Req<'_>) -> Resp {
 
 impl Generation {
     pub(crate) fn empty(id: u64) -> Generation {
-        Generation { id, bindings: Vec::new(), index: HashMap::new(), previous: ArcSwapOption::empty() }
+        Generation {
+            id,
+            bindings: Vec::new(),
+            index: HashMap::new(),
+            previous: ArcSwapOption::empty(),
+        }
     }
 
     pub(crate) fn set_previous(&self, g: Option<Arc<Generation>>) {
         self.previous.store(g);
     }
 
-    pub(crate) async fn build(rt: &Runtime, id: u64, policy: Policy) -> Result<Generation, BuildError> {
+    pub(crate) async fn build(
+        rt: &Runtime,
+        id: u64,
+        policy: Policy,
+    ) -> Result<Generation, BuildError> {
         let inner = &rt.inner;
         let cfg = &inner.config;
         let mut bindings = Vec::new();
@@ -307,19 +345,28 @@ impl Generation {
                 plugin: format!("{}@{}", b.plugin.name(), b.plugin.version()),
                 message,
             };
-            b.plugin.check_hook(b.hook).map_err(|e| err(e.to_string()))?;
+            b.plugin
+                .check_hook(b.hook)
+                .map_err(|e| err(e.to_string()))?;
             let key_scope = match &b.scope {
                 Scope::Global => None,
                 Scope::Trunk(t) => Some(t.clone()),
             };
             if index.insert((b.hook, key_scope), bindings.len()).is_some() {
-                return Err(err(format!("a second {} binding for {}", b.hook, scope_text(&b.scope))));
+                return Err(err(format!(
+                    "a second {} binding for {}",
+                    b.hook,
+                    scope_text(&b.scope)
+                )));
             }
             if let Err(e) = serde_json::from_str::<serde_json::Value>(&b.config_json) {
                 return Err(err(format!("config is not valid JSON: {e}")));
             }
             let fallback = resolve_fallback(b.hook, &b.fallback).map_err(err)?;
-            let memory = b.memory_limit_bytes.unwrap_or(cfg.memory_limit_bytes).min(cfg.memory_limit_bytes);
+            let memory = b
+                .memory_limit_bytes
+                .unwrap_or(cfg.memory_limit_bytes)
+                .min(cfg.memory_limit_bytes);
             let deadline = b.deadline.unwrap_or(cfg.default_deadline);
             if deadline.is_zero() {
                 return Err(err("deadline must be greater than zero".into()));
@@ -329,7 +376,11 @@ impl Generation {
             datasets.dedup();
             for d in &datasets {
                 if inner.datasets.get(d).is_none() {
-                    tracing::warn!(dataset = d, plugin = b.plugin.name(), "binding grants a data set that is not loaded (yet)");
+                    tracing::warn!(
+                        dataset = d,
+                        plugin = b.plugin.name(),
+                        "binding grants a data set that is not loaded (yet)"
+                    );
                 }
             }
             let key = PoolKey {
@@ -343,7 +394,10 @@ impl Generation {
             let pool = match existing {
                 Some(p) => p,
                 None => {
-                    let pre = b.plugin.pre(b.hook).ok_or_else(|| err("internal: no pre-instance".into()))?;
+                    let pre = b
+                        .plugin
+                        .pre(b.hook)
+                        .ok_or_else(|| err("internal: no pre-instance".into()))?;
                     let env = Arc::new(BindingEnv {
                         plugin_name: b.plugin.name.clone(),
                         plugin_version: b.plugin.version.clone(),
@@ -384,14 +438,24 @@ impl Generation {
             });
             bindings.push((
                 key,
-                Bound { hook: b.hook, scope: b.scope, plugin: b.plugin, plugin_ref, pool, deadline, fallback },
+                Bound {
+                    hook: b.hook,
+                    scope: b.scope,
+                    plugin: b.plugin,
+                    plugin_ref,
+                    pool,
+                    deadline,
+                    fallback,
+                },
             ));
         }
         // Everything validated: publish the pools for reuse by later generations.
         let mut pools = inner.pools.lock();
         pools.retain(|_, w| w.strong_count() > 0);
         for (key, b) in &bindings {
-            pools.entry(key.clone()).or_insert_with(|| Arc::downgrade(&b.pool));
+            pools
+                .entry(key.clone())
+                .or_insert_with(|| Arc::downgrade(&b.pool));
         }
         drop(pools);
         Ok(Generation {
@@ -415,7 +479,10 @@ impl Generation {
 
     /// The bindings as (hook, scope, plugin).
     pub fn bindings(&self) -> Vec<(Hook, Scope, Arc<PluginVersion>)> {
-        self.bindings.iter().map(|b| (b.hook, b.scope.clone(), b.plugin.clone())).collect()
+        self.bindings
+            .iter()
+            .map(|b| (b.hook, b.scope.clone(), b.plugin.clone()))
+            .collect()
     }
 
     /// True if a binding exists for `hook` in this scope (trunk binding, else global).
@@ -451,7 +518,10 @@ impl Generation {
             let failure = match r.outcome {
                 Ok(resp) => match crate::validate::answer(&resp) {
                     Ok(()) => None,
-                    Err(msg) => Some((FallbackReason::InvalidAnswer, format!("invalid answer: {msg}"))),
+                    Err(msg) => Some((
+                        FallbackReason::InvalidAnswer,
+                        format!("invalid answer: {msg}"),
+                    )),
                 }
                 .map_or(Ok(resp), Err),
                 Err(f) => Err((f.reason, f.message)),
@@ -476,7 +546,11 @@ impl Generation {
                                 Scope::Global => None,
                                 Scope::Trunk(t) => Some(t.as_str()),
                             };
-                            let prev = if allow_previous { self.previous.load_full() } else { None };
+                            let prev = if allow_previous {
+                                self.previous.load_full()
+                            } else {
+                                None
+                            };
                             match prev {
                                 Some(p) => match p.find(b.hook, trunk) {
                                     Some(pb) => p.decide(pb, call_id, req, false).await.value,
@@ -503,7 +577,13 @@ impl Generation {
         })
     }
 
-    async fn run(&self, hook: Hook, trunk: Option<&str>, call_id: &str, req: Req<'_>) -> Option<Decision<Resp>> {
+    async fn run(
+        &self,
+        hook: Hook,
+        trunk: Option<&str>,
+        call_id: &str,
+        req: Req<'_>,
+    ) -> Option<Decision<Resp>> {
         let b = self.find(hook, trunk)?;
         Some(self.decide(b, call_id, req, true).await)
     }
@@ -511,20 +591,47 @@ impl Generation {
     /// Routes `call` with the route binding of `trunk` (the ingress trunk),
     /// else the global one; `None` when no route plugin is bound.
     pub async fn route(&self, trunk: Option<&str>, call: &Call) -> Option<Decision<RouteDecision>> {
-        let d = self.run(Hook::Route, trunk, &call.call_id, Req::Route(call)).await?;
-        Some(map(d, |r| match r {
-            Resp::Route(v) => Some(v),
-            _ => None,
-        }, || RouteDecision::Reject(Reject { code: 503, reason: "Service Unavailable".into() })))
+        let d = self
+            .run(Hook::Route, trunk, &call.call_id, Req::Route(call))
+            .await?;
+        Some(map(
+            d,
+            |r| match r {
+                Resp::Route(v) => Some(v),
+                _ => None,
+            },
+            || {
+                RouteDecision::Reject(Reject {
+                    code: 503,
+                    reason: "Service Unavailable".into(),
+                })
+            },
+        ))
     }
 
     /// Authorizes `request`; `call_id` tags logs. `None` when no authorize plugin is bound.
-    pub async fn authorize(&self, trunk: Option<&str>, call_id: &str, request: &AuthRequest) -> Option<Decision<AuthDecision>> {
-        let d = self.run(Hook::Authorize, trunk, call_id, Req::Authorize(request)).await?;
-        Some(map(d, |r| match r {
-            Resp::Authorize(v) => Some(v),
-            _ => None,
-        }, || AuthDecision::Challenge(Challenge { realm: None, algorithms: vec![] })))
+    pub async fn authorize(
+        &self,
+        trunk: Option<&str>,
+        call_id: &str,
+        request: &AuthRequest,
+    ) -> Option<Decision<AuthDecision>> {
+        let d = self
+            .run(Hook::Authorize, trunk, call_id, Req::Authorize(request))
+            .await?;
+        Some(map(
+            d,
+            |r| match r {
+                Resp::Authorize(v) => Some(v),
+                _ => None,
+            },
+            || {
+                AuthDecision::Challenge(Challenge {
+                    realm: None,
+                    algorithms: vec![],
+                })
+            },
+        ))
     }
 
     /// Looks `query` up; `None` when no portability plugin is bound.
@@ -534,26 +641,47 @@ impl Generation {
         call_id: &str,
         query: &PortabilityQuery,
     ) -> Option<Decision<Option<PortabilityResult>>> {
-        let d = self.run(Hook::Portability, trunk, call_id, Req::Portability(query)).await?;
-        Some(map(d, |r| match r {
-            Resp::Portability(v) => Some(v),
-            _ => None,
-        }, || None))
+        let d = self
+            .run(Hook::Portability, trunk, call_id, Req::Portability(query))
+            .await?;
+        Some(map(
+            d,
+            |r| match r {
+                Resp::Portability(v) => Some(v),
+                _ => None,
+            },
+            || None,
+        ))
     }
 
     /// Rewrites the numbers of `request` with the binding of `trunk` (ingress
     /// or egress trunk), else the global one; `None` when none is bound.
-    pub async fn rewrite(&self, trunk: Option<&str>, call_id: &str, request: &RewriteRequest) -> Option<Decision<Numbers>> {
-        let d = self.run(Hook::Rewrite, trunk, call_id, Req::Rewrite(request)).await?;
+    pub async fn rewrite(
+        &self,
+        trunk: Option<&str>,
+        call_id: &str,
+        request: &RewriteRequest,
+    ) -> Option<Decision<Numbers>> {
+        let d = self
+            .run(Hook::Rewrite, trunk, call_id, Req::Rewrite(request))
+            .await?;
         let unchanged = request.numbers.clone();
-        Some(map(d, |r| match r {
-            Resp::Rewrite(v) => Some(v),
-            _ => None,
-        }, move || unchanged))
+        Some(map(
+            d,
+            |r| match r {
+                Resp::Rewrite(v) => Some(v),
+                _ => None,
+            },
+            move || unchanged,
+        ))
     }
 }
 
-fn map<T>(d: Decision<Resp>, f: impl FnOnce(Resp) -> Option<T>, default: impl FnOnce() -> T) -> Decision<T> {
+fn map<T>(
+    d: Decision<Resp>,
+    f: impl FnOnce(Resp) -> Option<T>,
+    default: impl FnOnce() -> T,
+) -> Decision<T> {
     let value = f(d.value).unwrap_or_else(default);
     Decision {
         value,

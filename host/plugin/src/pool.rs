@@ -16,7 +16,10 @@ use wasmtime::{Engine, Store, Trap};
 
 use crate::bindings::{authorize, portability, rewrite, route};
 use crate::host::{BindingEnv, InstanceState, LogLine};
-use crate::types::{AuthDecision, AuthRequest, Call, Numbers, PortabilityQuery, PortabilityResult, RewriteRequest, RouteDecision};
+use crate::types::{
+    AuthDecision, AuthRequest, Call, Numbers, PortabilityQuery, PortabilityResult, RewriteRequest,
+    RouteDecision,
+};
 use crate::{FallbackReason, Hook};
 
 /// Pre-instantiated component for one hook.
@@ -28,7 +31,11 @@ pub(crate) enum Pre {
 }
 
 impl Pre {
-    pub fn new(linker: &Linker<InstanceState>, component: &Component, hook: Hook) -> wasmtime::Result<Pre> {
+    pub fn new(
+        linker: &Linker<InstanceState>,
+        component: &Component,
+        hook: Hook,
+    ) -> wasmtime::Result<Pre> {
         let pre = linker.instantiate_pre(component)?;
         Ok(match hook {
             Hook::Route => Pre::Route(route::RoutePre::new(pre)?),
@@ -83,15 +90,31 @@ impl Warm {
     async fn invoke(&mut self, req: Req<'_>) -> wasmtime::Result<Result<Resp, String>> {
         let s = &mut self.store;
         Ok(match (&self.exports, req) {
-            (Exports::Route(e), Req::Route(c)) => e.strowger_plugin_router().call_route(s, c).await?.map(Resp::Route),
-            (Exports::Authorize(e), Req::Authorize(r)) => {
-                e.strowger_plugin_authorizer().call_authorize(s, r).await?.map(Resp::Authorize)
+            (Exports::Route(e), Req::Route(c)) => e
+                .strowger_plugin_router()
+                .call_route(s, c)
+                .await?
+                .map(Resp::Route),
+            (Exports::Authorize(e), Req::Authorize(r)) => e
+                .strowger_plugin_authorizer()
+                .call_authorize(s, r)
+                .await?
+                .map(Resp::Authorize),
+            (Exports::Portability(e), Req::Portability(q)) => e
+                .strowger_plugin_portability_lookup()
+                .call_lookup(s, q)
+                .await?
+                .map(Resp::Portability),
+            (Exports::Rewrite(e), Req::Rewrite(r)) => e
+                .strowger_plugin_rewriter()
+                .call_rewrite(s, r)
+                .await?
+                .map(Resp::Rewrite),
+            _ => {
+                return Err(wasmtime::Error::msg(
+                    "internal error: request does not match the plugin's hook",
+                ));
             }
-            (Exports::Portability(e), Req::Portability(q)) => {
-                e.strowger_plugin_portability_lookup().call_lookup(s, q).await?.map(Resp::Portability)
-            }
-            (Exports::Rewrite(e), Req::Rewrite(r)) => e.strowger_plugin_rewriter().call_rewrite(s, r).await?.map(Resp::Rewrite),
-            _ => return Err(wasmtime::Error::msg("internal error: request does not match the plugin's hook")),
         })
     }
 
@@ -173,15 +196,27 @@ fn classify(state: &mut InstanceState, e: &wasmtime::Error) -> Failure {
             state.call.cpu.budget_ns as f64 / 1e6
         ),
         FallbackReason::MemoryLimit => {
-            format!("memory limit of {} MiB reached: {}", state.limiter.memory_cap >> 20, crate::runtime::root_cause(e))
+            format!(
+                "memory limit of {} MiB reached: {}",
+                state.limiter.memory_cap >> 20,
+                crate::runtime::root_cause(e)
+            )
         }
         _ => crate::runtime::root_cause(e),
     };
-    Failure { reason, message: truncate_msg(message) }
+    Failure {
+        reason,
+        message: truncate_msg(message),
+    }
 }
 
 impl InstancePool {
-    pub fn new(engine: Engine, pre: &Pre, env: Arc<BindingEnv>, settings: PoolSettings) -> InstancePool {
+    pub fn new(
+        engine: Engine,
+        pre: &Pre,
+        env: Arc<BindingEnv>,
+        settings: PoolSettings,
+    ) -> InstancePool {
         InstancePool {
             engine,
             pre: pre.clone_pre(),
@@ -199,16 +234,28 @@ impl InstancePool {
     }
 
     async fn instantiate(&self) -> Result<Warm, Failure> {
-        let mut store = Store::new(&self.engine, InstanceState::new(self.env.clone(), self.settings.memory_cap));
+        let mut store = Store::new(
+            &self.engine,
+            InstanceState::new(self.env.clone(), self.settings.memory_cap),
+        );
         store.limiter(|s| &mut s.limiter);
         store.epoch_deadline_callback(crate::deadline::on_epoch);
         store.data_mut().call.call_id.push_str("(init)");
-        store.data_mut().call.cpu.start(self.settings.init_deadline, self.settings.init_deadline.max(self.settings.wall_limit) * 4);
+        store.data_mut().call.cpu.start(
+            self.settings.init_deadline,
+            self.settings.init_deadline.max(self.settings.wall_limit) * 4,
+        );
         store.set_epoch_deadline(1);
         let r = match &self.pre {
             Pre::Route(p) => p.instantiate_async(&mut store).await.map(Exports::Route),
-            Pre::Authorize(p) => p.instantiate_async(&mut store).await.map(Exports::Authorize),
-            Pre::Portability(p) => p.instantiate_async(&mut store).await.map(Exports::Portability),
+            Pre::Authorize(p) => p
+                .instantiate_async(&mut store)
+                .await
+                .map(Exports::Authorize),
+            Pre::Portability(p) => p
+                .instantiate_async(&mut store)
+                .await
+                .map(Exports::Portability),
             Pre::Rewrite(p) => p.instantiate_async(&mut store).await.map(Exports::Rewrite),
         };
         let exports = match r {
@@ -220,21 +267,25 @@ impl InstancePool {
                 return Err(f);
             }
         };
-        let mut warm = Warm { store, exports, calls: 0 };
+        let mut warm = Warm {
+            store,
+            exports,
+            calls: 0,
+        };
         let config = self.env.config.clone();
         match warm.init(&config).await {
             Ok(Ok(())) => {}
             Ok(Err(msg)) => {
                 return Err(Failure {
                     reason: FallbackReason::Unavailable,
-                    message: truncate_msg(format!("init refused the configuration: {msg}")) ,
+                    message: truncate_msg(format!("init refused the configuration: {msg}")),
                 });
             }
             Err(e) => {
                 let f = classify(warm.store.data_mut(), &e);
                 return Err(Failure {
                     reason: FallbackReason::Unavailable,
-                    message: format!("init failed ({}): {}", f.reason, f.message) ,
+                    message: format!("init failed ({}): {}", f.reason, f.message),
                 });
             }
         }
@@ -257,28 +308,34 @@ impl InstancePool {
 
     /// Runs one decision with a CPU-time budget.
     pub async fn call(&self, call_id: &str, req: Req<'_>, budget: Duration) -> CallResult {
-        let permit = match tokio::time::timeout(self.settings.queue_timeout, self.permits.acquire()).await {
-            Ok(Ok(p)) => p,
-            _ => {
-                return CallResult {
-                    outcome: Err(Failure {
-                        reason: FallbackReason::Unavailable,
-                        message: format!(
-                            "no free instance within {} ms ({} decisions already running)",
-                            self.settings.queue_timeout.as_millis(),
-                            self.settings.max_concurrency
-                        ) ,
-                    }),
-                    logs: Vec::new(),
-                };
-            }
-        };
+        let permit =
+            match tokio::time::timeout(self.settings.queue_timeout, self.permits.acquire()).await {
+                Ok(Ok(p)) => p,
+                _ => {
+                    return CallResult {
+                        outcome: Err(Failure {
+                            reason: FallbackReason::Unavailable,
+                            message: format!(
+                                "no free instance within {} ms ({} decisions already running)",
+                                self.settings.queue_timeout.as_millis(),
+                                self.settings.max_concurrency
+                            ),
+                        }),
+                        logs: Vec::new(),
+                    };
+                }
+            };
         let pooled = self.idle.lock().pop();
         let mut w = match pooled {
             Some(w) => w,
             None => match self.instantiate().await {
                 Ok(w) => w,
-                Err(f) => return CallResult { outcome: Err(f), logs: Vec::new() },
+                Err(f) => {
+                    return CallResult {
+                        outcome: Err(f),
+                        logs: Vec::new(),
+                    };
+                }
             },
         };
         {
@@ -289,7 +346,9 @@ impl InstancePool {
             st.call.logs_dropped = 0;
             st.call.snapshots.clear();
             st.limiter.memory_refused = false;
-            st.call.cpu.start(budget, self.settings.wall_limit.max(budget * 2));
+            st.call
+                .cpu
+                .start(budget, self.settings.wall_limit.max(budget * 2));
         }
         w.store.set_epoch_deadline(1);
         let r = w.invoke(req).await;
@@ -305,12 +364,18 @@ impl InstancePool {
         st.call.snapshots.clear();
         let outcome = match r {
             Ok(Ok(resp)) => Ok(resp),
-            Ok(Err(msg)) => Err(Failure { reason: FallbackReason::GuestError, message: truncate_msg(msg) }),
+            Ok(Err(msg)) => Err(Failure {
+                reason: FallbackReason::GuestError,
+                message: truncate_msg(msg),
+            }),
             Err(e) => {
                 let f = classify(w.store.data_mut(), &e);
                 drop(w);
                 drop(permit);
-                return CallResult { outcome: Err(f), logs };
+                return CallResult {
+                    outcome: Err(f),
+                    logs,
+                };
             }
         };
         if w.calls < self.settings.recycle_after {

@@ -162,7 +162,11 @@ impl PluginVersion {
         let has = if self.hooks.is_empty() {
             "no hook interface".to_string()
         } else {
-            self.hooks.iter().map(|h| format!("`{}` (a {h} plugin)", h.interface())).collect::<Vec<_>>().join(", ")
+            self.hooks
+                .iter()
+                .map(|h| format!("`{}` (a {h} plugin)", h.interface()))
+                .collect::<Vec<_>>()
+                .join(", ")
         };
         Err(LoadError::Contract(format!(
             "plugin {}@{} cannot serve hook `{hook}`: it does not export strowger:plugin/{}@0.1.0; it exports {has} instead \
@@ -249,8 +253,10 @@ impl Runtime {
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&c).map_err(|e| anyhow::anyhow!("creating wasm engine: {e:#}"))?;
         let mut linker: Linker<InstanceState> = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| anyhow::anyhow!("linking WASI: {e:#}"))?;
-        crate::bindings::add_to_linker(&mut linker).map_err(|e| anyhow::anyhow!("linking host interface: {e:#}"))?;
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .map_err(|e| anyhow::anyhow!("linking WASI: {e:#}"))?;
+        crate::bindings::add_to_linker(&mut linker)
+            .map_err(|e| anyhow::anyhow!("linking host interface: {e:#}"))?;
         let ticker = Ticker::start(engine.clone(), config.epoch_tick)?;
         if let Some(dir) = &config.cache_dir {
             std::fs::create_dir_all(dir)
@@ -263,7 +269,9 @@ impl Runtime {
                 linker,
                 config,
                 datasets: Arc::new(Datasets::new()),
-                services: Arc::new(ArcSwap::from_pointee(Arc::new(NoHostServices) as Arc<dyn HostServices>)),
+                services: Arc::new(ArcSwap::from_pointee(
+                    Arc::new(NoHostServices) as Arc<dyn HostServices>
+                )),
                 current: ArcSwap::new(empty),
                 previous: ArcSwapOption::empty(),
                 canary: ArcSwapOption::empty(),
@@ -305,7 +313,11 @@ impl Runtime {
     }
 
     /// Reads and loads a component file (see [`Runtime::load`]).
-    pub async fn load_file(&self, name: &str, path: &Path) -> Result<Arc<PluginVersion>, LoadError> {
+    pub async fn load_file(
+        &self,
+        name: &str,
+        path: &Path,
+    ) -> Result<Arc<PluginVersion>, LoadError> {
         let bytes = tokio::fs::read(path)
             .await
             .map_err(|e| LoadError::Other(format!("reading {}: {e}", path.display())))?;
@@ -333,7 +345,9 @@ impl Runtime {
         let ty = component.component_type();
         for (export, item) in ty.exports(&self.inner.engine) {
             exports.push(export.to_string());
-            let Some(iface) = contract_interface(export) else { continue };
+            let Some(iface) = contract_interface(export) else {
+                continue;
+            };
             if !matches!(item.ty, ComponentItem::ComponentInstance(_)) {
                 continue;
             }
@@ -345,8 +359,17 @@ impl Runtime {
         }
         let mut imports_bad = Vec::new();
         for (import, _) in ty.imports(&self.inner.engine) {
-            let ok = import.starts_with("wasi:") || contract_interface(import).is_some_and(|i| {
-                    matches!(i, "host" | "types" | "routing-types" | "authorize-types" | "portability-types" | "rewrite-types")
+            let ok = import.starts_with("wasi:")
+                || contract_interface(import).is_some_and(|i| {
+                    matches!(
+                        i,
+                        "host"
+                            | "types"
+                            | "routing-types"
+                            | "authorize-types"
+                            | "portability-types"
+                            | "rewrite-types"
+                    )
                 });
             if !ok {
                 imports_bad.push(import.to_string());
@@ -378,13 +401,19 @@ impl Runtime {
         if hooks.len() > 1 {
             return Err(LoadError::Contract(format!(
                 "plugin {name} exports more than one hook interface ({}); a plugin implements exactly one world",
-                hooks.iter().map(|h| h.interface()).collect::<Vec<_>>().join(", ")
+                hooks
+                    .iter()
+                    .map(|h| h.interface())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )));
         }
         let mut pres = Vec::new();
         for &h in &hooks {
             let pre = Pre::new(&self.inner.linker, &component, h).map_err(|e| {
-                LoadError::Contract(format!("plugin {name} does not match the `{h}` world of the contract: {e}"))
+                LoadError::Contract(format!(
+                    "plugin {name} does not match the `{h}` world of the contract: {e}"
+                ))
             })?;
             pres.push((h, pre));
         }
@@ -428,7 +457,12 @@ impl Runtime {
     }
 
     /// Loads a component and checks that it implements `hook`.
-    pub async fn load_for_hook(&self, name: &str, wasm: &[u8], hook: Hook) -> Result<Arc<PluginVersion>, LoadError> {
+    pub async fn load_for_hook(
+        &self,
+        name: &str,
+        wasm: &[u8],
+        hook: Hook,
+    ) -> Result<Arc<PluginVersion>, LoadError> {
         let p = self.load(name, wasm).await?;
         p.check_hook(hook)?;
         Ok(p)
@@ -453,12 +487,16 @@ impl Runtime {
             old.set_previous(None);
             self.inner.previous.store(Some(old.clone()));
         }
-        if let Some(c) = self.inner.canary.load_full() {
-            if Arc::ptr_eq(&c.generation, &generation) {
-                self.inner.canary.store(None);
-            }
+        if let Some(c) = self.inner.canary.load_full()
+            && Arc::ptr_eq(&c.generation, &generation)
+        {
+            self.inner.canary.store(None);
         }
-        tracing::info!(generation = generation.id(), replaced = old.id(), "policy generation activated");
+        tracing::info!(
+            generation = generation.id(),
+            replaced = old.id(),
+            "policy generation activated"
+        );
         old
     }
 
@@ -475,8 +513,15 @@ impl Runtime {
         let _g = self.inner.activate_lock.lock();
         generation.set_previous(Some(self.inner.current.load_full()));
         let percent = percent.min(100);
-        tracing::info!(generation = generation.id(), percent, "canary generation activated");
-        self.inner.canary.store(Some(Arc::new(Canary { generation, percent })));
+        tracing::info!(
+            generation = generation.id(),
+            percent,
+            "canary generation activated"
+        );
+        self.inner.canary.store(Some(Arc::new(Canary {
+            generation,
+            percent,
+        })));
     }
 
     /// Makes the canary the active generation; returns it.
@@ -494,7 +539,10 @@ impl Runtime {
 
     /// The canary generation and its share of calls, if any.
     pub fn canary(&self) -> Option<(Arc<Generation>, u8)> {
-        self.inner.canary.load_full().map(|c| (c.generation.clone(), c.percent))
+        self.inner
+            .canary
+            .load_full()
+            .map(|c| (c.generation.clone(), c.percent))
     }
 
     /// The active generation.
@@ -510,17 +558,23 @@ impl Runtime {
     /// The generation a new call with this id must use for all its
     /// decisions: the canary for its share of call ids, else the active one.
     pub fn generation_for_call(&self, call_id: &str) -> Arc<Generation> {
-        if let Some(c) = &*self.inner.canary.load() {
-            if canary_bucket(call_id) < c.percent as u32 {
-                return c.generation.clone();
-            }
+        if let Some(c) = &*self.inner.canary.load()
+            && canary_bucket(call_id) < c.percent as u32
+        {
+            return c.generation.clone();
         }
         self.inner.current.load_full()
     }
 
     /// A copy of all plugin metrics.
     pub fn metrics_snapshot(&self) -> MetricsSnapshot {
-        let plugins = self.inner.plugins.lock().iter().map(|m| m.snapshot()).collect();
+        let plugins = self
+            .inner
+            .plugins
+            .lock()
+            .iter()
+            .map(|m| m.snapshot())
+            .collect();
         MetricsSnapshot {
             plugins,
             compilations: self.compilations(),
@@ -532,7 +586,9 @@ impl Runtime {
 
     /// Registers the plugin metrics (`strowger_plugin_*`) in a Prometheus registry.
     pub fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
-        registry.register_collector(Box::new(Collector { plugins: self.inner.plugins.clone() }));
+        registry.register_collector(Box::new(Collector {
+            plugins: self.inner.plugins.clone(),
+        }));
     }
 }
 
@@ -580,14 +636,20 @@ impl Inner {
         let dir = self.config.cache_dir.as_ref()?;
         let mut h = std::collections::hash_map::DefaultHasher::new();
         self.engine.precompile_compatibility_hash().hash(&mut h);
-        Some(dir.join(format!("{sha256}-wasmtime{}-{:016x}.cwasm", WASMTIME_VERSION, h.finish())))
+        Some(dir.join(format!(
+            "{sha256}-wasmtime{}-{:016x}.cwasm",
+            WASMTIME_VERSION,
+            h.finish()
+        )))
     }
 
     /// Compiles `wasm`, or loads the compiled form from the cache.
     fn compile_cached(&self, sha256: &str, wasm: &[u8]) -> Result<(Component, bool), LoadError> {
         let path = self.cache_path(sha256);
-        if let Some(p) = &path {
-            if p.exists() {
+        if let Some(p) = &path
+            && p.exists()
+        {
+            {
                 // SAFETY: the file name binds it to this wasm's sha256, this
                 // wasmtime version and this engine configuration, and only
                 // this function writes into the cache directory.
@@ -599,16 +661,25 @@ impl Inner {
                         self.cache_hits.fetch_add(1, Ordering::Relaxed);
                         return Ok((c, true));
                     }
-                    Err(e) => tracing::warn!(path = %p.display(), "ignoring unusable compiled cache entry: {e:#}"),
+                    Err(e) => {
+                        tracing::warn!(path = %p.display(), "ignoring unusable compiled cache entry: {e:#}")
+                    }
                 }
             }
         }
         let t0 = Instant::now();
         let component = Component::new(&self.engine, wasm).map_err(|e| {
-            LoadError::NotAComponent(format!("not a valid WebAssembly component: {}", root_cause(&e)))
+            LoadError::NotAComponent(format!(
+                "not a valid WebAssembly component: {}",
+                root_cause(&e)
+            ))
         })?;
         self.compilations.fetch_add(1, Ordering::Relaxed);
-        tracing::debug!(sha256, elapsed_ms = t0.elapsed().as_secs_f64() * 1e3, "component compiled");
+        tracing::debug!(
+            sha256,
+            elapsed_ms = t0.elapsed().as_secs_f64() * 1e3,
+            "component compiled"
+        );
         if let Some(p) = &path {
             match component.serialize() {
                 Ok(bytes) => {
@@ -619,7 +690,9 @@ impl Inner {
                         tracing::warn!(path = %p.display(), "cannot write compiled cache entry: {e}");
                     }
                 }
-                Err(e) => tracing::warn!("cannot serialize compiled component: {}", wasmtime_error(e)),
+                Err(e) => {
+                    tracing::warn!("cannot serialize compiled component: {}", wasmtime_error(e))
+                }
             }
         }
         Ok((component, false))
@@ -643,14 +716,19 @@ mod tests {
 
     #[test]
     fn interface_names() {
-        assert_eq!(contract_interface("strowger:plugin/router@0.1.0"), Some("router"));
+        assert_eq!(
+            contract_interface("strowger:plugin/router@0.1.0"),
+            Some("router")
+        );
         assert_eq!(contract_interface("strowger:plugin/router@0.2.0"), None);
         assert_eq!(contract_interface("wasi:cli/run@0.2.0"), None);
     }
 
     #[test]
     fn canary_buckets_spread() {
-        let n = (0..10_000).filter(|i| canary_bucket(&format!("call-{i}")) < 10).count();
+        let n = (0..10_000)
+            .filter(|i| canary_bucket(&format!("call-{i}")) < 10)
+            .count();
         assert!((800..1200).contains(&n), "{n}");
         assert_eq!(canary_bucket("abc"), canary_bucket("abc"));
     }

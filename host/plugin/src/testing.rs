@@ -10,7 +10,11 @@ pub fn plugin_dir() -> PathBuf {
     }
     if let Some(d) = std::env::var_os("CARGO_TARGET_DIR").filter(|d| !d.is_empty()) {
         let d = PathBuf::from(d);
-        let d = if d.is_relative() { workspace_root().join(d) } else { d };
+        let d = if d.is_relative() {
+            workspace_root().join(d)
+        } else {
+            d
+        };
         return d.join("plugins");
     }
     workspace_root().join("target").join("plugins")
@@ -18,7 +22,10 @@ pub fn plugin_dir() -> PathBuf {
 
 /// The workspace root (two levels above this crate).
 pub fn workspace_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap_or_else(|_| PathBuf::from("."))
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap_or_else(|_| PathBuf::from("."))
 }
 
 /// Path of the built plugin `<name>.wasm`. Panics (tests must fail, not
@@ -47,7 +54,12 @@ pub fn built_plugins() -> Vec<String> {
         .into_iter()
         .flatten()
         .flatten()
-        .filter_map(|e| e.file_name().to_str()?.strip_suffix(".wasm").map(str::to_string))
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()?
+                .strip_suffix(".wasm")
+                .map(str::to_string)
+        })
         .collect();
     v.sort();
     v

@@ -34,8 +34,13 @@ fn opt(what: &str, s: &Option<String>) -> Result<(), String> {
 fn token(what: &str, s: &str) -> Result<(), String> {
     let ok = !s.is_empty()
         && s.len() <= 128
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b));
-    if ok { Ok(()) } else { Err(format!("{what} {s:?} is not a valid header name")) }
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("{what} {s:?} is not a valid header name"))
+    }
 }
 
 fn reject(r: &Reject) -> Result<(), String> {
@@ -62,7 +67,10 @@ fn route(d: &RouteDecision) -> Result<(), String> {
         RouteDecision::Reject(r) => reject(r),
         RouteDecision::Redirect(contacts) => {
             if contacts.is_empty() || contacts.len() > MAX_CONTACTS {
-                return Err(format!("redirect needs 1..={MAX_CONTACTS} contacts, got {}", contacts.len()));
+                return Err(format!(
+                    "redirect needs 1..={MAX_CONTACTS} contacts, got {}",
+                    contacts.len()
+                ));
             }
             contacts.iter().try_for_each(|c| uri("redirect contact", c))
         }
@@ -78,7 +86,9 @@ fn route(d: &RouteDecision) -> Result<(), String> {
                 match &a.destination {
                     Destination::User(u) => non_empty(&format!("attempt {n} user"), u)?,
                     Destination::Trunk(t) => non_empty(&format!("attempt {n} trunk"), t)?,
-                    Destination::TrunkGroup(g) => non_empty(&format!("attempt {n} trunk group"), g)?,
+                    Destination::TrunkGroup(g) => {
+                        non_empty(&format!("attempt {n} trunk group"), g)?
+                    }
                     Destination::Uri(u) => uri(&format!("attempt {n} uri"), u)?,
                 }
                 opt("a-number", &a.a_number)?;
@@ -123,7 +133,9 @@ fn authorize(d: &AuthDecision) -> Result<(), String> {
         AuthDecision::Reject(r) => reject(r),
         AuthDecision::Challenge(c) => opt("challenge realm", &c.realm),
         AuthDecision::Accept(a) => match (a.min_expires, a.max_expires) {
-            (Some(min), Some(max)) if min > max => Err(format!("accept min-expires {min} > max-expires {max}")),
+            (Some(min), Some(max)) if min > max => {
+                Err(format!("accept min-expires {min} > max-expires {max}"))
+            }
             _ => Ok(()),
         },
         AuthDecision::Drop => Ok(()),
@@ -182,20 +194,50 @@ mod tests {
         assert!(route(&fwd(Destination::Uri("http://x".into()))).is_err());
         assert!(route(&fwd(Destination::Trunk("a\r\nVia: x".into()))).is_err());
         assert!(route(&fwd(Destination::Trunk("".into()))).is_err());
-        assert!(route(&RouteDecision::Reject(Reject { code: 200, reason: "OK".into() })).is_err());
-        assert!(route(&RouteDecision::Reject(Reject { code: 404, reason: "Not Found".into() })).is_ok());
+        assert!(
+            route(&RouteDecision::Reject(Reject {
+                code: 200,
+                reason: "OK".into()
+            }))
+            .is_err()
+        );
+        assert!(
+            route(&RouteDecision::Reject(Reject {
+                code: 404,
+                reason: "Not Found".into()
+            }))
+            .is_ok()
+        );
         assert!(route(&RouteDecision::Redirect(vec![])).is_err());
         assert!(
-            route(&RouteDecision::Forward(Forward { attempts: vec![], retry_on: vec![], preferred_cause: PreferredCause::Last }))
-                .is_err()
+            route(&RouteDecision::Forward(Forward {
+                attempts: vec![],
+                retry_on: vec![],
+                preferred_cause: PreferredCause::Last
+            }))
+            .is_err()
         );
     }
 
     #[test]
     fn other_answers() {
-        assert!(authorize(&AuthDecision::Accept(Accept { max_expires: Some(60), min_expires: Some(120), max_contacts: None })).is_err());
+        assert!(
+            authorize(&AuthDecision::Accept(Accept {
+                max_expires: Some(60),
+                min_expires: Some(120),
+                max_contacts: None
+            }))
+            .is_err()
+        );
         assert!(authorize(&AuthDecision::Drop).is_ok());
-        assert!(rewrite(&Numbers { a_number: "1".into(), b_number: "".into(), display_name: None }).is_err());
+        assert!(
+            rewrite(&Numbers {
+                a_number: "1".into(),
+                b_number: "".into(),
+                display_name: None
+            })
+            .is_err()
+        );
         assert!(portability(&None).is_ok());
     }
 }

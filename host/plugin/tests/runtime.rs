@@ -14,7 +14,10 @@ fn chaos() -> Vec<u8> {
 }
 
 fn small_config() -> RuntimeConfig {
-    RuntimeConfig { max_instances: 64, ..RuntimeConfig::default() }
+    RuntimeConfig {
+        max_instances: 64,
+        ..RuntimeConfig::default()
+    }
 }
 
 fn call(id: &str, b: &str) -> Call {
@@ -34,10 +37,18 @@ fn uri_of(d: &RouteDecision) -> Option<&str> {
     }
 }
 
-async fn chaos_generation(rt: &Runtime, tag: &str, f: impl FnOnce(Binding) -> Binding) -> Arc<Generation> {
+async fn chaos_generation(
+    rt: &Runtime,
+    tag: &str,
+    f: impl FnOnce(Binding) -> Binding,
+) -> Arc<Generation> {
     let p = rt.load("chaos", &chaos()).await.expect("load chaos");
     let b = Binding::new(Hook::Route, p).config_json(format!(r#"{{"tag":"{tag}"}}"#));
-    rt.build(Policy { bindings: vec![f(b)] }).await.expect("build")
+    rt.build(Policy {
+        bindings: vec![f(b)],
+    })
+    .await
+    .expect("build")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -46,7 +57,10 @@ async fn misbehaving_plugins_get_the_fallback_while_good_decisions_continue() {
     let g = chaos_generation(&rt, "good", |b| {
         b.deadline(Duration::from_millis(25))
             .memory_limit(16 << 20)
-            .fallback(Fallback::Reject { code: 503, reason: "Plugin Failed".into() })
+            .fallback(Fallback::Reject {
+                code: 503,
+                reason: "Plugin Failed".into(),
+            })
     })
     .await;
     rt.activate(g.clone());
@@ -60,7 +74,10 @@ async fn misbehaving_plugins_get_the_fallback_while_good_decisions_continue() {
         workers.push(tokio::spawn(async move {
             let mut i = 0u64;
             while !stop.load(Ordering::Relaxed) || i < 50 {
-                let d = g.route(None, &call(&format!("good-{w}-{i}"), "5511999990000")).await.unwrap();
+                let d = g
+                    .route(None, &call(&format!("good-{w}-{i}"), "5511999990000"))
+                    .await
+                    .unwrap();
                 assert_eq!(d.fallback, None, "good decision failed: {:?}", d.error);
                 assert_eq!(uri_of(&d.value), Some("sip:good@chaos.invalid"));
                 good.fetch_add(1, Ordering::Relaxed);
@@ -85,7 +102,10 @@ async fn misbehaving_plugins_get_the_fallback_while_good_decisions_continue() {
             let g = g.clone();
             tasks.push(tokio::spawn(async move {
                 let t0 = Instant::now();
-                let d = g.route(None, &call(&format!("{mode}-{round}"), mode)).await.unwrap();
+                let d = g
+                    .route(None, &call(&format!("{mode}-{round}"), mode))
+                    .await
+                    .unwrap();
                 (mode, want, d, t0.elapsed())
             }));
         }
@@ -94,14 +114,21 @@ async fn misbehaving_plugins_get_the_fallback_while_good_decisions_continue() {
             assert_eq!(d.fallback, Some(want), "{mode}: {:?}", d.error);
             assert_eq!(
                 d.value,
-                RouteDecision::Reject(Reject { code: 503, reason: "Plugin Failed".into() }),
+                RouteDecision::Reject(Reject {
+                    code: 503,
+                    reason: "Plugin Failed".into()
+                }),
                 "{mode}"
             );
             assert!(d.error.is_some(), "{mode}");
             // Generous on a loaded 2-core machine; the budget itself is 25 ms of CPU.
             assert!(wall < Duration::from_secs(3), "{mode} took {wall:?}");
             if mode == "loop" {
-                assert!(d.error.as_deref().unwrap().contains("deadline exceeded"), "{:?}", d.error);
+                assert!(
+                    d.error.as_deref().unwrap().contains("deadline exceeded"),
+                    "{:?}",
+                    d.error
+                );
             }
         }
     }
@@ -123,7 +150,10 @@ async fn misbehaving_plugins_get_the_fallback_while_good_decisions_continue() {
     let s = snap.plugins.iter().find(|p| p.plugin == "chaos").unwrap();
     assert_eq!(s.decisions, m.decisions());
     assert_eq!(s.fallbacks["timeout"], 3);
-    assert_eq!(s.latency_buckets_us.iter().map(|(_, n)| n).sum::<u64>(), s.decisions);
+    assert_eq!(
+        s.latency_buckets_us.iter().map(|(_, n)| n).sum::<u64>(),
+        s.decisions
+    );
 
     // After all that, the binding still answers.
     let d = g.route(None, &call("after", "5511")).await.unwrap();
@@ -135,7 +165,10 @@ async fn misbehaving_plugins_get_the_fallback_while_good_decisions_continue() {
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &reg).unwrap();
     assert!(text.contains(r#"reason="timeout""#), "{text}");
-    assert!(text.contains("strowger_plugin_decision_seconds_bucket"), "{text}");
+    assert!(
+        text.contains("strowger_plugin_decision_seconds_bucket"),
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -145,14 +178,19 @@ async fn cpu_time_not_wall_time_is_charged() {
     let p = rt.load("chaos", &chaos()).await.unwrap();
     let g = rt
         .build(Policy {
-            bindings: vec![Binding::new(Hook::Route, p)
-                .config_json(r#"{"tag":"slow","mode":"slow","spin_ms":1}"#)
-                .deadline(Duration::from_millis(20))],
+            bindings: vec![
+                Binding::new(Hook::Route, p)
+                    .config_json(r#"{"tag":"slow","mode":"slow","spin_ms":1}"#)
+                    .deadline(Duration::from_millis(20)),
+            ],
         })
         .await
         .unwrap();
     for i in 0..5 {
-        let d = g.route(None, &call(&format!("s{i}"), "5511")).await.unwrap();
+        let d = g
+            .route(None, &call(&format!("s{i}"), "5511"))
+            .await
+            .unwrap();
         assert_eq!(d.fallback, None, "{:?}", d.error);
         assert_eq!(uri_of(&d.value), Some("sip:slow@chaos.invalid"));
     }
@@ -162,25 +200,43 @@ async fn cpu_time_not_wall_time_is_charged() {
 async fn wrong_or_broken_components_are_refused_at_load() {
     let rt = Runtime::new(small_config()).unwrap();
     // chaos is a route plugin: refused as rewrite, naming what is missing and what is there.
-    let e = rt.load_for_hook("chaos", &chaos(), Hook::Rewrite).await.unwrap_err().to_string();
+    let e = rt
+        .load_for_hook("chaos", &chaos(), Hook::Rewrite)
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("strowger:plugin/rewriter"), "{e}");
     assert!(e.contains("router"), "{e}");
     // Same through a policy binding.
     let p = rt.load("chaos", &chaos()).await.unwrap();
     assert_eq!(p.hooks(), &[Hook::Route]);
     let e = rt
-        .build(Policy { bindings: vec![Binding::new(Hook::Authorize, p.clone())] })
+        .build(Policy {
+            bindings: vec![Binding::new(Hook::Authorize, p.clone())],
+        })
         .await
         .unwrap_err()
         .to_string();
     assert!(e.contains("authorizer") && e.contains("binding 0"), "{e}");
     // Garbage, a core module, a truncated component.
-    let e = rt.load("junk", b"hello world, not wasm").await.unwrap_err().to_string();
+    let e = rt
+        .load("junk", b"hello world, not wasm")
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("not a WebAssembly file"), "{e}");
-    let e = rt.load("core", b"\0asm\x01\0\0\0").await.unwrap_err().to_string();
+    let e = rt
+        .load("core", b"\0asm\x01\0\0\0")
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("core WebAssembly module"), "{e}");
     let bytes = chaos();
-    let e = rt.load("cut", &bytes[..bytes.len() / 2]).await.unwrap_err().to_string();
+    let e = rt
+        .load("cut", &bytes[..bytes.len() / 2])
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("not a valid WebAssembly component"), "{e}");
     // init refusing the configuration refuses the whole generation.
     let e = rt
@@ -199,15 +255,21 @@ async fn wrong_or_broken_components_are_refused_at_load() {
     assert_eq!(rt.current().id(), 0, "nothing activated");
     // Bad config JSON, bad static fallback, duplicate scope.
     let e = rt
-        .build(Policy { bindings: vec![Binding::new(Hook::Route, p.clone()).config_json("{nope")] })
+        .build(Policy {
+            bindings: vec![Binding::new(Hook::Route, p.clone()).config_json("{nope")],
+        })
         .await
         .unwrap_err()
         .to_string();
     assert!(e.contains("not valid JSON"), "{e}");
     let e = rt
         .build(Policy {
-            bindings: vec![Binding::new(Hook::Route, p.clone())
-                .fallback(Fallback::Reject { code: 200, reason: "OK".into() })],
+            bindings: vec![
+                Binding::new(Hook::Route, p.clone()).fallback(Fallback::Reject {
+                    code: 200,
+                    reason: "OK".into(),
+                }),
+            ],
         })
         .await
         .unwrap_err()
@@ -215,7 +277,10 @@ async fn wrong_or_broken_components_are_refused_at_load() {
     assert!(e.contains("400..=699"), "{e}");
     let e = rt
         .build(Policy {
-            bindings: vec![Binding::new(Hook::Route, p.clone()), Binding::new(Hook::Route, p.clone())],
+            bindings: vec![
+                Binding::new(Hook::Route, p.clone()),
+                Binding::new(Hook::Route, p.clone()),
+            ],
         })
         .await
         .unwrap_err()
@@ -226,14 +291,21 @@ async fn wrong_or_broken_components_are_refused_at_load() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hot_swap_100_times_under_load() {
     // 101 generations built up front, each with a warm instance.
-    let rt = Runtime::new(RuntimeConfig { max_instances: 256, ..RuntimeConfig::default() }).unwrap();
+    let rt = Runtime::new(RuntimeConfig {
+        max_instances: 256,
+        ..RuntimeConfig::default()
+    })
+    .unwrap();
     let p = rt.load("chaos", &chaos()).await.unwrap();
     let mut gens = Vec::new();
     let mut tags = HashMap::new();
     for v in 0..=100 {
         let g = rt
             .build(Policy {
-                bindings: vec![Binding::new(Hook::Route, p.clone()).config_json(format!(r#"{{"tag":"v{v}"}}"#))],
+                bindings: vec![
+                    Binding::new(Hook::Route, p.clone())
+                        .config_json(format!(r#"{{"tag":"v{v}"}}"#)),
+                ],
             })
             .await
             .unwrap();
@@ -258,7 +330,11 @@ async fn hot_swap_100_times_under_load() {
                     let d = g.route(None, &call(&id, "5511")).await.unwrap();
                     assert_eq!(d.fallback, None, "{:?}", d.error);
                     assert_eq!(d.generation, g.id());
-                    assert_eq!(uri_of(&d.value), Some(tags[&g.id()].as_str()), "answer from another generation");
+                    assert_eq!(
+                        uri_of(&d.value),
+                        Some(tags[&g.id()].as_str()),
+                        "answer from another generation"
+                    );
                 }
                 seen.insert(g.id());
                 n += 1;
@@ -290,7 +366,9 @@ async fn hot_swap_100_times_under_load() {
     // Rollback re-activates the previous generation.
     assert_eq!(rt.rollback().unwrap().id(), gens[99].id());
     assert_eq!(rt.current().id(), gens[99].id());
-    eprintln!("hot swap: {total} calls x2 decisions, up to {distinct} generations seen by one task");
+    eprintln!(
+        "hot swap: {total} calls x2 decisions, up to {distinct} generations seen by one task"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -304,13 +382,19 @@ async fn old_generations_are_freed() {
     assert!(weak.upgrade().is_some(), "kept as previous");
     let g3 = chaos_generation(&rt, "c", |b| b).await;
     rt.activate(g3);
-    assert!(weak.upgrade().is_none(), "generation 1 freed once nothing references it");
+    assert!(
+        weak.upgrade().is_none(),
+        "generation 1 freed once nothing references it"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compiled_cache_is_hit_on_second_load() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = || RuntimeConfig { cache_dir: Some(dir.path().to_path_buf()), ..small_config() };
+    let cfg = || RuntimeConfig {
+        cache_dir: Some(dir.path().to_path_buf()),
+        ..small_config()
+    };
     let rt1 = Runtime::new(cfg()).unwrap();
     let p1 = rt1.load("chaos", &chaos()).await.unwrap();
     assert!(!p1.from_cache());
@@ -319,9 +403,18 @@ async fn compiled_cache_is_hit_on_second_load() {
     let p2 = rt2.load("chaos", &chaos()).await.unwrap();
     assert!(p2.from_cache());
     assert_eq!((rt2.compilations(), rt2.cache_hits()), (0, 1));
-    eprintln!("compile {:?}, from cache {:?}", p1.load_time(), p2.load_time());
+    eprintln!(
+        "compile {:?}, from cache {:?}",
+        p1.load_time(),
+        p2.load_time()
+    );
     // The cached code works.
-    let g = rt2.build(Policy { bindings: vec![Binding::new(Hook::Route, p2)] }).await.unwrap();
+    let g = rt2
+        .build(Policy {
+            bindings: vec![Binding::new(Hook::Route, p2)],
+        })
+        .await
+        .unwrap();
     let d = g.route(None, &call("c1", "5511")).await.unwrap();
     assert_eq!(d.fallback, None);
     // A corrupt cache entry is ignored and replaced.
@@ -344,7 +437,11 @@ impl HostServices for FakeSwitch {
                 .map(|i| Contact {
                     uri: format!("sip:{aor}@10.0.0.{i}"),
                     expires_in: 60,
-                    source: Endpoint { ip: format!("10.0.0.{i}"), port: 5060, transport: Transport::Udp },
+                    source: Endpoint {
+                        ip: format!("10.0.0.{i}"),
+                        port: 5060,
+                        transport: Transport::Udp,
+                    },
                     user_agent: None,
                 })
                 .collect()
@@ -371,12 +468,16 @@ impl HostServices for FakeSwitch {
 async fn host_imports() {
     let rt = Runtime::new(small_config()).unwrap();
     rt.set_host_services(Arc::new(FakeSwitch));
-    rt.datasets().put("chaos", "v1", [("551133334444", "exact"), ("5511", "SP")]).unwrap();
+    rt.datasets()
+        .put("chaos", "v1", [("551133334444", "exact"), ("5511", "SP")])
+        .unwrap();
     let p = rt.load("chaos", &chaos()).await.unwrap();
     let g = rt
         .build(Policy {
             bindings: vec![
-                Binding::new(Hook::Route, p.clone()).config_json(r#"{"tag":"h"}"#).datasets(["chaos"]),
+                Binding::new(Hook::Route, p.clone())
+                    .config_json(r#"{"tag":"h"}"#)
+                    .datasets(["chaos"]),
                 // No grant: data set lookups answer none.
                 Binding::new(Hook::Route, p.clone())
                     .scope(Scope::Trunk("nogrant".into()))
@@ -391,18 +492,28 @@ async fn host_imports() {
     let year = datetime_now(0).year;
     assert_eq!(
         uri_of(&d.value).unwrap(),
-        format!("sip:h.cfg11.y{year}.get-exact.lpm-551133334444=exact.loc2.trunk-true@chaos.invalid")
+        format!(
+            "sip:h.cfg11.y{year}.get-exact.lpm-551133334444=exact.loc2.trunk-true@chaos.invalid"
+        )
     );
     assert_eq!(d.logs.len(), 1);
     assert!(d.logs[0].message.contains("chaos host call h1"));
     assert_eq!(d.logs[0].level, Level::Info);
     c.a_number = "5599".into();
     let d = g.route(Some("nogrant"), &c).await.unwrap();
-    assert!(uri_of(&d.value).unwrap().contains("get-none.lpm-none"), "{:?}", d.value);
+    assert!(
+        uri_of(&d.value).unwrap().contains("get-none.lpm-none"),
+        "{:?}",
+        d.value
+    );
     // A data set swapped between decisions is seen by the next decision.
     rt.datasets().put("chaos", "v2", [("5599", "new")]).unwrap();
     let d = g.route(None, &c).await.unwrap();
-    assert!(uri_of(&d.value).unwrap().contains("get-new.lpm-5599=new"), "{:?}", d.value);
+    assert!(
+        uri_of(&d.value).unwrap().contains("get-new.lpm-5599=new"),
+        "{:?}",
+        d.value
+    );
     let snap = rt.metrics_snapshot();
     let s = snap.plugins.iter().find(|p| p.plugin == "chaos").unwrap();
     assert_eq!(s.counters["chaos_host_calls"], 3);
@@ -417,9 +528,11 @@ async fn canary_and_previous_fallback() {
     let p = rt.load("chaos", &chaos()).await.unwrap();
     let candidate = rt
         .build(Policy {
-            bindings: vec![Binding::new(Hook::Route, p)
-                .config_json(r#"{"tag":"cand","mode":"err"}"#)
-                .fallback(Fallback::Previous)],
+            bindings: vec![
+                Binding::new(Hook::Route, p)
+                    .config_json(r#"{"tag":"cand","mode":"err"}"#)
+                    .fallback(Fallback::Previous),
+            ],
         })
         .await
         .unwrap();
@@ -436,7 +549,11 @@ async fn canary_and_previous_fallback() {
     assert!((200..400).contains(&to_canary), "{to_canary}");
     let d = candidate.route(None, &call("x", "5511")).await.unwrap();
     assert_eq!(d.fallback, Some(FallbackReason::GuestError));
-    assert_eq!(uri_of(&d.value), Some("sip:stable@chaos.invalid"), "previous generation answered");
+    assert_eq!(
+        uri_of(&d.value),
+        Some("sip:stable@chaos.invalid"),
+        "previous generation answered"
+    );
     assert_eq!(d.generation, candidate.id());
     rt.cancel_canary();
     assert_eq!(rt.generation_for_call("call-1").id(), stable.id());
@@ -447,5 +564,9 @@ async fn no_binding_means_none() {
     let rt = Runtime::new(small_config()).unwrap();
     let g = rt.current();
     assert!(g.route(None, &json::example_call()).await.is_none());
-    assert!(g.rewrite(None, "x", &json::example_rewrite_request()).await.is_none());
+    assert!(
+        g.rewrite(None, "x", &json::example_rewrite_request())
+            .await
+            .is_none()
+    );
 }

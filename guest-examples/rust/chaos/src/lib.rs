@@ -31,7 +31,9 @@ wit_bindgen::generate!({
 use exports::strowger::plugin::lifecycle::Guest as Lifecycle;
 use exports::strowger::plugin::router::Guest as Router;
 use strowger::plugin::host;
-use strowger::plugin::routing_types::{Attempt, Call, Destination, Forward, PreferredCause, RouteDecision};
+use strowger::plugin::routing_types::{
+    Attempt, Call, Destination, Forward, PreferredCause, RouteDecision,
+};
 use strowger::plugin::types::Reject;
 
 #[derive(Default, Clone)]
@@ -69,7 +71,9 @@ impl Lifecycle for Chaos {
         let cfg = Config {
             tag: json_field(&config, "tag").unwrap_or_else(|| "chaos".into()),
             mode: json_field(&config, "mode").unwrap_or_else(|| "ok".into()),
-            spin_ms: json_field(&config, "spin_ms").and_then(|s| s.parse().ok()).unwrap_or(1),
+            spin_ms: json_field(&config, "spin_ms")
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(1),
         };
         CONFIG.with(|c| *c.borrow_mut() = cfg);
         Ok(())
@@ -148,7 +152,10 @@ impl Router for Chaos {
                 code: 500,
                 reason: format!("{}", deep(0)),
             })),
-            "bad" => Ok(RouteDecision::Reject(Reject { code: 200, reason: "OK".into() })),
+            "bad" => Ok(RouteDecision::Reject(Reject {
+                code: 200,
+                reason: "OK".into(),
+            })),
             "empty" => Ok(RouteDecision::Forward(Forward {
                 attempts: vec![],
                 retry_on: vec![],
@@ -160,7 +167,10 @@ impl Router for Chaos {
                 Ok(ok(&cfg.tag))
             }
             "host" => {
-                host::log(host::Level::Info, &format!("chaos host call {}", call.call_id));
+                host::log(
+                    host::Level::Info,
+                    &format!("chaos host call {}", call.call_id),
+                );
                 host::counter_add("chaos_host_calls", 1);
                 let config = host::config();
                 let now = host::now();
@@ -174,9 +184,12 @@ impl Router for Chaos {
                     config.len(),
                     now.year,
                     got.unwrap_or_else(|| "none".into()),
-                    lpm.map(|m| format!("{}={}", m.prefix, m.value)).unwrap_or_else(|| "none".into()),
+                    lpm.map(|m| format!("{}={}", m.prefix, m.value))
+                        .unwrap_or_else(|| "none".into()),
                     contacts.len(),
-                    trunk.map(|t| t.up.to_string()).unwrap_or_else(|| "none".into()),
+                    trunk
+                        .map(|t| t.up.to_string())
+                        .unwrap_or_else(|| "none".into()),
                 );
                 Ok(ok(&tag))
             }
