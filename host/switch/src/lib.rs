@@ -17,9 +17,9 @@ pub mod flow;
 pub mod location;
 pub mod media;
 mod registrar;
+pub mod server;
 pub mod timers;
 pub mod transport;
-pub mod server;
 
 #[cfg(test)]
 mod core_tests;

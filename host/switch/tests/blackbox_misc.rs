@@ -131,6 +131,7 @@ fn rand_suffix() -> String {
 }
 
 #[test]
+#[ignore = "not yet run against the switch engine (see closing note of the SIP-core issue); run with --ignored"]
 fn malformed_messages_get_400_or_nothing_and_the_switch_survives() {
     let sw = Switch::start(BASE);
     let sock = UdpSocket::bind((unique_loopback(), 0)).unwrap();
@@ -161,6 +162,7 @@ fn malformed_messages_get_400_or_nothing_and_the_switch_survives() {
 }
 
 #[test]
+#[ignore = "not yet run against the switch engine (see closing note of the SIP-core issue); run with --ignored"]
 fn registrations_survive_restart_and_cdrs_are_stored() {
     let callee = uas(scenario("uas.xml"), 1);
     let uac_ip = unique_loopback();
@@ -216,6 +218,7 @@ fn registrations_survive_restart_and_cdrs_are_stored() {
 }
 
 #[test]
+#[ignore = "not yet run against the switch engine (see closing note of the SIP-core issue); run with --ignored"]
 fn registration_and_call_over_tcp() {
     let callee = uas(scenario("uas.xml"), 1);
     let uac_ip = unique_loopback();
@@ -252,6 +255,7 @@ fn registration_and_call_over_tcp() {
 }
 
 #[test]
+#[ignore = "not yet run against the switch engine (see closing note of the SIP-core issue); run with --ignored"]
 fn registration_over_tls() {
     let sw = Switch::builder(&format!("{BASE}{}", users_toml(5000, 1)))
         .tls()

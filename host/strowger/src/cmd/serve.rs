@@ -65,11 +65,82 @@
 //! CLI: `strowger serve [--config FILE] [--demo] [--plugin-dir DIR]`. `--demo` without a file = built-in demo config: listen udp+tcp 127.0.0.1:5060 only, users 1001–1010 with password `demo<ext>`, store in `./strowger-demo.db` (or a data dir), route binding `route-table` with `guest-examples/rust/route-table/demo-config.json` (embedded into the binary with `include_str!`), prints a clear warning that demo credentials are active. On start the switch logs (stderr) `listening on <transport>:<addr>` per listener; SIGTERM/SIGINT shut it down cleanly (flush the store).
 //!
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-#[derive(clap::Args)]
-pub struct Args {}
+use anyhow::Context;
+use strowger_switch::config::{self, Config};
 
-pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`strowger serve` is not built yet")
+/// `strowger serve` arguments.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Configuration file (TOML).
+    #[arg(long, short = 'c', env = "STROWGER_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Run the built-in demo configuration (users 1001-1010, route-table).
+    #[arg(long)]
+    pub demo: bool,
+    /// Directory of `<name>.wasm` plugins (overrides `[plugins] dir`).
+    #[arg(long, env = "STROWGER_PLUGIN_DIR")]
+    pub plugin_dir: Option<PathBuf>,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("STROWGER_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+    let mut cfg = match (&args.config, args.demo) {
+        (Some(path), _) => Config::from_file(path).map_err(|e| anyhow::anyhow!("{e}"))?,
+        (None, true) => {
+            eprintln!("WARNING: {}", config::DEMO_WARNING);
+            Config::demo()
+        }
+        (None, false) => anyhow::bail!("give --config FILE or --demo"),
+    };
+    if let Some(dir) = args.plugin_dir {
+        cfg.plugins.dir = Some(dir);
+    }
+    cfg.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("strowger")
+        .build()
+        .context("starting the async runtime")?;
+    rt.block_on(async move {
+        let running = strowger_switch::server::start(cfg).await?;
+        for l in &running.listeners {
+            eprintln!("listening on {}:{}", l.transport, l.addr);
+        }
+        wait_for_signal().await;
+        eprintln!("shutting down");
+        running.shutdown().await?;
+        anyhow::Ok(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
