@@ -7,6 +7,10 @@ source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$STROWGER_ROOT"
 
 scripts/build-guests.sh
+# The black-box tests run the real binary; build it once with the same
+# feature set as everything else (see host/testkit/src/paths.rs).
+cargo build --workspace --bins
+export STROWGER_BIN="${STROWGER_BIN:-$CARGO_TARGET_DIR/debug/strowger}"
 cargo test --workspace --all-targets --no-fail-fast
 if [ -x scripts/test-go.sh ]; then scripts/test-go.sh; fi
 if [ -x scripts/test-policies.sh ]; then scripts/test-policies.sh; fi

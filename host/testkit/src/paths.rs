@@ -4,12 +4,22 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-/// The workspace root (two levels above this crate).
+/// The workspace root. Found from the running test's `CARGO_MANIFEST_DIR`
+/// (cargo sets it at run time; every crate sits two levels below the root),
+/// falling back to this crate's compile-time location. The run-time value
+/// matters: a shared target dir may hold this crate compiled from another
+/// checkout of the same workspace (cargo reuses artifacts across checkouts).
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .expect("workspace root")
+    let candidates = [
+        std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from),
+        Some(PathBuf::from(env!("CARGO_MANIFEST_DIR"))),
+    ];
+    candidates
+        .into_iter()
+        .flatten()
+        .filter_map(|d| d.join("../..").canonicalize().ok())
+        .find(|root| root.join("Cargo.toml").is_file() && root.join("wit").is_dir())
+        .expect("workspace root: run the tests through cargo from the Strowger checkout")
 }
 
 /// The cargo profile dir the running test executable was built into
@@ -51,7 +61,7 @@ pub fn strowger_bin() -> PathBuf {
         let mut cmd = Command::new(cargo);
         cmd.current_dir(workspace_root())
             .env("CARGO_TARGET_DIR", target_dir())
-            .args(["build", "-p", "strowger", "--bin", "strowger"]);
+            .args(["build", "--workspace", "--bins"]);
         if release {
             cmd.arg("--release");
         }
