@@ -12,6 +12,7 @@
 //! t2_ms = 4000
 //! t4_ms = 5000
 //! max_udp_size = 1300                # larger requests go over TCP (RFC 3261 §18.1.1)
+//! max_message_size = 32768           # larger messages get 513 (or are dropped)
 //!
 //! [tls]                              # needed when a tls: listener is configured
 //! cert = "cert.pem"                  # paths relative to the config file's directory
@@ -314,6 +315,10 @@ pub struct SipConfig {
     pub t4_ms: u64,
     /// Requests larger than this go over TCP (RFC 3261 §18.1.1).
     pub max_udp_size: usize,
+    /// Largest message accepted on any transport; larger requests get 513
+    /// Message Too Large. 32 KiB holds any real INVITE with SDP while
+    /// refusing header-stuffing floods.
+    pub max_message_size: usize,
 }
 
 impl Default for SipConfig {
@@ -335,6 +340,7 @@ impl Default for SipConfig {
             t2_ms: 4000,
             t4_ms: 5000,
             max_udp_size: 1300,
+            max_message_size: 32 * 1024,
         }
     }
 }
@@ -935,6 +941,12 @@ impl Config {
         }
         if self.sip.t4_ms == 0 {
             p.push("sip.t4_ms must be > 0".into());
+        }
+        if self.sip.max_message_size < 1024 || self.sip.max_message_size > 1024 * 1024 {
+            p.push(format!(
+                "sip.max_message_size ({}) must be between 1024 and 1048576",
+                self.sip.max_message_size
+            ));
         }
         if self.sip.max_udp_size < 200 || self.sip.max_udp_size > 65_507 {
             p.push(format!(

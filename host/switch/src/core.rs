@@ -112,6 +112,8 @@ pub struct CoreConfig {
     pub t4: Duration,
     /// Requests larger than this go over TCP (RFC 3261 §18.1.1).
     pub max_udp_size: usize,
+    /// Largest accepted message (513 above it).
+    pub max_message_size: usize,
     /// Local time offset seen by plugins.
     pub tz_offset_minutes: i32,
 }
@@ -136,6 +138,7 @@ impl CoreConfig {
             t2: Duration::from_secs(4),
             t4: Duration::from_secs(5),
             max_udp_size: 1300,
+            max_message_size: 32 * 1024,
             tz_offset_minutes: 0,
         }
     }
@@ -696,7 +699,7 @@ impl Core {
     fn on_net(&mut self, now: Now, inb: Inbound) {
         self.stats.rx += 1;
         let opts = ParseOptions {
-            max_size: 65535,
+            max_size: self.cfg.max_message_size,
             stream: inb.flow.transport.is_stream(),
         };
         let msg = match strowger_sip::parse_with(inb.data, &opts) {

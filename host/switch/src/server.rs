@@ -127,6 +127,7 @@ pub async fn core_config(cfg: &Config, listeners: &[Listen]) -> CoreConfig {
         t2: cfg.sip.t2(),
         t4: cfg.sip.t4(),
         max_udp_size: cfg.sip.max_udp_size,
+        max_message_size: cfg.sip.max_message_size,
         tz_offset_minutes: cfg.calls.timezone_offset_minutes,
     }
 }
@@ -686,7 +687,7 @@ async fn plan_call(g: &Generation, f: &CallFacts, tz: i32, users: &[String]) -> 
         }
         None => {
             // no route plugin: call configured users by number
-            if users.iter().any(|u| *u == numbers.b_number) {
+            if users.contains(&numbers.b_number) {
                 pt::RouteDecision::Forward(pt::Forward {
                     attempts: vec![pt::Attempt {
                         destination: pt::Destination::User(numbers.b_number.clone()),

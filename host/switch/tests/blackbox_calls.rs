@@ -6,7 +6,6 @@ mod common;
 use common::*;
 
 #[test]
-#[ignore = "not yet run against the switch engine (see closing note of the SIP-core issue); run with --ignored"]
 fn answered_call_torn_down_by_caller() {
     let callee = uas(scenario("uas.xml"), 1);
     let uac_ip = unique_loopback();
@@ -24,7 +23,6 @@ fn answered_call_torn_down_by_caller() {
 }
 
 #[test]
-#[ignore = "not yet run against the switch engine (see closing note of the SIP-core issue); run with --ignored"]
 fn answered_call_torn_down_by_callee() {
     let callee = uas(scenario("uas_bye.xml"), 1);
     let uac_ip = unique_loopback();
@@ -35,7 +33,6 @@ fn answered_call_torn_down_by_callee() {
 }
 
 #[test]
-#[ignore = "not yet run against the switch engine (see closing note of the SIP-core issue); run with --ignored"]
 fn cancel_before_answer_reaches_callee_and_caller_gets_487() {
     let callee = uas(scenario("uas_cancel.xml"), 1);
     let uac_ip = unique_loopback();
@@ -47,7 +44,6 @@ fn cancel_before_answer_reaches_callee_and_caller_gets_487() {
 }
 
 #[test]
-#[ignore = "not yet run against the switch engine (see closing note of the SIP-core issue); run with --ignored"]
 fn serial_failover_503_then_200_gives_one_final_response() {
     let first = uas(
         scenario_with(
@@ -86,7 +82,6 @@ fn serial_failover_503_then_200_gives_one_final_response() {
 }
 
 #[test]
-#[ignore = "not yet run against the switch engine (see closing note of the SIP-core issue); run with --ignored"]
 fn calls_between_registered_users_and_to_unregistered_or_unrouted_numbers() {
     let pbx_ip = unique_loopback();
     let cfg = format!(
@@ -115,7 +110,7 @@ fn calls_between_registered_users_and_to_unregistered_or_unrouted_numbers() {
         .local(caller_ip, None)
         .remote(sw.addr())
         .service("1002")
-        .inf_lines(&["1001;pw1001".to_string()])
+        .users(&[("1001", "pw1001")])
         .arg("-d")
         .arg("300")
         .calls(1)

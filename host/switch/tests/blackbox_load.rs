@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 use common::*;
 
 #[test]
-#[ignore = "not yet run against the switch engine (see closing note of the SIP-core issue); run with --ignored"]
 fn two_thousand_calls_at_100_cps_without_failures() {
     let ip = unique_loopback();
     let port = free_port(ip);

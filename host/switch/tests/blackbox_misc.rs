@@ -115,10 +115,9 @@ fn torture_cases(via: &str) -> Vec<(&'static str, Vec<u8>, &'static [u16])> {
         ),
         (
             "stray response to no transaction",
-            format!(
-                "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:1;branch=z9hG4bKstray\r\nFrom: <sip:a@x>;tag=1\r\nTo: <sip:b@x>;tag=2\r\nCall-ID: stray@x\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
-            )
-            .into_bytes(),
+            "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:1;branch=z9hG4bKstray\r\nFrom: <sip:a@x>;tag=1\r\nTo: <sip:b@x>;tag=2\r\nCall-ID: stray@x\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
+                .as_bytes()
+                .to_vec(),
             &[],
         ),
         ("CRLF keep-alive", b"\r\n\r\n".to_vec(), &[]),
@@ -131,7 +130,6 @@ fn rand_suffix() -> String {
 }
 
 #[test]
-#[ignore = "not yet run against the switch engine (see closing note of the SIP-core issue); run with --ignored"]
 fn malformed_messages_get_400_or_nothing_and_the_switch_survives() {
     let sw = Switch::start(BASE);
     let sock = UdpSocket::bind((unique_loopback(), 0)).unwrap();
@@ -162,7 +160,6 @@ fn malformed_messages_get_400_or_nothing_and_the_switch_survives() {
 }
 
 #[test]
-#[ignore = "not yet run against the switch engine (see closing note of the SIP-core issue); run with --ignored"]
 fn registrations_survive_restart_and_cdrs_are_stored() {
     let callee = uas(scenario("uas.xml"), 1);
     let uac_ip = unique_loopback();
@@ -218,7 +215,6 @@ fn registrations_survive_restart_and_cdrs_are_stored() {
 }
 
 #[test]
-#[ignore = "not yet run against the switch engine (see closing note of the SIP-core issue); run with --ignored"]
 fn registration_and_call_over_tcp() {
     let callee = uas(scenario("uas.xml"), 1);
     let uac_ip = unique_loopback();
@@ -236,7 +232,7 @@ fn registration_and_call_over_tcp() {
         .local(reg_ip, Some(reg_port))
         .remote(sw.addr())
         .tcp()
-        .inf_lines(&["4000;pw4000".to_string()])
+        .users(&[("4000", "pw4000")])
         .key("domain", DOMAIN)
         .key("expires", "300")
         .calls(1)
@@ -255,28 +251,31 @@ fn registration_and_call_over_tcp() {
 }
 
 #[test]
-#[ignore = "not yet run against the switch engine (see closing note of the SIP-core issue); run with --ignored"]
 fn registration_over_tls() {
     let sw = Switch::builder(&format!("{BASE}{}", users_toml(5000, 1)))
         .tls()
         .start();
     let cert = std::fs::read_to_string(sw.dir().join("cert.pem")).unwrap();
-    let key = std::fs::read_to_string(sw.dir().join("key.pem")).unwrap();
-    let ip = unique_loopback();
-    Sipp::scenario(scenario("register_auth.xml"))
-        .local(ip, Some(free_port(ip)))
-        .remote(sw.tls_addr().unwrap())
-        .tls()
-        .with_file("cacert.pem", &cert)
-        .with_file("cakey.pem", &key)
-        .inf_lines(&["5000;pw5000".to_string()])
-        .key("domain", DOMAIN)
-        .key("expires", "300")
-        .calls(1)
-        .trace_msg()
-        .timeout(Duration::from_secs(30))
-        .run()
-        .assert_ok(1);
-    let b = fetch_bindings(&sw, "5000", "pw5000");
-    assert!(b.iter().any(|k| k.contains(&ip.to_string())), "{b:?}");
+    let tls = sw.tls_addr().unwrap();
+    // Debian's SIPp has no TLS: the testkit client speaks it (rustls).
+    for alg in [Algorithm::Md5, Algorithm::Sha256] {
+        let ip = unique_loopback();
+        let mut c = SipClient::tls(ip, tls, &cert);
+        let contact = format!("sip:5000@{};transport=tls", c.local);
+        let out = c.register("5000", "pw5000", DOMAIN, Some(&contact), Some(300), alg, T);
+        assert!(out.challenge.is_some(), "{alg:?}: not challenged");
+        assert_eq!(out.response.status(), 200, "{alg:?}: {:?}", out.response);
+        // The binding is the TLS flow's address (a TLS client's port is
+        // ephemeral; replies must go back on the same connection).
+        let b = fetch_bindings(&sw, "5000", "pw5000");
+        assert!(b.iter().any(|k| k.contains(&ip.to_string())), "{b:?}");
+        // A wrong password over TLS is refused too.
+        let mut bad = SipClient::tls(unique_loopback(), tls, &cert);
+        let out = bad.register("5000", "nope", DOMAIN, None, None, alg, T);
+        assert!(
+            matches!(out.response.status(), 401 | 403),
+            "{alg:?} wrong password: {:?}",
+            out.response
+        );
+    }
 }

@@ -13,16 +13,17 @@ fn registrar_switch() -> Switch {
 }
 
 #[test]
-#[ignore = "not yet run against the switch engine (see closing note of the SIP-core issue); run with --ignored"]
 fn sipp_registers_100_users_with_md5_digest() {
     let sw = registrar_switch();
     let ip = unique_loopback();
     let port = free_port(ip);
-    let users: Vec<String> = (2000..2100).map(|u| format!("{u};pw{u}")).collect();
+    let users: Vec<(String, String)> = (2000..2100)
+        .map(|u| (u.to_string(), format!("pw{u}")))
+        .collect();
     let r = Sipp::scenario(scenario("register_auth.xml"))
         .local(ip, Some(port))
         .remote(sw.addr())
-        .inf_lines(&users)
+        .users(&users)
         .key("domain", DOMAIN)
         .key("expires", "600")
         .calls(100)
@@ -44,7 +45,6 @@ fn sipp_registers_100_users_with_md5_digest() {
 }
 
 #[test]
-#[ignore = "not yet run against the switch engine (see closing note of the SIP-core issue); run with --ignored"]
 fn sha256_client_registers_and_bad_credentials_never_get_200() {
     let sw = registrar_switch();
     let mut c = SipClient::new(unique_loopback(), sw.addr());
@@ -119,7 +119,6 @@ fn sha256_client_registers_and_bad_credentials_never_get_200() {
 }
 
 #[test]
-#[ignore = "not yet run against the switch engine (see closing note of the SIP-core issue); run with --ignored"]
 fn replayed_nonce_count_is_refused() {
     let sw = registrar_switch();
     let mut c = SipClient::new(unique_loopback(), sw.addr());
@@ -158,7 +157,6 @@ fn replayed_nonce_count_is_refused() {
 }
 
 #[test]
-#[ignore = "not yet run against the switch engine (see closing note of the SIP-core issue); run with --ignored"]
 fn expired_registration_disappears() {
     let sw = registrar_switch();
     let mut c = SipClient::new(unique_loopback(), sw.addr());
@@ -196,7 +194,6 @@ fn expired_registration_disappears() {
 }
 
 #[test]
-#[ignore = "not yet run against the switch engine (see closing note of the SIP-core issue); run with --ignored"]
 fn unregister_with_expires_zero_and_wildcard() {
     let sw = registrar_switch();
     let mut c = SipClient::new(unique_loopback(), sw.addr());

@@ -19,6 +19,7 @@ pub mod paths;
 pub mod sip;
 pub mod sipp;
 pub mod switch;
+pub mod tls;
 
 pub use digest::{Algorithm, Challenge};
 pub use net::{free_port, free_udp_tcp_port, unique_loopback};

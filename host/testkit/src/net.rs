@@ -57,3 +57,15 @@ pub fn free_media_port(ip: IpAddr) -> u16 {
     }
     panic!("no free media port range on {ip}");
 }
+
+/// A TCP connection to `server` from `local_ip` (any port), so tests can
+/// tell clients apart by source address.
+pub fn tcp_connect_from(local_ip: IpAddr, server: SocketAddr) -> std::net::TcpStream {
+    use socket2::{Domain, Socket, Type};
+    let sock = Socket::new(Domain::for_address(server), Type::STREAM, None).expect("socket");
+    sock.bind(&SocketAddr::new(local_ip, 0).into())
+        .expect("bind client socket");
+    sock.connect_timeout(&server.into(), std::time::Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("connect to {server}: {e}"));
+    sock.into()
+}

@@ -158,9 +158,18 @@ pub fn token() -> String {
     format!("{:016x}", rand::random::<u64>())
 }
 
-/// A SIP client on one UDP socket (127.x address of your choice).
+/// How a [`SipClient`] reaches the switch.
+enum Conn {
+    Udp(UdpSocket),
+    /// One TLS connection (RFC 3261 §18: responses come back on it) and
+    /// the bytes read but not yet framed into a message.
+    Tls(Box<std::cell::RefCell<(crate::tls::TlsStream, Vec<u8>)>>),
+}
+
+/// A SIP client on one UDP socket or one TLS connection (127.x address of
+/// your choice).
 pub struct SipClient {
-    sock: UdpSocket,
+    conn: Conn,
     /// Local address of the socket.
     pub local: SocketAddr,
     /// The switch.
@@ -187,12 +196,35 @@ impl SipClient {
         let sock = UdpSocket::bind(SocketAddr::new(local_ip, 0)).expect("bind client socket");
         let local = sock.local_addr().unwrap();
         SipClient {
-            sock,
+            conn: Conn::Udp(sock),
             local,
             server,
             call_id: format!("{}@testkit", token()),
             tag: token(),
             cseq: 0,
+        }
+    }
+
+    /// Connect over TLS from `local_ip` to `server`, trusting exactly the
+    /// certificate `cert_pem` (the switch's self-signed one).
+    pub fn tls(local_ip: IpAddr, server: SocketAddr, cert_pem: &str) -> SipClient {
+        let stream = crate::tls::connect(local_ip, server, cert_pem);
+        let local = stream.sock.local_addr().unwrap();
+        SipClient {
+            conn: Conn::Tls(Box::new(std::cell::RefCell::new((stream, Vec::new())))),
+            local,
+            server,
+            call_id: format!("{}@testkit", token()),
+            tag: token(),
+            cseq: 0,
+        }
+    }
+
+    /// Transport token for Via and Contact (`UDP` or `TLS`).
+    pub fn transport(&self) -> &'static str {
+        match self.conn {
+            Conn::Udp(_) => "UDP",
+            Conn::Tls(_) => "TLS",
         }
     }
 
@@ -204,11 +236,27 @@ impl SipClient {
 
     /// Send raw bytes to the switch.
     pub fn send_raw(&self, data: &[u8]) {
-        self.sock.send_to(data, self.server).expect("send_to");
+        match &self.conn {
+            Conn::Udp(s) => {
+                s.send_to(data, self.server).expect("send_to");
+            }
+            Conn::Tls(c) => {
+                let mut c = c.borrow_mut();
+                c.0.write_all(data).expect("TLS write");
+                c.0.flush().expect("TLS flush");
+            }
+        }
     }
 
     /// Wait up to `timeout` for one datagram from anywhere; parse it.
     pub fn recv(&self, timeout: Duration) -> Option<SipMessage> {
+        let sock = match &self.conn {
+            Conn::Udp(s) => s,
+            Conn::Tls(c) => {
+                let (stream, pending) = &mut *c.borrow_mut();
+                return read_framed(stream, pending, timeout);
+            }
+        };
         let deadline = Instant::now() + timeout;
         let mut buf = vec![0u8; 65_536];
         loop {
@@ -216,8 +264,8 @@ impl SipClient {
             if left.is_zero() {
                 return None;
             }
-            self.sock.set_read_timeout(Some(left)).ok()?;
-            match self.sock.recv_from(&mut buf) {
+            sock.set_read_timeout(Some(left)).ok()?;
+            match sock.recv_from(&mut buf) {
                 Ok((n, _)) => {
                     if let Some(m) = SipMessage::parse(&buf[..n]) {
                         return Some(m);
@@ -266,8 +314,9 @@ impl SipClient {
     ) -> (String, String) {
         let branch = format!("z9hG4bK{}", token());
         let mut m = format!(
-            "{method} {ruri} SIP/2.0\r\nVia: SIP/2.0/UDP {};branch={branch};rport\r\nMax-Forwards: 70\r\n\
+            "{method} {ruri} SIP/2.0\r\nVia: SIP/2.0/{} {};branch={branch};rport\r\nMax-Forwards: 70\r\n\
              From: {from}\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} {method}\r\nUser-Agent: strowger-testkit\r\n",
+            self.transport(),
             self.local
         );
         for h in extra {
@@ -388,19 +437,37 @@ impl SipClient {
 /// (Content-Length framed). For TCP smoke checks.
 pub fn tcp_exchange(server: SocketAddr, msg: &str, timeout: Duration) -> Option<SipMessage> {
     let mut s = TcpStream::connect_timeout(&server, timeout).ok()?;
-    s.set_read_timeout(Some(timeout)).ok()?;
     s.write_all(msg.as_bytes()).ok()?;
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
+    read_framed(&mut s, &mut Vec::new(), timeout)
+}
+
+/// Something to read framed SIP from whose read timeout can be set.
+pub(crate) trait TimedRead: Read {
+    fn set_timeout(&mut self, t: Duration) -> std::io::Result<()>;
+}
+
+impl TimedRead for TcpStream {
+    fn set_timeout(&mut self, t: Duration) -> std::io::Result<()> {
+        self.set_read_timeout(Some(t))
+    }
+}
+
+/// Read one Content-Length framed message from a stream (RFC 3261 §18.3),
+/// keeping any following bytes in `pending` for the next call; CRLF
+/// keep-alives before a message are skipped.
+fn read_framed(
+    s: &mut impl TimedRead,
+    pending: &mut Vec<u8>,
+    timeout: Duration,
+) -> Option<SipMessage> {
     let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        let n = s.read(&mut chunk).ok()?;
-        if n == 0 {
-            break;
+    let mut chunk = [0u8; 4096];
+    loop {
+        while pending.starts_with(b"\r\n") {
+            pending.drain(..2);
         }
-        buf.extend_from_slice(&chunk[..n]);
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&buf[..i]).to_ascii_lowercase();
+        if let Some(i) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&pending[..i]).to_ascii_lowercase();
             let len = head
                 .lines()
                 .find_map(|l| {
@@ -409,10 +476,20 @@ pub fn tcp_exchange(server: SocketAddr, msg: &str, timeout: Duration) -> Option<
                 })
                 .and_then(|v| v.trim().parse::<usize>().ok())
                 .unwrap_or(0);
-            if buf.len() >= i + 4 + len {
-                return SipMessage::parse(&buf[..i + 4 + len]);
+            if pending.len() >= i + 4 + len {
+                let msg: Vec<u8> = pending.drain(..i + 4 + len).collect();
+                return SipMessage::parse(&msg);
             }
         }
+        let left = deadline.checked_duration_since(Instant::now())?;
+        if left.is_zero() {
+            return None;
+        }
+        s.set_timeout(left).ok()?;
+        match s.read(&mut chunk) {
+            Ok(0) => return None,
+            Ok(n) => pending.extend_from_slice(&chunk[..n]),
+            Err(_) => return None,
+        }
     }
-    None
 }

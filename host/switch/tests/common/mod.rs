@@ -102,7 +102,7 @@ pub fn sipp_register(sw: &Switch, ip: IpAddr, port: u16, user: &str, password: &
     Sipp::scenario(scenario("register_auth.xml"))
         .local(ip, Some(port))
         .remote(sw.addr())
-        .inf_lines(&[format!("{user};{password}")])
+        .users(&[(user, password)])
         .key("domain", DOMAIN)
         .key("expires", "300")
         .calls(1)
