@@ -44,13 +44,29 @@
 //! password = "demo1001"
 //! # domain = "strowger.local"
 //!
-//! [[trunks]]                         # basic trunks now; the trunks issue extends this
+//! [[trunks]]                         # see docs/config.md "Trunks" for every field
 //! name = "carrier"
-//! host = "127.0.0.2"
+//! host = "127.0.0.2"                 # IP, DNS name, or "dynamic" (the peer registers to us)
 //! port = 5060
 //! transport = "udp"
-//! inbound = "ip"                     # "ip" = trusted by source address, "none" = outbound only
+//! inbound = "ip"                     # ip | register | digest | none
 //! ignore_source_port = true
+//! # username/auth_username/secret, fromuser/fromdomain, register/did/register_expires/
+//! # register_retry_s/register_attempts, qualify_s, codecs, dtmf, media, max_calls_in/
+//! # max_calls_out/max_calls, caller_id, ruri_params, use_pai, b_from, proxies, proxy_timeout_ms
+//!
+//! [[trunk_groups]]
+//! name = "carriers"
+//! algorithm = "calls"                # calls (proportional to forwarded calls) | active
+//! force_proportional = false
+//! members = [{ trunk = "carrier", weight = 1 }]
+//!
+//! [protection]                       # on by default; trusted trunks are exempt
+//! ban_failures = 3                   # failed authentications ...
+//! ban_window_s = 60                  # ... within this window ...
+//! ban_time_s = 300                   # ... ban the source address this long
+//! rate_limit = 200                   # requests per second per source address (0 = off)
+//! scanner_user_agents = "friendly-scanner|sipvicious|sipcli|sip-scan|sundayddr|iWar|VaxSIPUserAgent"
 //!
 //! [[bindings]]                       # the initial policy: hook -> plugin
 //! hook = "route"                      # route | authorize | portability | rewrite
@@ -267,6 +283,10 @@ pub struct Config {
     pub users: Vec<UserConfig>,
     /// `[[trunks]]`: peers (carriers, PBXs, SBCs).
     pub trunks: Vec<TrunkConfig>,
+    /// `[[trunk_groups]]`: weighted groups of trunks.
+    pub trunk_groups: Vec<TrunkGroupConfig>,
+    /// `[protection]`: brute-force bans, flood limits, scanner filter.
+    pub protection: ProtectionConfig,
     /// `[[bindings]]`: the initial policy, hook -> plugin.
     pub bindings: Vec<BindingConfig>,
     /// `[[datasets]]`: key/value tables plugins may look up.
@@ -290,6 +310,8 @@ impl Default for Config {
             calls: CallsConfig::default(),
             users: Vec::new(),
             trunks: Vec::new(),
+            trunk_groups: Vec::new(),
+            protection: ProtectionConfig::default(),
             bindings: Vec::new(),
             datasets: Vec::new(),
             base_dir: PathBuf::from("."),
@@ -523,8 +545,50 @@ pub enum Inbound {
     /// Requests from the trunk's host (IP) are trusted without digest.
     #[default]
     Ip,
+    /// The peer registers to us (`host = "dynamic"`) with `username` /
+    /// `secret`; requests from its registered flow are trusted and calls
+    /// to the trunk go to its registered contact.
+    Register,
+    /// Every initial request from the trunk's host is challenged with the
+    /// trunk's `username` / `secret` (digest per call).
+    Digest,
     /// Outbound only: nothing is accepted from this trunk as such.
     None,
+}
+
+/// DTMF transport on a trunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DtmfMode {
+    /// RFC 2833 / 4733 telephone-event in RTP.
+    #[default]
+    Rfc2833,
+    /// SIP INFO (application/dtmf-relay).
+    Info,
+    /// In-band audio tones.
+    Inband,
+}
+
+/// Media handling default of a trunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MediaMode {
+    /// Anchor RTP on the switch.
+    #[default]
+    Relay,
+    /// SDP passes end to end (Asterisk `canreinvite`, TVox "peer to peer").
+    Bypass,
+}
+
+/// Where the B number of an inbound call is taken from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BFrom {
+    /// The Request-URI user part.
+    #[default]
+    Ruri,
+    /// The To URI user part.
+    To,
 }
 
 /// `[[trunks]]`: a peer the switch sends calls to and/or trusts.
@@ -547,9 +611,212 @@ pub struct TrunkConfig {
     /// Match inbound requests on the source IP only (the port is ignored).
     #[serde(default = "default_true")]
     pub ignore_source_port: bool,
+    /// User for outbound registration and digest towards the peer; for
+    /// `inbound = "register"`/`"digest"` the user the peer authenticates as
+    /// (default: the trunk name).
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Digest user name when it differs from `username`.
+    #[serde(default)]
+    pub auth_username: Option<String>,
+    /// Password for both directions.
+    #[serde(default)]
+    pub secret: Option<String>,
+    /// User part of From on calls to the trunk (default: the A number).
+    #[serde(default)]
+    pub fromuser: Option<String>,
+    /// Host part of From on calls to the trunk (default: our domain).
+    #[serde(default)]
+    pub fromdomain: Option<String>,
+    /// Register to the peer (we are its client).
+    #[serde(default)]
+    pub register: bool,
+    /// Asterisk register string `user[:secret[:authuser]]@host[:port][/did]`;
+    /// sets `username`, `secret`, `auth_username`, `host`, `port`, `did`
+    /// and `register = true` (applied when the file is loaded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub register_string: Option<String>,
+    /// B number given to inbound calls that arrive for our registration
+    /// (the `/token` of an Asterisk register string).
+    #[serde(default)]
+    pub did: Option<String>,
+    /// Requested registration expiry, seconds.
+    #[serde(default = "default_register_expires")]
+    pub register_expires: u32,
+    /// Wait before retrying a failed registration, seconds.
+    #[serde(default = "default_register_retry")]
+    pub register_retry_s: u32,
+    /// Failed attempts before giving up (0 = keep trying).
+    #[serde(default)]
+    pub register_attempts: u32,
+    /// OPTIONS interval, seconds (0 = off).
+    #[serde(default)]
+    pub qualify_s: u32,
+    /// Codec allow list (`None` = all).
+    #[serde(default)]
+    pub codecs: Option<Vec<String>>,
+    /// DTMF mode.
+    #[serde(default)]
+    pub dtmf: DtmfMode,
+    /// Media relay or bypass by default.
+    #[serde(default)]
+    pub media: MediaMode,
+    /// Concurrent inbound calls (absent = unlimited, 0 = none).
+    #[serde(default)]
+    pub max_calls_in: Option<u32>,
+    /// Concurrent outbound calls (absent = unlimited, 0 = none).
+    #[serde(default)]
+    pub max_calls_out: Option<u32>,
+    /// Concurrent calls in both directions (absent = unlimited).
+    #[serde(default)]
+    pub max_calls: Option<u32>,
+    /// Unified caller number: replaces A on calls to the trunk.
+    #[serde(default)]
+    pub caller_id: Option<String>,
+    /// Extra Request-URI parameters on calls to the trunk (`user=phone`).
+    #[serde(default)]
+    pub ruri_params: Option<String>,
+    /// Take A from P-Asserted-Identity on inbound calls.
+    #[serde(default)]
+    pub use_pai: bool,
+    /// Take B from the Request-URI or the To header on inbound calls.
+    #[serde(default)]
+    pub b_from: BFrom,
+}
+
+fn default_register_expires() -> u32 {
+    3600
+}
+fn default_register_retry() -> u32 {
+    60
+}
+
+/// Member selection of a trunk group (the two Khomp algorithms).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GroupAlgorithm {
+    /// Proportional to the calls forwarded so far.
+    #[default]
+    Calls,
+    /// Proportional to the calls active now.
+    Active,
+}
+
+/// One member of a trunk group.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupMember {
+    /// Trunk name.
+    pub trunk: String,
+    /// Share of calls; 0 = only used when retrying after another member failed.
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+}
+
+fn default_weight() -> u32 {
+    1
+}
+
+/// `[[trunk_groups]]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrunkGroupConfig {
+    /// Name used by routing decisions.
+    pub name: String,
+    /// Selection algorithm.
+    #[serde(default)]
+    pub algorithm: GroupAlgorithm,
+    /// Keep the proportion even when a member is busy or down (the call
+    /// fails over inside the group instead of the share drifting).
+    #[serde(default)]
+    pub force_proportional: bool,
+    /// Members.
+    pub members: Vec<GroupMember>,
+}
+
+/// `[protection]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProtectionConfig {
+    /// Failed authentications from one address ...
+    pub ban_failures: u32,
+    /// ... within this many seconds ...
+    pub ban_window_s: u32,
+    /// ... ban the address for this many seconds (0 = bans off).
+    pub ban_time_s: u32,
+    /// Requests per second accepted per source address (0 = no limit).
+    pub rate_limit: u32,
+    /// User-Agent regex whose requests are dropped silently.
+    pub scanner_user_agents: String,
+}
+
+impl Default for ProtectionConfig {
+    fn default() -> Self {
+        ProtectionConfig {
+            ban_failures: 3,
+            ban_window_s: 60,
+            ban_time_s: 300,
+            rate_limit: 200,
+            scanner_user_agents:
+                "friendly-scanner|sipvicious|sipcli|sip-scan|sundayddr|iWar|VaxSIPUserAgent".into(),
+        }
+    }
 }
 
 impl TrunkConfig {
+    /// True for `host = "dynamic"`.
+    pub fn is_dynamic(&self) -> bool {
+        self.host.eq_ignore_ascii_case("dynamic")
+    }
+
+    /// The user the peer authenticates as / we register as.
+    pub fn user(&self) -> &str {
+        self.username.as_deref().unwrap_or(&self.name)
+    }
+
+    /// Applies an Asterisk-style register string
+    /// `user[:secret[:authuser]]@host[:port][/did]`.
+    pub fn apply_register_string(&mut self, s: &str) -> Result<(), String> {
+        let (cred, rest) = s
+            .rsplit_once('@')
+            .ok_or_else(|| format!("register string \"{s}\" has no '@'"))?;
+        let (hostport, did) = match rest.split_once('/') {
+            Some((h, d)) => (h, Some(d)),
+            None => (rest, None),
+        };
+        let mut c = cred.splitn(3, ':');
+        let user = c.next().unwrap_or_default();
+        if user.is_empty() {
+            return Err(format!("register string \"{s}\" has no user"));
+        }
+        self.username = Some(user.to_string());
+        if let Some(sec) = c.next() {
+            self.secret = Some(sec.to_string());
+        }
+        if let Some(a) = c.next() {
+            self.auth_username = Some(a.to_string());
+        }
+        let (host, port) = match hostport.rsplit_once(':') {
+            Some((h, p)) if !h.contains(':') || h.ends_with(']') => (
+                h,
+                Some(p.parse::<u16>().map_err(|_| format!("register string \"{s}\": bad port"))?),
+            ),
+            _ => (hostport, None),
+        };
+        if host.is_empty() {
+            return Err(format!("register string \"{s}\" has no host"));
+        }
+        self.host = host.to_string();
+        if let Some(p) = port {
+            self.port = p;
+        }
+        if let Some(d) = did.filter(|d| !d.is_empty()) {
+            self.did = Some(d.to_string());
+        }
+        self.register = true;
+        Ok(())
+    }
+
     /// The host as an IP address, when it is one (brackets allowed for IPv6).
     pub fn host_ip(&self) -> Option<IpAddr> {
         let h = self.host.trim_start_matches('[').trim_end_matches(']');
@@ -865,6 +1132,17 @@ impl Config {
             message: e.to_string().trim_end().to_string(),
         })?;
         cfg.resolve_paths(base);
+        let mut problems = Vec::new();
+        for t in &mut cfg.trunks {
+            if let Some(s) = t.register_string.take()
+                && let Err(e) = t.apply_register_string(&s)
+            {
+                problems.push(format!("trunks: trunk \"{}\": {e}", t.name));
+            }
+        }
+        if !problems.is_empty() {
+            return Err(ConfigError::Invalid { problems });
+        }
         cfg.validate()?;
         Ok(cfg)
     }
@@ -1040,6 +1318,51 @@ impl Config {
                     t.name
                 ));
             }
+            let needs_secret = t.register || matches!(t.inbound, Inbound::Register | Inbound::Digest);
+            if needs_secret && t.secret.as_deref().is_none_or(str::is_empty) {
+                p.push(format!(
+                    "trunks: trunk \"{}\" needs a `secret` (it registers or authenticates)",
+                    t.name
+                ));
+            }
+            if t.is_dynamic() && t.inbound != Inbound::Register {
+                p.push(format!(
+                    "trunks: trunk \"{}\" has host = \"dynamic\": set inbound = \"register\"",
+                    t.name
+                ));
+            }
+            if t.inbound == Inbound::Register && !t.is_dynamic() {
+                p.push(format!(
+                    "trunks: trunk \"{}\": inbound = \"register\" needs host = \"dynamic\"",
+                    t.name
+                ));
+            }
+            if t.register && t.is_dynamic() {
+                p.push(format!(
+                    "trunks: trunk \"{}\" cannot register to a dynamic host",
+                    t.name
+                ));
+            }
+            if t.register && t.register_expires < 60 {
+                p.push(format!(
+                    "trunks: trunk \"{}\": register_expires must be >= 60",
+                    t.name
+                ));
+            }
+            if t.register && t.register_retry_s == 0 {
+                p.push(format!(
+                    "trunks: trunk \"{}\": register_retry_s must be > 0",
+                    t.name
+                ));
+            }
+            if let Some(params) = &t.ruri_params
+                && (params.starts_with(';') || params.contains(['>', ' ', '?']))
+            {
+                p.push(format!(
+                    "trunks: trunk \"{}\": ruri_params \"{params}\" must look like `user=phone;x=y`",
+                    t.name
+                ));
+            }
             if t.host.parse::<Ipv6Addr>().is_ok() {
                 // accepted as is; brackets are optional in `host`
             } else if t.host.contains(':') && t.host_ip().is_none() {
@@ -1048,6 +1371,47 @@ impl Config {
                     t.name, t.host
                 ));
             }
+        }
+
+        // [[trunk_groups]]
+        let mut groups = HashSet::new();
+        for g in &self.trunk_groups {
+            if g.name.is_empty() {
+                p.push("trunk_groups: a group has an empty `name`".into());
+            }
+            if !groups.insert(g.name.as_str()) || trunks.contains(g.name.as_str()) {
+                p.push(format!(
+                    "trunk_groups: \"{}\" is already a trunk or group name",
+                    g.name
+                ));
+            }
+            if g.members.is_empty() {
+                p.push(format!("trunk_groups: group \"{}\" has no members", g.name));
+            }
+            if !g.members.is_empty() && g.members.iter().all(|m| m.weight == 0) {
+                p.push(format!(
+                    "trunk_groups: group \"{}\" needs a member with weight > 0",
+                    g.name
+                ));
+            }
+            for m in &g.members {
+                if !trunks.contains(m.trunk.as_str()) {
+                    p.push(format!(
+                        "trunk_groups: group \"{}\": member \"{}\" is not a configured trunk",
+                        g.name, m.trunk
+                    ));
+                }
+            }
+        }
+
+        // [protection]
+        if let Err(e) = regex_lite::Regex::new(&self.protection.scanner_user_agents) {
+            p.push(format!("protection.scanner_user_agents: {e}"));
+        }
+        if self.protection.ban_time_s > 0
+            && (self.protection.ban_failures == 0 || self.protection.ban_window_s == 0)
+        {
+            p.push("protection: ban_failures and ban_window_s must be > 0 when ban_time_s is".into());
         }
 
         // [[datasets]]
