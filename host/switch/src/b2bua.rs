@@ -145,6 +145,32 @@ pub(crate) struct CallState {
     relays: Vec<Relay>,
     unresolved: Vec<(u32, CdrAttempt)>,
     reaped: bool,
+    /// Group members tried in the current attempt (trunk indexes).
+    group_tried: Vec<usize>,
+    /// The attempt index `group_tried` belongs to.
+    attempt_started: Option<usize>,
+}
+
+impl CallState {
+    /// How this call uses trunk `name`: (inbound from it, outbound legs to
+    /// it still holding a channel).
+    pub(crate) fn trunk_use(&self, name: &str) -> (bool, u32) {
+        if self.phase == Phase::Ended {
+            return (false, 0);
+        }
+        let inbound = self.facts.trunk.as_deref() == Some(name);
+        let out = self
+            .bs
+            .iter()
+            .filter(|l| {
+                matches!(
+                    l.phase,
+                    LegPhase::Calling | LegPhase::Proceeding | LegPhase::Answered
+                ) && l.egress.strip_prefix("trunk:") == Some(name)
+            })
+            .count() as u32;
+        (inbound, out)
+    }
 }
 
 /// Header names copied from the caller's INVITE to outbound legs (besides
@@ -261,13 +287,18 @@ impl Core {
             self.reply(&req, flow, 400, Some("Missing Contact"));
             return;
         }
-        if let Some(trunk) = self.trunk_by_source(flow.remote) {
-            let name = trunk.name.clone();
+        if let Some(ti) = self.trunk_index_by_source(now, flow.remote) {
+            if !self.trunk_accepts_inbound(ti) {
+                tracing::info!(trunk = %self.cfg.trunks[ti].name, "inbound call refused: trunk at its call limit");
+                self.reply(&req, flow, 503, Some("Trunk Call Limit Reached"));
+                return;
+            }
+            let name = self.cfg.trunks[ti].name.clone();
             self.start_call(now, req, flow, Ingress::Trunk(name));
             return;
         }
         let facts = self.auth_facts(now, &req, flow, Ingress::Unknown);
-        self.ask_authorize(req, flow, facts);
+        self.ask_authorize(now, req, flow, facts);
     }
 
     /// Creates the call (after classification/authorization), answers 100
@@ -290,10 +321,16 @@ impl Core {
         let ruri = req.request_uri();
         let from_p = party_of(&from);
         let to_p = party_of(&to);
+        let ingress_trunk = match &ingress {
+            Ingress::Trunk(t) => self.cfg.trunks.iter().find(|x| x.name == *t),
+            _ => None,
+        };
+        let b_from_to = ingress_trunk.is_some_and(|t| t.b_from_to);
+        let use_pai = ingress_trunk.is_some_and(|t| t.use_pai);
         let b_number = ruri
             .as_ref()
             .and_then(|u| u.user_decoded().map(|u| u.into_owned()))
-            .filter(|u| !u.is_empty())
+            .filter(|u| !u.is_empty() && !b_from_to)
             .unwrap_or_else(|| to_p.user.clone());
         let pai = req
             .header("P-Asserted-Identity")
@@ -335,7 +372,10 @@ impl Core {
             ingress,
             source: flow,
             request_uri: req.request_uri_str().unwrap_or("").to_string(),
-            a_number: from_p.user.clone(),
+            a_number: match (&pai, use_pai) {
+                (Some(p), true) if !p.user.is_empty() => p.user.clone(),
+                _ => from_p.user.clone(),
+            },
             b_number,
             display_name: from_p.display_name.clone(),
             from: from_p,
@@ -401,6 +441,8 @@ impl Core {
                 relays: Vec::new(),
                 unresolved: Vec::new(),
                 reaped: false,
+                group_tried: Vec::new(),
+                attempt_started: None,
             },
         );
     }
@@ -474,13 +516,56 @@ impl Core {
                     })
                     .collect())
             }
+            // groups are resolved to a member by start_attempt
+            Dest::Group(_) => Err(Cause::Unavailable),
             Dest::Trunk(name) => {
-                let t = self
+                let ti = self
                     .cfg
                     .trunks
                     .iter()
-                    .find(|t| t.name == *name)
+                    .position(|t| t.name == *name)
                     .ok_or(Cause::Unavailable)?;
+                if let Some(cause) = self.trunk_unusable(ti) {
+                    return Err(cause);
+                }
+                let t = &self.cfg.trunks[ti];
+                let params = t
+                    .ruri_params
+                    .as_deref()
+                    .map(|p| format!(";{p}"))
+                    .unwrap_or_default();
+                if t.inbound == crate::trunks::TrunkInbound::Register {
+                    // the peer registered to us: call its contacts
+                    let aor = t.aor(&self.cfg.domain);
+                    let bindings = self.location.read().lookup(&aor, now.mono);
+                    if bindings.is_empty() {
+                        return Err(Cause::Unavailable);
+                    }
+                    return Ok(bindings
+                        .into_iter()
+                        .map(|b| {
+                            let ruri = match strowger_sip::Uri::parse(&b.contact) {
+                                Ok(u) => format!(
+                                    "sip:{}@{}{}{params}",
+                                    att.b_number,
+                                    fmt_host_port(u.host, u.port),
+                                    if u.params.is_empty() {
+                                        String::new()
+                                    } else {
+                                        format!(";{}", u.params.as_str())
+                                    }
+                                ),
+                                Err(_) => b.contact.clone(),
+                            };
+                            (
+                                ruri,
+                                Target::Flow(b.flow),
+                                format!("trunk:{name}"),
+                                format!("sip:{}@{}", att.b_number, self.cfg.domain),
+                            )
+                        })
+                        .collect());
+                }
                 let addr = t.addr.ok_or(Cause::Unavailable)?;
                 let hostport = if addr.port() == t.transport.default_port() {
                     t.host.clone()
@@ -492,7 +577,7 @@ impl Core {
                 } else {
                     format!(";transport={}", t.transport)
                 };
-                let ruri = format!("sip:{}@{hostport}{tp}", att.b_number);
+                let ruri = format!("sip:{}@{hostport}{tp}{params}", att.b_number);
                 let to = format!("sip:{}@{}", att.b_number, t.host);
                 Ok(vec![(
                     ruri,
@@ -541,9 +626,43 @@ impl Core {
         else {
             return;
         };
-        let Some(att) = attempts.get(idx).cloned() else {
+        let Some(mut att) = attempts.get(idx).cloned() else {
             return;
         };
+        if c.attempt_started != Some(idx) {
+            c.attempt_started = Some(idx);
+            c.group_tried.clear();
+        }
+        if let Dest::Group(gname) = &att.dest {
+            let gname = gname.clone();
+            let picked = match self.cfg.groups.iter().position(|g| g.name == gname) {
+                Some(g) => {
+                    let tried = self
+                        .calls
+                        .get(&call)
+                        .map(|c| c.group_tried.clone())
+                        .unwrap_or_default();
+                    self.pick_member(g, &tried)
+                }
+                None => Err(Cause::Unavailable),
+            };
+            match picked {
+                Ok(ti) => {
+                    if let Some(c) = self.calls.get_mut(&call) {
+                        c.group_tried.push(ti);
+                    }
+                    att.dest = Dest::Trunk(self.cfg.trunks[ti].name.clone());
+                    att.group = Some(gname);
+                }
+                Err(cause) => {
+                    let (code, reason) = cause_status(&cause);
+                    let label = format!("group:{gname}");
+                    self.attempt_record(now, call, &label, &att, code, &cause);
+                    self.attempt_failed(now, call, cause, code, reason.to_string());
+                    return;
+                }
+            }
+        }
         let targets = match self.resolve(now, &att) {
             Ok(t) => t,
             Err(cause) => {
@@ -551,6 +670,7 @@ impl Core {
                 let label = match &att.dest {
                     Dest::User(u) => format!("user:{u}"),
                     Dest::Trunk(t) => format!("trunk:{t}"),
+                    Dest::Group(g) => format!("group:{g}"),
                     Dest::Uri(u) => format!("uri:{u}"),
                     Dest::Unavailable(r) => format!("unavailable:{r}"),
                 };
@@ -559,6 +679,11 @@ impl Core {
                 return;
             }
         };
+        if let Dest::Trunk(name) = &att.dest
+            && let Some(ti) = self.cfg.trunks.iter().position(|t| t.name == *name)
+        {
+            self.trunks.rt[ti].forwarded += 1;
+        }
         let ring = att.ring_timeout.unwrap_or(self.cfg.ring_timeout);
         let at = now.mono + ring;
         let t = self.schedule_call(at, call, CallTimer::Ring(idx as u32));
@@ -596,7 +721,16 @@ impl Core {
             .min(self.cfg.max_forwards);
         let call_id = strowger_sip::ids::call_id(None);
         let from_tag = strowger_sip::ids::tag();
-        let from_uri = format!("sip:{}@{}", att.a_number, self.cfg.domain);
+        let trunk = egress
+            .strip_prefix("trunk:")
+            .and_then(|n| self.cfg.trunks.iter().find(|t| t.name == n));
+        let from_user = trunk
+            .and_then(|t| t.caller_id.as_deref().or(t.fromuser.as_deref()))
+            .unwrap_or(&att.a_number);
+        let from_host = trunk
+            .and_then(|t| t.fromdomain.as_deref())
+            .unwrap_or(&self.cfg.domain);
+        let from_uri = format!("sip:{from_user}@{from_host}");
         let from_addr = match &att.display_name {
             Some(d) if !d.is_empty() => format!("{} <{from_uri}>", quote_display(d)),
             _ => format!("<{from_uri}>"),
@@ -1195,15 +1329,41 @@ impl Core {
             reason: reason.clone(),
         });
         let Some(PlanDecision::Forward {
-            attempts,
-            retry_on,
-            prefer_last,
+            attempts, retry_on, ..
         }) = c.plan.as_ref().map(|p| &p.decision)
         else {
             return;
         };
         let moves_on = matches!(cause, Cause::Unavailable | Cause::LimitReached)
             || retry_on.iter().any(|r| cause_matches(r, &cause));
+        // a group attempt first tries its other members
+        let group = match attempts.get(c.attempt).map(|a| &a.dest) {
+            Some(Dest::Group(gname)) if moves_on => self
+                .cfg
+                .groups
+                .iter()
+                .position(|g| g.name == *gname)
+                .map(|g| (g, c.group_tried.clone(), c.attempt)),
+            _ => None,
+        };
+        if let Some((g, tried, idx)) = group
+            && self.pick_member(g, &tried).is_ok()
+        {
+            tracing::debug!(call, group = %self.cfg.groups[g].name, cause = cause_text(&cause), code, "failover inside group");
+            self.start_attempt(now, call, idx);
+            return;
+        }
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        let Some(PlanDecision::Forward {
+            attempts,
+            prefer_last,
+            ..
+        }) = c.plan.as_ref().map(|p| &p.decision)
+        else {
+            return;
+        };
         let next = c.attempt + 1;
         if moves_on && next < attempts.len() {
             tracing::debug!(call = %c.host_id, attempt = next + 1, cause = cause_text(&cause), code, "failover");
@@ -1901,6 +2061,14 @@ fn self_local_for(
 }
 
 /// `host:port` with IPv6 brackets.
+/// `host[:port]` for a URI (IPv6 hosts keep the brackets they came with).
+fn fmt_host_port(host: &str, port: Option<u16>) -> String {
+    match port {
+        Some(p) => format!("{host}:{p}"),
+        None => host.to_string(),
+    }
+}
+
 pub(crate) fn fmt_hostport(a: std::net::SocketAddr) -> String {
     a.to_string()
 }

@@ -799,7 +799,10 @@ impl TrunkConfig {
         let (host, port) = match hostport.rsplit_once(':') {
             Some((h, p)) if !h.contains(':') || h.ends_with(']') => (
                 h,
-                Some(p.parse::<u16>().map_err(|_| format!("register string \"{s}\": bad port"))?),
+                Some(
+                    p.parse::<u16>()
+                        .map_err(|_| format!("register string \"{s}\": bad port"))?,
+                ),
             ),
             _ => (hostport, None),
         };
@@ -1318,7 +1321,8 @@ impl Config {
                     t.name
                 ));
             }
-            let needs_secret = t.register || matches!(t.inbound, Inbound::Register | Inbound::Digest);
+            let needs_secret =
+                t.register || matches!(t.inbound, Inbound::Register | Inbound::Digest);
             if needs_secret && t.secret.as_deref().is_none_or(str::is_empty) {
                 p.push(format!(
                     "trunks: trunk \"{}\" needs a `secret` (it registers or authenticates)",
@@ -1411,7 +1415,9 @@ impl Config {
         if self.protection.ban_time_s > 0
             && (self.protection.ban_failures == 0 || self.protection.ban_window_s == 0)
         {
-            p.push("protection: ban_failures and ban_window_s must be > 0 when ban_time_s is".into());
+            p.push(
+                "protection: ban_failures and ban_window_s must be > 0 when ban_time_s is".into(),
+            );
         }
 
         // [[datasets]]
