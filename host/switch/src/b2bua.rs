@@ -74,6 +74,10 @@ pub(crate) struct BLeg {
     target: Target,
     transport: Transport,
     local_cseq: u32,
+    /// CSeq of the current INVITE (2+ after answering a trunk's challenge).
+    invite_cseq: u32,
+    /// Trunk challenges answered on this leg.
+    auth_rounds: u8,
     remote_target: String,
     route_set: Vec<String>,
     phase: LegPhase,
@@ -825,6 +829,8 @@ impl Core {
             target: target.clone(),
             transport,
             local_cseq: 1,
+            invite_cseq: 1,
+            auth_rounds: 0,
             remote_target: ruri,
             route_set: Vec::new(),
             phase: LegPhase::Calling,
@@ -989,7 +995,8 @@ impl Core {
             self.relay_response(now, call, ri, msg);
             return;
         }
-        if cseq.method != Method::Invite || cseq.seq != 1 {
+        let invite_cseq = c.bs.get(leg as usize).map_or(1, |l| l.invite_cseq);
+        if cseq.method != Method::Invite || cseq.seq != invite_cseq {
             // response to our BYE/CANCEL etc.
             if cseq.method == Method::Bye
                 && let Some(l) = c.bs.get_mut(leg as usize)
@@ -1073,6 +1080,12 @@ impl Core {
         if retransmitted {
             return;
         }
+        if matches!(code, 401 | 407)
+            && !was_cancelled
+            && self.answer_trunk_challenge(now, call, leg, &msg)
+        {
+            return;
+        }
         if !was_cancelled {
             let reason = msg.reason().unwrap_or("").to_string();
             self.leg_failed_check_attempt(now, call, leg, Cause::Status(code), code, &reason);
@@ -1115,7 +1128,7 @@ impl Core {
                 &self.cfg.user_agent,
                 l,
                 Method::Ack,
-                Some(1),
+                Some(l.invite_cseq),
                 &self.cfg,
                 None,
             );
@@ -1573,7 +1586,7 @@ impl Core {
                 &self.cfg.user_agent,
                 l,
                 Method::Ack,
-                Some(1),
+                Some(l.invite_cseq),
                 &self.cfg,
                 (!body.is_empty()).then(|| (ct.as_deref().unwrap_or("application/sdp"), &body[..])),
             );
@@ -2090,8 +2103,98 @@ fn build_cancel(l: &BLeg) -> Bytes {
         .from(&l.from_addr, &l.from_tag)
         .to(&l.to_addr, None)
         .call_id(&l.call_id)
-        .cseq(1)
+        .cseq(l.invite_cseq)
         .build()
+}
+
+impl Core {
+    /// A trunk with credentials challenged our INVITE: send it again on
+    /// the same leg (same Call-ID and From tag, next CSeq, new branch) with
+    /// the digest answer. False when there is nothing to answer with.
+    fn answer_trunk_challenge(&mut self, now: Now, call: u64, leg: u32, resp: &Message) -> bool {
+        let Some(c) = self.calls.get(&call) else {
+            return false;
+        };
+        let Some(l) = c.bs.get(leg as usize) else {
+            return false;
+        };
+        let Some(t) = l
+            .egress
+            .strip_prefix("trunk:")
+            .and_then(|n| self.cfg.trunks.iter().find(|t| t.name == n))
+        else {
+            return false;
+        };
+        let Some(secret) = t.secret.clone() else {
+            return false;
+        };
+        if l.auth_rounds >= 2 {
+            return false;
+        }
+        let (hname, aname) = if resp.status() == Some(407) {
+            ("Proxy-Authenticate", "Proxy-Authorization")
+        } else {
+            ("WWW-Authenticate", "Authorization")
+        };
+        let Some(ch) = resp
+            .headers(hname)
+            .filter_map(|v| strowger_sip::digest::Challenge::parse(v).ok())
+            .min_by_key(|c| match c.algorithm {
+                strowger_sip::digest::Algorithm::Sha256 => 0,
+                _ => 1,
+            })
+        else {
+            return false;
+        };
+        let user = t.auth_user.clone().unwrap_or_else(|| t.user.clone());
+        let value = strowger_sip::digest::answer(&ch, "INVITE", &l.ruri, &user, &secret, None, 1);
+        let Ok(old) = strowger_sip::parse(l.invite.clone()) else {
+            return false;
+        };
+        let cseq = l.invite_cseq + 1;
+        let branch = strowger_sip::ids::branch();
+        let top = old.top_via();
+        let via = format!(
+            "SIP/2.0/{} {};branch={branch};rport",
+            top.transport,
+            via_sent_by(&l.invite)
+        );
+        let cseq_v = format!("{cseq} INVITE");
+        let data = strowger_sip::MessageEditor::new(&old)
+            .pop_via()
+            .prepend_via(&via)
+            .replace("CSeq", &cseq_v)
+            .remove("Authorization")
+            .remove("Proxy-Authorization")
+            .add(aname, &value)
+            .build();
+        let transport = l.transport;
+        let target = l.target.clone();
+        let t1 = self.cfg.t1;
+        let retrans = (transport == Transport::Udp)
+            .then(|| self.schedule_call(now.mono + t1, call, CallTimer::InviteRetrans(leg, t1)));
+        let timeout = self.schedule_call(now.mono + t1 * 64, call, CallTimer::InviteTimeout(leg));
+        let Some(l) = self
+            .calls
+            .get_mut(&call)
+            .and_then(|c| c.bs.get_mut(leg as usize))
+        else {
+            return false;
+        };
+        l.invite = data.clone();
+        l.branch = branch;
+        l.invite_cseq = cseq;
+        l.local_cseq = l.local_cseq.max(cseq);
+        l.auth_rounds += 1;
+        l.phase = LegPhase::Calling;
+        l.status = 0;
+        l.got_provisional = false;
+        l.retrans = retrans;
+        l.timeout = Some(timeout);
+        tracing::debug!(call, leg, "answering the trunk's digest challenge");
+        self.send(target, data);
+        true
+    }
 }
 
 /// ACK for a non-2xx final response (same transaction, RFC 3261 §17.1.1.3).
@@ -2103,7 +2206,7 @@ fn build_non2xx_ack(l: &BLeg, to_tag: Option<&str>) -> Bytes {
         .from(&l.from_addr, &l.from_tag)
         .to(&l.to_addr, to_tag)
         .call_id(&l.call_id)
-        .cseq(1)
+        .cseq(l.invite_cseq)
         .build()
 }
 

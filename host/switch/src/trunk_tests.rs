@@ -351,3 +351,83 @@ Content-Length: 0
     h.rx("127.0.0.3:5070", scan);
     assert!(h.take_sent().is_empty());
 }
+
+#[test]
+fn trunk_challenge_on_invite_is_answered_once_with_its_credentials() {
+    let mut h = H::with(|c| {
+        c.trunks[1].user = "acct".into();
+        c.trunks[1].secret = Some("s3cret".into());
+    });
+    new_call(&mut h, 1);
+    plan_to(
+        &mut h,
+        vec![attempt(Dest::Trunk("backup".into()))],
+        vec![],
+        true,
+    );
+    let inv = invites(&h.take_sent());
+    assert_eq!(inv.len(), 1);
+    let ch = strowger_sip::ResponseBuilder::new(&inv[0].1, 407)
+        .to_tag("p")
+        .header(
+            "Proxy-Authenticate",
+            "Digest realm=\"prov\", nonce=\"abc\", qop=\"auth\", algorithm=MD5",
+        )
+        .build();
+    h.rx_msg("127.0.0.10:5060", ch.clone());
+    let s = h.take_sent();
+    let ack = s
+        .iter()
+        .find(|(_, m)| m.method() == Some(&strowger_sip::Method::Ack))
+        .expect("ACK for the 407");
+    assert_eq!(ack.1.cseq().seq, 1);
+    let again = invites(&s);
+    assert_eq!(again.len(), 1, "INVITE sent again with credentials");
+    let m = &again[0].1;
+    assert_eq!(m.call_id(), inv[0].1.call_id());
+    assert_eq!(m.cseq().seq, 2);
+    assert_ne!(m.top_via().branch(), inv[0].1.top_via().branch());
+    let auth = m.header("Proxy-Authorization").expect("credentials");
+    assert!(auth.contains("username=\"acct\"") && auth.contains("nonce=\"abc\""));
+    assert!(
+        s.iter().all(|(_, m)| m.status().is_none_or(|c| c < 300)),
+        "the caller sees no failure"
+    );
+    // answered: the ACK carries CSeq 2
+    h.rx_msg("127.0.0.10:5060", answer(m, 200, "p", true));
+    h.take_sent();
+    // a second challenge for the same leg is the end (wrong credentials)
+    new_call(&mut h, 2);
+    plan_to(
+        &mut h,
+        vec![attempt(Dest::Trunk("backup".into()))],
+        vec![],
+        true,
+    );
+    let inv = invites(&h.take_sent());
+    let ch = |m: &Message, n: &str| {
+        strowger_sip::ResponseBuilder::new(m, 401)
+            .to_tag("q")
+            .header(
+                "WWW-Authenticate",
+                &format!("Digest realm=\"prov\", nonce=\"{n}\""),
+            )
+            .build()
+    };
+    h.rx_msg("127.0.0.10:5060", ch(&inv[0].1, "n1"));
+    let inv2 = invites(&h.take_sent());
+    h.rx_msg("127.0.0.10:5060", ch(&inv2[0].1, "n2"));
+    let inv3 = invites(&h.take_sent());
+    h.rx_msg("127.0.0.10:5060", ch(&inv3[0].1, "n3"));
+    let s = h.take_sent();
+    assert!(invites(&s).is_empty(), "no third answer");
+    let fin = s
+        .iter()
+        .find(|(_, m)| m.status().is_some())
+        .expect("final to A");
+    assert_eq!(
+        fin.1.status(),
+        Some(403),
+        "a far-end challenge never reaches the caller"
+    );
+}
