@@ -43,6 +43,9 @@ pub(crate) enum CallTimer {
     InviteRetrans(u32, Duration),
     /// No provisional from leg within 64*T1 (Timer B).
     InviteTimeout(u32),
+    /// No answer at all from the trunk proxy the leg was sent to: try
+    /// proxy number `.1` of the trunk.
+    ProxyFallback(u32, usize),
     /// Retransmit our 2xx to A until it ACKs (RFC 3261 §13.3.1.4).
     OkRetrans(Duration),
     /// Give up waiting for A's ACK.
@@ -78,6 +81,8 @@ pub(crate) struct BLeg {
     invite_cseq: u32,
     /// Trunk challenges answered on this leg.
     auth_rounds: u8,
+    /// Any response to the current INVITE arrived (proxy fallback).
+    responded: bool,
     remote_target: String,
     route_set: Vec<String>,
     phase: LegPhase,
@@ -576,6 +581,8 @@ impl Core {
                 } else {
                     format!("{}:{}", t.host, addr.port())
                 };
+                // with a proxy list the request goes to the first proxy
+                let addr = t.proxies.first().copied().unwrap_or(addr);
                 let tp = if t.transport == Transport::Udp {
                     String::new()
                 } else {
@@ -728,6 +735,9 @@ impl Core {
         let trunk = egress
             .strip_prefix("trunk:")
             .and_then(|n| self.cfg.trunks.iter().find(|t| t.name == n));
+        let proxy_fallback_at = trunk
+            .filter(|t| t.proxies.len() > 1)
+            .map(|t| now.mono + t.proxy_timeout);
         let from_user = trunk
             .and_then(|t| t.caller_id.as_deref().or(t.fromuser.as_deref()))
             .unwrap_or(&att.a_number);
@@ -831,6 +841,7 @@ impl Core {
             local_cseq: 1,
             invite_cseq: 1,
             auth_rounds: 0,
+            responded: false,
             remote_target: ruri,
             route_set: Vec::new(),
             phase: LegPhase::Calling,
@@ -861,6 +872,9 @@ impl Core {
             .then(|| self.schedule_call(now.mono + t1, call, CallTimer::InviteRetrans(leg_no, t1)));
         let timeout =
             Some(self.schedule_call(now.mono + t1 * 64, call, CallTimer::InviteTimeout(leg_no)));
+        if let Some(at) = proxy_fallback_at {
+            self.schedule_call(at, call, CallTimer::ProxyFallback(leg_no, 1));
+        }
         if let Some(c) = self.calls.get_mut(&call) {
             let mut leg = leg;
             leg.retrans = retrans;
@@ -913,6 +927,38 @@ impl Core {
                     l.retrans = Some(nt);
                 }
                 self.send(target, data);
+            }
+            CallTimer::ProxyFallback(leg, next) => {
+                let Some(l) = c.bs.get(leg as usize) else {
+                    return;
+                };
+                if l.responded || l.phase != LegPhase::Calling {
+                    return;
+                }
+                let Some((addr, timeout, more)) = l
+                    .egress
+                    .strip_prefix("trunk:")
+                    .and_then(|n| self.cfg.trunks.iter().find(|t| t.name == n))
+                    .and_then(|t| {
+                        t.proxies
+                            .get(next)
+                            .map(|a| (*a, t.proxy_timeout, next + 1 < t.proxies.len()))
+                    })
+                else {
+                    return;
+                };
+                let target = Target::Addr {
+                    transport: l.transport,
+                    addr,
+                };
+                tracing::info!(call, leg, proxy = %addr, "no answer from the trunk proxy; next proxy");
+                if self.resend_invite(now, call, leg, target, None) && more {
+                    self.schedule_call(
+                        now.mono + timeout,
+                        call,
+                        CallTimer::ProxyFallback(leg, next + 1),
+                    );
+                }
             }
             CallTimer::InviteTimeout(leg) => {
                 let Some(l) = c.bs.get_mut(leg as usize) else {
@@ -1010,6 +1056,7 @@ impl Core {
         let Some(l) = c.bs.get_mut(leg as usize) else {
             return;
         };
+        l.responded = true;
         if let Some(r) = l.retrans.take() {
             self.timers.cancel(r);
         }
@@ -2148,6 +2195,25 @@ impl Core {
         };
         let user = t.auth_user.clone().unwrap_or_else(|| t.user.clone());
         let value = strowger_sip::digest::answer(&ch, "INVITE", &l.ruri, &user, &secret, None, 1);
+        let target = l.target.clone();
+        tracing::debug!(call, leg, "answering the trunk's digest challenge");
+        self.resend_invite(now, call, leg, target, Some((aname, &value)))
+    }
+
+    /// Sends the leg's INVITE again as a new transaction (new branch, next
+    /// CSeq) to `target`, optionally with an authorization header; late
+    /// answers to the old CSeq are then ignored.
+    fn resend_invite(
+        &mut self,
+        now: Now,
+        call: u64,
+        leg: u32,
+        target: Target,
+        auth: Option<(&str, &str)>,
+    ) -> bool {
+        let Some(l) = self.calls.get(&call).and_then(|c| c.bs.get(leg as usize)) else {
+            return false;
+        };
         let Ok(old) = strowger_sip::parse(l.invite.clone()) else {
             return false;
         };
@@ -2160,16 +2226,22 @@ impl Core {
             via_sent_by(&l.invite)
         );
         let cseq_v = format!("{cseq} INVITE");
-        let data = strowger_sip::MessageEditor::new(&old)
+        let mut ed = strowger_sip::MessageEditor::new(&old)
             .pop_via()
             .prepend_via(&via)
-            .replace("CSeq", &cseq_v)
-            .remove("Authorization")
-            .remove("Proxy-Authorization")
-            .add(aname, &value)
-            .build();
+            .replace("CSeq", &cseq_v);
+        if let Some((name, value)) = auth {
+            ed = ed
+                .remove("Authorization")
+                .remove("Proxy-Authorization")
+                .add(name, value);
+        }
+        let data = ed.build();
         let transport = l.transport;
-        let target = l.target.clone();
+        let (old_retrans, old_timeout) = (l.retrans, l.timeout);
+        for t in [old_retrans, old_timeout].into_iter().flatten() {
+            self.timers.cancel(t);
+        }
         let t1 = self.cfg.t1;
         let retrans = (transport == Transport::Udp)
             .then(|| self.schedule_call(now.mono + t1, call, CallTimer::InviteRetrans(leg, t1)));
@@ -2185,13 +2257,16 @@ impl Core {
         l.branch = branch;
         l.invite_cseq = cseq;
         l.local_cseq = l.local_cseq.max(cseq);
-        l.auth_rounds += 1;
+        if auth.is_some() {
+            l.auth_rounds += 1;
+        }
+        l.target = target.clone();
+        l.responded = false;
         l.phase = LegPhase::Calling;
         l.status = 0;
         l.got_provisional = false;
         l.retrans = retrans;
         l.timeout = Some(timeout);
-        tracing::debug!(call, leg, "answering the trunk's digest challenge");
         self.send(target, data);
         true
     }

@@ -682,6 +682,18 @@ pub struct TrunkConfig {
     /// Take B from the Request-URI or the To header on inbound calls.
     #[serde(default)]
     pub b_from: BFrom,
+    /// Outbound proxies `host[:port]`, tried in order: a proxy that does
+    /// not answer at all within `proxy_timeout_ms` is skipped for the next
+    /// (no route retry). Inbound requests from them are the trunk's too.
+    #[serde(default)]
+    pub proxies: Vec<String>,
+    /// Fallback timeout per proxy, milliseconds.
+    #[serde(default = "default_proxy_timeout")]
+    pub proxy_timeout_ms: u32,
+}
+
+fn default_proxy_timeout() -> u32 {
+    2000
 }
 
 fn default_register_expires() -> u32 {

@@ -818,9 +818,10 @@ impl Core {
     pub(crate) fn trunk_index_by_source(&self, now: Now, src: SocketAddr) -> Option<usize> {
         if let Some(i) = self.cfg.trunks.iter().position(|t| {
             t.inbound == TrunkInbound::Ip
-                && t.addr.is_some_and(|a| {
-                    a.ip() == src.ip() && (t.ignore_source_port || a.port() == src.port())
-                })
+                && t.addr
+                    .iter()
+                    .chain(t.proxies.iter())
+                    .any(|a| a.ip() == src.ip() && (t.ignore_source_port || a.port() == src.port()))
         }) {
             return Some(i);
         }

@@ -93,6 +93,7 @@ fn trunk_info(t: &config::TrunkConfig, addr: Option<std::net::SocketAddr>) -> Tr
     i.b_from_to = t.b_from == config::BFrom::To;
     i.codecs = t.codecs.clone();
     i.relay = t.media == config::MediaMode::Relay;
+    i.proxy_timeout = Duration::from_millis(t.proxy_timeout_ms.max(100) as u64);
     i
 }
 
@@ -120,7 +121,27 @@ pub async fn core_config(cfg: &Config, listeners: &[Listen]) -> CoreConfig {
         if addr.is_none() && !t.is_dynamic() {
             tracing::warn!(trunk = %t.name, host = %t.host, "trunk host does not resolve; trunk unavailable");
         }
-        trunks.push(trunk_info(t, addr));
+        let mut info = trunk_info(t, addr);
+        for p in &t.proxies {
+            let (host, port) = match p.rsplit_once(':') {
+                Some((h, port)) if !h.contains(':') || h.ends_with(']') => (
+                    h.trim_matches(|c| c == '[' || c == ']'),
+                    port.parse().unwrap_or(t.port),
+                ),
+                _ => (p.trim_matches(|c| c == '[' || c == ']'), t.port),
+            };
+            match tokio::net::lookup_host((host, port))
+                .await
+                .ok()
+                .and_then(|mut i| i.next())
+            {
+                Some(a) => info.proxies.push(a),
+                None => {
+                    tracing::warn!(trunk = %t.name, proxy = %p, "trunk proxy does not resolve; skipped")
+                }
+            }
+        }
+        trunks.push(info);
     }
     let groups = cfg
         .trunk_groups

@@ -431,3 +431,42 @@ fn trunk_challenge_on_invite_is_answered_once_with_its_credentials() {
         "a far-end challenge never reaches the caller"
     );
 }
+
+#[test]
+fn silent_proxy_falls_back_to_the_next_without_a_route_retry() {
+    let p2: SocketAddr = "127.0.0.12:5060".parse().unwrap();
+    let mut h = H::with(|c| {
+        c.trunks[1].proxies = vec!["127.0.0.10:5060".parse().unwrap(), p2];
+        c.trunks[1].proxy_timeout = Duration::from_secs(2);
+    });
+    new_call(&mut h, 1);
+    plan_to(
+        &mut h,
+        vec![attempt(Dest::Trunk("backup".into()))],
+        vec![],
+        true,
+    );
+    let first = invites(&h.take_sent());
+    assert_eq!(first[0].0, "127.0.0.10:5060".parse().unwrap());
+    h.advance(Duration::from_millis(2001));
+    let s = h.take_sent();
+    let second: Vec<_> = invites(&s).into_iter().filter(|(a, _)| *a == p2).collect();
+    assert_eq!(second.len(), 1, "INVITE to the second proxy");
+    assert_eq!(second[0].1.call_id(), first[0].1.call_id());
+    assert_eq!(second[0].1.request_uri_str(), first[0].1.request_uri_str());
+    assert!(second[0].1.cseq().seq > first[0].1.cseq().seq);
+    // the second proxy answers: the call completes there
+    h.rx_msg(&p2.to_string(), answer(&second[0].1, 200, "ok", true));
+    let s = h.take_sent();
+    assert!(
+        s.iter().any(|(_, m)| m.status() == Some(200)),
+        "200 relayed to the caller"
+    );
+    // requests from either proxy are the trunk's (the backup trunk is
+    // outbound-only here, so check the carrier trust rule is untouched)
+    assert!(
+        h.core
+            .trunk_index_by_source(h.now, TRUNK.parse().unwrap())
+            .is_some()
+    );
+}

@@ -101,6 +101,10 @@ pub struct TrunkInfo {
     pub codecs: Option<Vec<String>>,
     /// Media relay by default (false = bypass).
     pub relay: bool,
+    /// Outbound proxies, in order (empty = send to `addr`).
+    pub proxies: Vec<SocketAddr>,
+    /// No answer at all from a proxy within this → the next proxy.
+    pub proxy_timeout: Duration,
 }
 
 impl TrunkInfo {
@@ -133,6 +137,8 @@ impl TrunkInfo {
             b_from_to: false,
             codecs: None,
             relay: true,
+            proxies: Vec::new(),
+            proxy_timeout: Duration::from_secs(2),
         }
     }
 
