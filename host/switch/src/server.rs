@@ -542,6 +542,11 @@ impl Shell {
                     self.core.poll_timers(Now::real());
                 }
             }
+            // under a steady stream of messages the (biased) select never
+            // reaches the timer branch: run due timers here too
+            if tokio::time::Instant::now() >= deadline {
+                self.core.poll_timers(Now::real());
+            }
             self.run_actions(&dec_tx);
         }
         tracing::info!("switch core stopped");
