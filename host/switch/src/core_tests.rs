@@ -904,3 +904,55 @@ fn digest_register_sha256_and_md5_replay_and_wrong_password() {
     assert_eq!(r.status(), Some(401));
     assert!(r.www_authenticate().all(|v| v.contains("stale=true")));
 }
+
+#[test]
+fn media_timeout_ends_only_the_answered_leg() {
+    let mut h = H::new();
+    h.register(PHONE, "1002", "sip:1002@127.0.0.1:7001", 3600, 1);
+    h.register(PHONE2, "1002", "sip:1002@127.0.0.1:7002", 3600, 1);
+    h.take_actions();
+    h.rx(TRUNK, &invite("5511", "1002", "A-mt", "z9hG4bKmt", TRUNK));
+    h.take_sent();
+    let call = plan_to(
+        &mut h,
+        vec![attempt(Dest::User("1002".into()))],
+        vec![],
+        true,
+    );
+    let s = h.take_sent();
+    h.rx_msg(PHONE2, answer(&s[1].1, 200, "p2", true));
+    h.take_sent();
+    // A timeout on the losing fork (leg 0) or an unknown call changes nothing.
+    h.core.handle(h.now, Event::MediaTimeout { call, leg: 0 });
+    h.core.handle(
+        h.now,
+        Event::MediaTimeout {
+            call: call + 99,
+            leg: 1,
+        },
+    );
+    h.collect();
+    assert!(h.take_sent().is_empty());
+    assert!(h.take_actions().is_empty());
+    // On the answered leg: BYE to both sides, CDR cause media-timeout.
+    h.core.handle(h.now, Event::MediaTimeout { call, leg: 1 });
+    h.collect();
+    let byes: Vec<_> = h
+        .take_sent()
+        .into_iter()
+        .filter(|(_, m)| m.method() == Some(&strowger_sip::Method::Bye))
+        .collect();
+    assert_eq!(byes.len(), 2, "{byes:?}");
+    assert!(byes.iter().any(|(_, m)| m.call_id() == "A-mt"));
+    assert!(byes.iter().any(|(_, m)| m.call_id() == s[1].1.call_id()));
+    let cdr = h
+        .take_actions()
+        .into_iter()
+        .find_map(|a| match a {
+            Action::Cdr(c) => Some(c),
+            _ => None,
+        })
+        .expect("CDR");
+    assert_eq!(cdr.cause, "media-timeout");
+    assert_eq!(cdr.hangup_side.as_deref(), Some("switch"));
+}
