@@ -989,6 +989,7 @@ impl Core {
                     return;
                 }
                 let was_cancelled = l.phase == LegPhase::Cancelled;
+                self.media.release_leg(call, u64::from(leg));
                 l.phase = LegPhase::Failed;
                 l.status = 408;
                 l.reason = "Request Timeout".into();
@@ -1142,6 +1143,7 @@ impl Core {
             l.phase = LegPhase::Failed;
             l.status = code;
             l.reason = msg.reason().unwrap_or("").to_string();
+            self.media.release_leg(call, u64::from(leg));
         }
         self.send(target, ack);
         if retransmitted {
@@ -1227,6 +1229,7 @@ impl Core {
                 l.answer_ms = None;
             }
             let t = l.target.clone();
+            self.media.release_leg(call, u64::from(leg));
             self.send(t.clone(), ack);
             self.send(t, bye);
             if let Some(e) = refused {

@@ -1094,5 +1094,58 @@ fn relay_anchors_initial_and_reinvite_sdp() {
     assert_eq!(s[0].1.status(), Some(488));
 }
 
+#[test]
+fn failed_leg_frees_its_relay_ports_before_the_call_ends() {
+    use crate::media::{MediaSettings, Mode, RelayMedia};
+    let mut h = H::new();
+    let settings = MediaSettings {
+        port_min: 42400,
+        port_max: 42500,
+        workers: 1,
+        ..Default::default()
+    };
+    let relay = std::sync::Arc::new(
+        strowger_media::MediaRelay::start(settings.relay_config("127.0.0.1".parse().unwrap()))
+            .unwrap(),
+    );
+    h.core.media = Box::new(RelayMedia::new(relay.clone(), Mode::Relay));
+    let total = relay.stats().ports_free;
+    let offer = sdp("10.1.1.1", 4000, "sendrecv");
+    let inv = invite("5511", "999", "A-fr", "z9hG4bKfr", TRUNK).replace(
+        "Content-Length: 40\n\nv=0\nm=audio 4000 RTP/AVP 0 8\na=x:yz12345\n",
+        &format!(
+            "Content-Length: {}\n\n{}",
+            offer.len(),
+            offer.replace("\r\n", "\n")
+        ),
+    );
+    h.rx(TRUNK, &inv);
+    h.take_sent();
+    plan_to(
+        &mut h,
+        vec![
+            attempt(Dest::Trunk("backup".into())),
+            attempt(Dest::Trunk("carrier".into())),
+        ],
+        vec![Cause::Status(503)],
+        false,
+    );
+    let s = h.take_sent();
+    assert_eq!(
+        relay.stats().ports_free,
+        total - 2,
+        "one session = two pairs"
+    );
+    h.rx_msg("127.0.0.10:5060", answer(&s[0].1, 503, "x", false));
+    h.take_sent();
+    // the failed leg's pairs come back (the worker closes its sockets
+    // asynchronously), the second attempt holds two
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while relay.stats().ports_free != total - 2 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(relay.stats().ports_free, total - 2);
+}
+
 #[path = "trunk_tests.rs"]
 mod trunk_tests;

@@ -80,6 +80,8 @@ pub trait MediaHandler: Send {
         relay: Option<bool>,
         codecs: Option<&[String]>,
     ) -> Result<Vec<u8>, MediaRefusal>;
+    /// Outbound leg `leg` of `call` failed or lost: free what it holds.
+    fn release_leg(&mut self, _call: u64, _leg: u64) {}
     /// The call ended: release its resources.
     fn release(&mut self, call: u64);
 }
@@ -306,6 +308,10 @@ impl MediaHandler for RelayMedia {
             },
         };
         Ok(r?)
+    }
+
+    fn release_leg(&mut self, call: u64, leg: u64) {
+        self.calls.release_leg(call, leg);
     }
 
     fn release(&mut self, call: u64) {
