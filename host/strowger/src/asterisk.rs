@@ -223,6 +223,8 @@ pub fn import(sip: (&str, &str), extensions: Option<(&str, &str)>) -> Import {
         let dialplan = parse_extensions(f, text, &mut report);
         build_routes(f, &dialplan, &trunks, &contexts, &mut report)
     });
+    // file order (sip.conf first), then line order
+    report.notes.sort_by_key(|n| (n.file != sip.0, n.line));
     Import {
         trunks,
         routes,
@@ -1557,7 +1559,11 @@ fn build_routes(
         if peers.contains_key(&c.name) {
             continue;
         }
-        if sources.get(&c.name).is_some_and(Option::is_none) && !c.exts.is_empty() {
+        let included = plan
+            .contexts
+            .iter()
+            .any(|x| x.includes.iter().any(|(_, i)| i == &c.name));
+        if !included && sources.get(&c.name).is_some_and(Option::is_none) && !c.exts.is_empty() {
             report.info(
                 file,
                 c.exts[0].line,
