@@ -1585,7 +1585,7 @@ fn build_routes(
             .flatten()
             .unwrap_or_default();
         let mut exts: Vec<&Ext> = ctx.exts.iter().collect();
-        exts.sort_by(|a, b| specificity(&a.pattern).cmp(&specificity(&b.pattern)));
+        exts.sort_by_key(|e| specificity(&e.pattern));
         for ext in exts {
             let before = routes.len();
             ext_routes(
