@@ -478,7 +478,16 @@ fn resolve(
     let mut out = Vec::new();
     for t in &section.templates {
         match conf.sections.iter().find(|s| &s.name == t) {
-            Some(tpl) if depth < 8 => out.extend(resolve(file, conf, tpl, report, depth + 1)),
+            Some(tpl) if depth < 8 => {
+                if depth == 0 {
+                    report.info(
+                        file,
+                        section.line,
+                        format!("[{}] takes the settings of template [{t}]", section.name),
+                    );
+                }
+                out.extend(resolve(file, conf, tpl, report, depth + 1))
+            }
             Some(_) => report.skip(file, section.line, "templates nested too deeply"),
             None => report.skip(
                 file,
@@ -982,7 +991,7 @@ fn peer_to_trunk(
                         file,
                         line,
                         format!(
-                            "[{name}] context={v}: trunks have no context; routing comes from the route policy (routes of that context get source trunk:{name})"
+                            "[{name}] context={v}: trunks have no context; routing comes from the route policy (the routes imported from that context get source trunk:{name})"
                         ),
                     );
                 }
@@ -2089,6 +2098,12 @@ mod tests {
         assert!(has_note(&i, 11, Level::Untranslated, "h264"));
         assert!(has_note(&i, 10, Level::Untranslated, "no codec left"));
         assert!(has_note(&i, 12, Level::Untranslated, "template `missing`"));
+        assert!(has_note(
+            &i,
+            6,
+            Level::Info,
+            "[p1] takes the settings of template [base]"
+        ));
         assert!(trunk(&i, "p2").host == "10.0.0.2");
         assert!(has_note(&i, 15, Level::Untranslated, "no `type=`"));
         assert!(!i.trunks.iter().any(|t| t.name == "base" || t.name == "nop"));
