@@ -87,7 +87,56 @@ pub(crate) fn routes(state: AdminState) -> axum::Router {
         .route("/v1/cdrs", get(cdrs))
         .route("/v1/cdrs.csv", get(cdrs_csv))
         .route("/v1/audit", get(audit))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            refuse_unauthenticated_writes,
+        ))
         .with_state(state)
+}
+
+/// Checks `Authorization: Bearer <token>`; the token's id on success.
+fn check_token(state: &AdminState, headers: &axum::http::HeaderMap) -> Result<String, ApiError> {
+    let unauthorized = |m: &str| ApiError::new(StatusCode::UNAUTHORIZED, m).field("Authorization");
+    if state.inner.tokens.is_empty() {
+        return Err(unauthorized(
+            "writes are disabled: no admin API token is configured (set `[admin] token` or STROWGER_ADMIN_TOKEN)",
+        ));
+    }
+    let h = headers
+        .get(header::AUTHORIZATION)
+        .ok_or_else(|| unauthorized("writes need `Authorization: Bearer <token>`"))?;
+    let token = h
+        .to_str()
+        .ok()
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(|| unauthorized("Authorization must be `Bearer <token>`"))?;
+    state
+        .inner
+        .tokens
+        .get(token.trim())
+        .cloned()
+        .ok_or_else(|| unauthorized("unknown API token"))
+}
+
+/// Refuses a write without a valid token before its handler runs, after
+/// reading (and discarding) the request body: a client still sending a
+/// large upload then gets the 401 answer instead of a reset connection.
+async fn refuse_unauthenticated_writes(
+    State(st): State<AdminState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    use axum::http::Method;
+    if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+        return next.run(req).await;
+    }
+    match check_token(&st, req.headers()) {
+        Ok(_) => next.run(req).await,
+        Err(e) => {
+            let _ = axum::body::to_bytes(req.into_body(), 64 << 20).await;
+            e.into_response()
+        }
+    }
 }
 
 // ---- auth + audit ------------------------------------------------------
@@ -104,30 +153,12 @@ impl FromRequestParts<AdminState> for Writer {
         parts: &mut Parts,
         state: &AdminState,
     ) -> Result<Self, Self::Rejection> {
-        let unauthorized =
-            |m: &str| ApiError::new(StatusCode::UNAUTHORIZED, m).field("Authorization");
-        let h = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .ok_or_else(|| unauthorized("writes need `Authorization: Bearer <token>`"))?;
-        let token = h
-            .to_str()
-            .ok()
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .ok_or_else(|| unauthorized("Authorization must be `Bearer <token>`"))?;
-        let actor = state
-            .inner
-            .tokens
-            .get(token.trim())
-            .ok_or_else(|| unauthorized("unknown API token"))?;
+        let actor = check_token(state, &parts.headers)?;
         let source = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map(|c| c.0.to_string());
-        Ok(Writer {
-            actor: actor.clone(),
-            source,
-        })
+        Ok(Writer { actor, source })
     }
 }
 
@@ -539,12 +570,18 @@ async fn build_generation(st: &AdminState, doc: &mut PolicyDocument) -> ApiResul
         })
 }
 
-/// True if every field of `expect` is present and equal in `actual`.
-fn subset(expect: &Value, actual: &Value) -> bool {
+/// True if every field of `expect` is present and equal in `actual`;
+/// arrays must have the same length and match element by element (each
+/// element again a subset match), so a test case names only the fields it
+/// cares about at any depth.
+pub fn subset(expect: &Value, actual: &Value) -> bool {
     match (expect, actual) {
         (Value::Object(e), Value::Object(a)) => e
             .iter()
             .all(|(k, v)| a.get(k).is_some_and(|av| subset(v, av))),
+        (Value::Array(e), Value::Array(a)) => {
+            e.len() == a.len() && e.iter().zip(a).all(|(e, a)| subset(e, a))
+        }
         (e, a) => e == a,
     }
 }

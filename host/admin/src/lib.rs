@@ -23,7 +23,7 @@ mod error;
 mod openapi;
 mod switch;
 
-pub use api::{PolicyDocument, PolicyTest, StoredBinding};
+pub use api::{PolicyDocument, PolicyTest, StoredBinding, subset};
 pub use error::ApiError;
 pub use switch::{CallInfo, MemorySwitch, RegistrationInfo, SwitchControl, TrunkStatus};
 

@@ -120,13 +120,13 @@ fn route_policy(plugin: &str, trunk: &str, expect_trunk: &str) -> Value {
         "comment": format!("route to {trunk}"),
         "bindings": [{"hook": "route", "plugin": plugin, "config": route_config(trunk), "deadline_ms": 2000}],
         "tests": [{"name": "b number goes to the trunk", "hook": "route", "input": {"b_number": "5511999990000"},
-                   "expect": {"Route": {"attempts": [{"destination": {"Trunk": expect_trunk}}]}}}]
+                   "expect": {"Forward": {"attempts": [{"destination": {"Trunk": expect_trunk}}]}}}]
     })
 }
 
 /// The trunk a route decision sends the first attempt to.
 fn first_trunk(decision: &Value) -> Value {
-    decision["Route"]["attempts"][0]["destination"]["Trunk"].clone()
+    decision["Forward"]["attempts"][0]["destination"]["Trunk"].clone()
 }
 
 async fn simulate_trunk(h: &H) -> Value {
@@ -141,7 +141,6 @@ async fn simulate_trunk(h: &H) -> Value {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "admin API never run before this landing; failing cases listed in the control-plane issue's notes; run with --ignored"]
 async fn plugins_upload_validate_list_delete() {
     let h = setup().await;
     // Bad wasm → 422 with a JSON reason.
@@ -218,7 +217,6 @@ async fn plugins_upload_validate_list_delete() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "admin API never run before this landing; failing cases listed in the control-plane issue's notes; run with --ignored"]
 async fn writes_need_a_valid_token() {
     let h = setup().await;
     let url = format!("{}/v1/plugins?name=x", h.base);
@@ -264,7 +262,6 @@ async fn writes_need_a_valid_token() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "admin API never run before this landing; failing cases listed in the control-plane issue's notes; run with --ignored"]
 async fn policies_validate_test_activate_rollback_canary() {
     let h = setup().await;
     let (_, p) = h.upload("route-table", plugin_bytes("route-table")).await;
@@ -326,7 +323,7 @@ async fn policies_validate_test_activate_rollback_canary() {
     assert_eq!(err["field"], "tests");
     let f = &err["detail"]["failures"][0];
     assert_eq!(
-        f["expected"]["Route"]["attempts"][0]["destination"]["Trunk"],
+        f["expected"]["Forward"]["attempts"][0]["destination"]["Trunk"],
         "carrier-c"
     );
     assert_eq!(first_trunk(&f["actual"]), "carrier-b");
@@ -419,7 +416,6 @@ async fn policies_validate_test_activate_rollback_canary() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "admin API never run before this landing; failing cases listed in the control-plane issue's notes; run with --ignored"]
 async fn dataset_upload_changes_portability_lookups() {
     let h = setup().await;
     let (code, _) = h
@@ -521,7 +517,6 @@ async fn dataset_upload_changes_portability_lookups() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "admin API never run before this landing; failing cases listed in the control-plane issue's notes; run with --ignored"]
 async fn simulate_register_users_trunks_registrations_calls_cdrs() {
     let h = setup().await;
     h.upload("registrar-policy", plugin_bytes("registrar-policy"))
@@ -672,7 +667,7 @@ async fn simulate_register_users_trunks_registrations_calls_cdrs() {
         cause: "normal".into(),
         ..Default::default()
     };
-    h.state.store().insert_cdr(cdr).wait().unwrap();
+    h.state.store().insert_cdr(cdr).await.unwrap();
     let (_, q) = h.get("/v1/cdrs?number=5511999990000&trunk=carrier-a").await;
     assert_eq!(q["count"], 1, "{q}");
     let (_, q) = h.get("/v1/cdrs?from=6000").await;
@@ -693,7 +688,6 @@ async fn simulate_register_users_trunks_registrations_calls_cdrs() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "admin API never run before this landing; failing cases listed in the control-plane issue's notes; run with --ignored"]
 async fn restore_rebuilds_the_active_policy_after_restart() {
     let h = setup().await;
     h.upload("route-table", plugin_bytes("route-table")).await;
@@ -701,7 +695,7 @@ async fn restore_rebuilds_the_active_policy_after_restart() {
     v1["activate"] = json!(true);
     let (code, r1) = h.post("/v1/policies", v1).await;
     assert_eq!(code, StatusCode::CREATED, "{r1}");
-    h.state.store().flush().wait().unwrap();
+    h.state.store().flush().await.unwrap();
     // A second admin over the same database file, fresh runtime.
     let store = Store::open(h.state.store().path()).unwrap();
     let rt = Runtime::new(RuntimeConfig::default()).unwrap();
