@@ -255,7 +255,7 @@ async fn metrics(State(st): State<AdminState>) -> Response {
         "# TYPE strowger_policy_generation gauge\nstrowger_policy_generation {}\n",
         snap.generation
     ));
-    out.push_str(&st.inner.switch.metrics_text());
+    out.push_str(&st.inner.switch.metrics_text().await);
     out.push_str("# EOF\n");
     (
         [(
@@ -1233,7 +1233,7 @@ async fn list_trunks(State(st): State<AdminState>) -> ApiResult {
 }
 
 async fn trunk_status(State(st): State<AdminState>) -> ApiResult {
-    Ok(Json(json!({"trunks": st.inner.switch.trunks()})))
+    Ok(Json(json!({"trunks": st.inner.switch.trunks().await})))
 }
 
 async fn get_trunk(State(st): State<AdminState>, Path(name): Path<String>) -> ApiResult {
@@ -1417,11 +1417,11 @@ async fn remove_registration(
 }
 
 async fn list_calls(State(st): State<AdminState>) -> ApiResult {
-    Ok(Json(json!({"calls": st.inner.switch.calls()})))
+    Ok(Json(json!({"calls": st.inner.switch.calls().await})))
 }
 
 async fn hangup_call(State(st): State<AdminState>, w: Writer, Path(id): Path<String>) -> ApiResult {
-    if !st.inner.switch.hangup(&id) {
+    if !st.inner.switch.hangup(&id).await {
         return Err(ApiError::not_found(format!("no call `{id}`")).field("id"));
     }
     w.audit(&st, "call.hangup", &id, json!({})).await?;

@@ -25,7 +25,9 @@ mod switch;
 
 pub use api::{PolicyDocument, PolicyTest, StoredBinding, subset};
 pub use error::ApiError;
-pub use switch::{CallInfo, MemorySwitch, RegistrationInfo, SwitchControl, TrunkStatus};
+pub use switch::{
+    CallInfo, MemorySwitch, RegistrationInfo, SwitchControl, SwitchFuture, TrunkStatus,
+};
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;

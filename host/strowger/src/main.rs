@@ -7,6 +7,7 @@
 use clap::{Parser, Subcommand};
 
 mod cmd;
+mod control;
 
 #[derive(Parser)]
 #[command(name = "strowger", version, about = "Programmable SIP/RTP switch")]

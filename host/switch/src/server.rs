@@ -36,6 +36,8 @@ pub struct Running {
     pub store: Store,
     /// The location service.
     pub location: Arc<RwLock<Location>>,
+    /// Control-plane handle (calls, hang-up, registrations, trunks).
+    pub control: crate::control::Control,
     shutdown: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -370,6 +372,8 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
         }
     }
     let core = Core::with_parts(ccfg, location.clone(), Box::new(crate::media::PassThrough));
+    let (control, ctl_rx) =
+        crate::control::Control::new(location.clone(), store.clone(), cfg.sip.domain.clone());
     let (shutdown, shutdown_rx) = watch::channel(false);
     let shell = Shell {
         core,
@@ -380,12 +384,13 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
         users: cfg.users.iter().map(|u| u.user.clone()).collect(),
         tz: cfg.calls.timezone_offset_minutes,
     };
-    let task = tokio::spawn(shell.run(net_rx, shutdown_rx));
+    let task = tokio::spawn(shell.run(net_rx, ctl_rx, shutdown_rx));
     Ok(Running {
         listeners: bound,
         runtime,
         store,
         location,
+        control,
         shutdown,
         task,
     })
@@ -405,6 +410,7 @@ impl Shell {
     async fn run(
         mut self,
         mut net_rx: mpsc::Receiver<NetEvent>,
+        mut ctl_rx: mpsc::Receiver<crate::control::Command>,
         mut shutdown: watch::Receiver<bool>,
     ) {
         let (dec_tx, mut dec_rx) = mpsc::unbounded_channel::<Event>();
@@ -431,6 +437,9 @@ impl Shell {
                 }
                 Some(ev) = dec_rx.recv() => {
                     self.core.handle(Now::real(), ev);
+                }
+                Some(cmd) = ctl_rx.recv() => {
+                    self.core.control(Now::real(), cmd);
                 }
                 _ = tokio::time::sleep_until(deadline) => {
                     self.core.poll_timers(Now::real());
