@@ -525,6 +525,50 @@ struct CreatePolicy {
     activate: bool,
 }
 
+impl StoredBinding {
+    /// The runtime binding of this stored one (binding number `i`, for
+    /// error messages) with its resolved plugin.
+    pub fn to_binding(
+        &self,
+        i: usize,
+        plugin: Arc<strowger_plugin::PluginVersion>,
+    ) -> Result<Binding, ApiError> {
+        let config = match &self.config {
+            Value::String(s) => s.clone(),
+            v => v.to_string(),
+        };
+        let mut nb = Binding::new(self.hook, plugin)
+            .scope(self.scope.clone())
+            .config_json(config)
+            .datasets(self.datasets.clone())
+            .fallback(self.fallback.clone());
+        if let Some(ms) = self.deadline_ms {
+            if ms == 0 || ms > 60_000 {
+                return Err(ApiError::unprocessable(format!(
+                    "binding {i}: deadline_ms must be 1..=60000"
+                ))
+                .field(format!("bindings[{i}].deadline_ms")));
+            }
+            nb = nb.deadline(Duration::from_millis(ms));
+        }
+        if let Some(m) = self.memory_limit_bytes {
+            nb = nb.memory_limit(m);
+        }
+        Ok(nb)
+    }
+}
+
+/// Builds a generation from runtime bindings (not activated).
+pub async fn build_policy(
+    runtime: &strowger_plugin::Runtime,
+    bindings: Vec<Binding>,
+) -> Result<Arc<Generation>, ApiError> {
+    runtime.build(Policy { bindings }).await.map_err(|e| {
+        let strowger_plugin::BuildError::Binding { index, .. } = &e;
+        ApiError::unprocessable(format!("policy rejected: {e}")).field(format!("bindings[{index}]"))
+    })
+}
+
 async fn build_generation(st: &AdminState, doc: &mut PolicyDocument) -> ApiResult<Arc<Generation>> {
     let mut bindings = Vec::new();
     for (i, b) in doc.bindings.iter_mut().enumerate() {
@@ -536,38 +580,9 @@ async fn build_generation(st: &AdminState, doc: &mut PolicyDocument) -> ApiResul
             .field(format!("bindings[{i}].plugin"))
         })?;
         b.plugin = p.sha256().to_string();
-        let config = match &b.config {
-            Value::String(s) => s.clone(),
-            v => v.to_string(),
-        };
-        let mut nb = Binding::new(b.hook, p)
-            .scope(b.scope.clone())
-            .config_json(config)
-            .datasets(b.datasets.clone())
-            .fallback(b.fallback.clone());
-        if let Some(ms) = b.deadline_ms {
-            if ms == 0 || ms > 60_000 {
-                return Err(ApiError::unprocessable(format!(
-                    "binding {i}: deadline_ms must be 1..=60000"
-                ))
-                .field(format!("bindings[{i}].deadline_ms")));
-            }
-            nb = nb.deadline(Duration::from_millis(ms));
-        }
-        if let Some(m) = b.memory_limit_bytes {
-            nb = nb.memory_limit(m);
-        }
-        bindings.push(nb);
+        bindings.push(b.to_binding(i, p)?);
     }
-    st.inner
-        .runtime
-        .build(Policy { bindings })
-        .await
-        .map_err(|e| {
-            let strowger_plugin::BuildError::Binding { index, .. } = &e;
-            ApiError::unprocessable(format!("policy rejected: {e}"))
-                .field(format!("bindings[{index}]"))
-        })
+    build_policy(&st.inner.runtime, bindings).await
 }
 
 /// True if every field of `expect` is present and equal in `actual`;
@@ -637,23 +652,119 @@ pub(crate) async fn run_hook(
     }
 }
 
-async fn run_tests(g: &Generation, tests: &[PolicyTest]) -> ApiResult<()> {
-    let mut failures = Vec::new();
-    for (i, t) in tests.iter().enumerate() {
-        let name = t.name.clone().unwrap_or_else(|| format!("tests[{i}]"));
-        match run_hook(g, t.hook, t.trunk.as_deref(), t.input.clone()).await {
-            Err(e) => failures.push(json!({"test": name, "index": i, "error": e.error})),
-            Ok(step) => {
-                let fell_back = !step["fallback"].is_null();
-                if !subset(&t.expect, &step["value"]) || (fell_back && !t.allow_fallback) {
-                    failures.push(json!({
-                        "test": name, "index": i, "expected": t.expect, "actual": step["value"],
-                        "fallback": step["fallback"], "plugin_error": step["error"],
-                    }));
+/// Where `actual` differs from the subset match `expect`: one line per
+/// mismatch, `path: expected X, got Y` (empty when [`subset`] holds).
+pub fn mismatches(expect: &Value, actual: &Value) -> Vec<String> {
+    fn walk(e: &Value, a: &Value, path: &str, out: &mut Vec<String>) {
+        match (e, a) {
+            (Value::Object(eo), Value::Object(ao)) => {
+                for (k, v) in eo {
+                    let p = if path.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{path}.{k}")
+                    };
+                    match ao.get(k) {
+                        Some(av) => walk(v, av, &p, out),
+                        None => out.push(format!("{p}: expected {v}, field missing")),
+                    }
                 }
             }
+            (Value::Array(ea), Value::Array(aa)) if ea.len() == aa.len() => {
+                for (i, (e, a)) in ea.iter().zip(aa).enumerate() {
+                    walk(e, a, &format!("{path}[{i}]"), out);
+                }
+            }
+            (Value::Array(ea), Value::Array(aa)) => out.push(format!(
+                "{path}: expected {} elements, got {}: {a}",
+                ea.len(),
+                aa.len()
+            )),
+            (e, a) if e == a => {}
+            (e, a) => out.push(format!(
+                "{}: expected {e}, got {a}",
+                if path.is_empty() { "decision" } else { path }
+            )),
         }
     }
+    let mut out = Vec::new();
+    walk(expect, actual, "", &mut out);
+    out
+}
+
+/// The outcome of one policy test case.
+#[derive(Debug, Clone, Serialize)]
+pub struct CaseResult {
+    /// Case name (or `tests[i]`).
+    pub test: String,
+    /// Index in the document.
+    pub index: usize,
+    /// Passed?
+    pub passed: bool,
+    /// What the case expected.
+    pub expected: Value,
+    /// The decision (null when the hook could not run).
+    pub actual: Value,
+    /// Where they differ (see [`mismatches`]).
+    pub mismatches: Vec<String>,
+    /// The fallback that answered, if the plugin failed.
+    pub fallback: Value,
+    /// The plugin's error, or why the hook could not run.
+    pub error: Value,
+    /// Decision time, microseconds.
+    pub elapsed_us: Value,
+}
+
+/// Runs every test case against `g` (the same code path as `POST
+/// /v1/simulate`): a case passes when the decision matches `expect` (see
+/// [`subset`]) and no fallback answered (unless `allow_fallback`).
+pub async fn run_cases(g: &Generation, tests: &[PolicyTest]) -> Vec<CaseResult> {
+    let mut out = Vec::with_capacity(tests.len());
+    for (i, t) in tests.iter().enumerate() {
+        let name = t.name.clone().unwrap_or_else(|| format!("tests[{i}]"));
+        out.push(
+            match run_hook(g, t.hook, t.trunk.as_deref(), t.input.clone()).await {
+                Err(e) => CaseResult {
+                    test: name,
+                    index: i,
+                    passed: false,
+                    expected: t.expect.clone(),
+                    actual: Value::Null,
+                    mismatches: vec![e.error.clone()],
+                    fallback: Value::Null,
+                    error: json!(e.error),
+                    elapsed_us: Value::Null,
+                },
+                Ok(step) => {
+                    let fell_back = !step["fallback"].is_null();
+                    let mut m = mismatches(&t.expect, &step["value"]);
+                    if fell_back && !t.allow_fallback {
+                        m.push(format!(
+                            "the plugin failed and the fallback answered ({}): {}",
+                            step["fallback"], step["error"]
+                        ));
+                    }
+                    CaseResult {
+                        test: name,
+                        index: i,
+                        passed: m.is_empty(),
+                        expected: t.expect.clone(),
+                        actual: step["value"].clone(),
+                        mismatches: m,
+                        fallback: step["fallback"].clone(),
+                        error: step["error"].clone(),
+                        elapsed_us: step["elapsed_us"].clone(),
+                    }
+                }
+            },
+        );
+    }
+    out
+}
+
+async fn run_tests(g: &Generation, tests: &[PolicyTest]) -> ApiResult<()> {
+    let results = run_cases(g, tests).await;
+    let failures: Vec<&CaseResult> = results.iter().filter(|r| !r.passed).collect();
     if failures.is_empty() {
         Ok(())
     } else {
@@ -959,6 +1070,17 @@ struct Parsed {
     builder: DatasetBuilder,
     rows: Vec<(String, String)>,
     sha256: String,
+}
+
+/// Parses a data-set CSV (`key,value` lines; blank lines and `#` comments
+/// skipped) exactly as `POST /v1/datasets/{name}` does; returns the data
+/// set and the sha256 of the bytes, or the error with its line number.
+pub fn parse_dataset_csv(
+    bytes: &[u8],
+    version: impl Into<String>,
+) -> Result<(strowger_plugin::Dataset, String), String> {
+    let p = parse_csv(bytes).map_err(|(e, _)| e)?;
+    Ok((p.builder.finish(version.into()), p.sha256))
 }
 
 fn parse_csv(reader: impl std::io::Read) -> Result<Parsed, (String, Option<u64>)> {

@@ -23,7 +23,10 @@ mod error;
 mod openapi;
 mod switch;
 
-pub use api::{PolicyDocument, PolicyTest, StoredBinding, subset};
+pub use api::{
+    CaseResult, PolicyDocument, PolicyTest, StoredBinding, build_policy, mismatches,
+    parse_dataset_csv, run_cases, subset,
+};
 pub use error::ApiError;
 pub use switch::{
     CallInfo, MemorySwitch, RegistrationInfo, SwitchControl, SwitchFuture, TrunkStatus,
