@@ -150,7 +150,6 @@ impl Callee {
         let dir = self.sipp.dir();
         // SIPp writes its statistics once a second: let the last calls land
         std::thread::sleep(Duration::from_millis(2500));
-        let r = self.sipp.stop();
         let mut numbers = Vec::new();
         for e in std::fs::read_dir(&dir).unwrap().flatten() {
             if e.file_name().to_string_lossy().ends_with("_logs.log") {
@@ -162,7 +161,7 @@ impl Callee {
                 );
             }
         }
-        (r, numbers)
+        (self.sipp.stop(), numbers)
     }
 }
 
