@@ -252,6 +252,33 @@ async fn writes_need_a_valid_token() {
     assert_eq!(list["plugins"].as_array().unwrap().len(), 0);
     let (_, t) = h.get("/v1/trunks").await;
     assert_eq!(t["trunks"].as_array().unwrap().len(), 0);
+    // Without any token configured, writes are refused saying how to configure one.
+    let dir = tempfile::tempdir().unwrap();
+    let st = AdminState::new(
+        Runtime::new(RuntimeConfig::default()).unwrap(),
+        Store::open(dir.path().join("s.db")).unwrap(),
+        Arc::new(MemorySwitch::default()),
+    );
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", l.local_addr().unwrap());
+    tokio::spawn(serve(l, st));
+    let r = h
+        .http
+        .put(format!("{base}/v1/trunks/t1"))
+        .bearer_auth(TOKEN)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let body: Value = r.json().await.unwrap();
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("no admin API token is configured"),
+        "{body}"
+    );
     // Reads are open.
     assert_eq!(h.get("/healthz").await.0, StatusCode::OK);
     assert_eq!(h.get("/readyz").await.0, StatusCode::OK);

@@ -479,3 +479,140 @@ fn control_plane_survives_a_restart() {
     );
     assert!(text.contains("registrations: 1"), "{text}");
 }
+
+/// The live state behind the admin API is the switch's: a call in progress
+/// is listed (answered, with its generation and egress) and an operator's
+/// hang-up sends BYE to both parties; trunk status counts the call; a
+/// registration is listed and removed (the device can no longer be called).
+#[test]
+fn live_calls_hangup_registrations_and_trunks() {
+    let callee = Callee::start("9");
+    let uac_ip = unique_loopback();
+    let cfg = format!(
+        "[[users]]\nuser = \"1003\"\npassword = \"pw1003\"\n\n\
+         [[trunks]]\nname = \"caller\"\nhost = \"{uac_ip}\"\ninbound = \"ip\"\n\n\
+         [admin]\ntoken = \"{TOKEN}\"\n"
+    );
+    let sw = Switch::start(&cfg);
+    let api = Api::connect(&sw);
+    api.upload_plugin("route-table");
+    let mut p = uri_policy("9", callee.addr(), false);
+    p["activate"] = json!(true);
+    let (c, v) = api.post("/v1/policies", &p);
+    assert_eq!(c, 201, "{v}");
+    let generation = v["generation"].as_u64().unwrap();
+
+    // a caller that holds until the far end hangs up
+    let caller = Sipp::scenario(scenario("uac_wait_bye.xml"))
+        .local(uac_ip, None)
+        .remote(sw.addr())
+        .service("5511333344444")
+        .key("caller", "5511999990000")
+        .calls(1)
+        .recv_timeout(Duration::from_secs(60))
+        .timeout(Duration::from_secs(60))
+        .spawn();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let call = loop {
+        let calls = api.get("/v1/calls")["calls"].clone();
+        if let Some(c) = calls.as_array().unwrap().first()
+            && c["state"] == "answered"
+        {
+            break c.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no answered call listed: {calls}\n{}",
+            sw.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(call["b_number"], "5511333344444", "{call}");
+    assert_eq!(call["ingress"], "trunk:caller", "{call}");
+    assert_eq!(call["generation"], generation, "{call}");
+    assert!(
+        call["egress"]
+            .as_str()
+            .unwrap()
+            .contains(&callee.addr().to_string()),
+        "{call}"
+    );
+    let trunks = api.get("/v1/trunks/status")["trunks"].clone();
+    assert_eq!(trunks[0]["name"], "caller");
+    assert_eq!(trunks[0]["active_calls"], 1, "{trunks}");
+    let metrics = api
+        .http
+        .get(format!("{}/metrics", api.base))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(metrics.contains("strowger_calls_active 1"), "{metrics}");
+
+    // hang-up: both SIPp sides receive BYE and finish their scenario
+    let id = call["id"].as_str().unwrap();
+    let (c, e) = api.send(reqwest::Method::DELETE, "/v1/calls/no-such-call", None);
+    assert_eq!(c, 404, "{e}");
+    let (c, h) = api.send(reqwest::Method::DELETE, &format!("/v1/calls/{id}"), None);
+    assert_eq!(c, 200, "{h}");
+    caller.wait().assert_ok(1);
+    let (callee_result, numbers) = callee.finish();
+    assert_eq!(callee_result.successful, 1, "callee did not get the BYE");
+    assert_eq!(numbers, ["95511333344444"]);
+    assert!(api.get("/v1/calls")["calls"].as_array().unwrap().is_empty());
+    let audit = api.get("/v1/audit");
+    assert!(
+        audit["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["action"] == "call.hangup" && e["target"] == id),
+        "{audit}"
+    );
+
+    // registrations: listed, removed, gone from the store too
+    let phone_ip = unique_loopback();
+    let mut phone = SipClient::new(phone_ip, sw.addr());
+    let contact = format!("sip:1003@{phone_ip}:5070");
+    let reg = phone.register(
+        "1003",
+        "pw1003",
+        "strowger.local",
+        Some(&contact),
+        Some(600),
+        Algorithm::Sha256,
+        Duration::from_secs(10),
+    );
+    assert_eq!(reg.response.status(), 200);
+    let stored = |n: usize| {
+        let store = strowger_store::Store::open(sw.store_path()).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let rows = store
+                .registrations_of_blocking("sip:1003@strowger.local")
+                .unwrap();
+            if rows.len() == n || Instant::now() > deadline {
+                return rows.len();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    assert_eq!(stored(1), 1, "the registration is in the store");
+    let regs = api.get("/v1/registrations")["registrations"].clone();
+    assert_eq!(regs[0]["contact"], contact.as_str(), "{regs}");
+    assert_eq!(regs[0]["transport"], "udp");
+    let (c, r) = api.send(
+        reqwest::Method::DELETE,
+        "/v1/registrations?aor=sip:1003@strowger.local",
+        None,
+    );
+    assert_eq!(c, 200, "{r}");
+    assert_eq!(r["removed"], 1);
+    assert!(
+        api.get("/v1/registrations")["registrations"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(stored(0), 0, "removed from the store too");
+}
