@@ -614,25 +614,25 @@ pub(crate) async fn run_hook(
     let step = match hook {
         Hook::Route => {
             let call = pj::call_from_json(input).map_err(bad)?;
-            g.route(trunk, &call).await.map(|d| serde_json::to_value(d))
+            g.route(trunk, &call).await.map(serde_json::to_value)
         }
         Hook::Authorize => {
             let req = pj::auth_request_from_json(input).map_err(bad)?;
             g.authorize(trunk, "simulate", &req)
                 .await
-                .map(|d| serde_json::to_value(d))
+                .map(serde_json::to_value)
         }
         Hook::Portability => {
             let q = pj::portability_query_from_json(input).map_err(bad)?;
             g.portability(trunk, "simulate", &q)
                 .await
-                .map(|d| serde_json::to_value(d))
+                .map(serde_json::to_value)
         }
         Hook::Rewrite => {
             let r = pj::rewrite_request_from_json(input).map_err(bad)?;
             g.rewrite(trunk, "simulate", &r)
                 .await
-                .map(|d| serde_json::to_value(d))
+                .map(serde_json::to_value)
         }
     };
     match step {
@@ -1712,12 +1712,12 @@ pub(crate) async fn restore(st: &AdminState) -> ApiResult<Option<u64>> {
             }
         }
     }
-    if let Some(v) = active {
-        if let Some(g) = book.generations.get(&v).cloned() {
-            st.inner.runtime.activate(g);
-            book.history.push(v);
-            return Ok(Some(v));
-        }
+    if let Some(v) = active
+        && let Some(g) = book.generations.get(&v).cloned()
+    {
+        st.inner.runtime.activate(g);
+        book.history.push(v);
+        return Ok(Some(v));
     }
     Ok(None)
 }

@@ -167,7 +167,7 @@ impl Control {
         let now = Instant::now();
         let removed = {
             let mut loc = self.location.write();
-            let Some(flow) = loc.lookup(&key, now).first().map(|b| b.flow.clone()) else {
+            let Some(flow) = loc.lookup(&key, now).first().map(|b| b.flow) else {
                 return 0;
             };
             let updates: Vec<ContactUpdate> = contact
