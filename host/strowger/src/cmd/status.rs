@@ -59,11 +59,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         println!("plugins ({}):", arr(&plugins["plugins"]).len());
         for p in arr(&plugins["plugins"]) {
             let sha = p["sha256"].as_str().unwrap_or_default();
+            let short = &sha[..sha.len().min(12)];
+            // a plugin without a version of its own is named by its sha256
+            let version = p["version"].as_str().filter(|v| *v != short).unwrap_or("");
             println!(
-                "  {} {} {} hooks {}",
+                "  {} {version} sha256 {short} hooks {}",
                 p["name"].as_str().unwrap_or_default(),
-                p["version"].as_str().unwrap_or_default(),
-                &sha[..sha.len().min(12)],
                 p["hooks"]
             );
         }
