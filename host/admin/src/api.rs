@@ -66,6 +66,7 @@ pub(crate) fn routes(state: AdminState) -> axum::Router {
                 .post(upload_dataset)
                 .layer(DefaultBodyLimit::max(1 << 30)),
         )
+        .route("/v1/datasets/{name}/activate", post(activate_dataset))
         .route("/v1/simulate", post(simulate))
         .route("/v1/trunks", get(list_trunks))
         .route("/v1/trunks/status", get(trunk_status))
@@ -1220,6 +1221,75 @@ async fn upload_dataset(
     ))
 }
 
+/// The rows of a stored data-set version, built for the runtime.
+async fn stored_dataset(st: &AdminState, version: i64) -> ApiResult<strowger_plugin::Dataset> {
+    let store = st.inner.store.clone();
+    blocking(move || {
+        store
+            .read_blocking(|c| {
+                let mut b = DatasetBuilder::new();
+                let mut s =
+                    c.prepare("SELECT key, value FROM dataset_rows WHERE version_id = ?1")?;
+                let mut rows = s.query([version])?;
+                while let Some(r) = rows.next()? {
+                    let (k, v): (String, String) = (r.get(0)?, r.get(1)?);
+                    let _ = b.insert(&k, &v);
+                }
+                Ok(b.finish(version.to_string()))
+            })
+            .map_err(ApiError::from)
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+struct VersionBody {
+    version: i64,
+}
+
+/// Make a stored version of a data set the active one (e.g. back to the
+/// previous version): loaded from the store, then swapped in atomically.
+async fn activate_dataset(
+    State(st): State<AdminState>,
+    w: Writer,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> ApiResult {
+    let VersionBody { version } = json_body(&body)?;
+    let n = name.clone();
+    let known: Option<i64> = store_read(&st, move |c| {
+        Ok(c.query_row(
+            "SELECT row_count FROM dataset_versions WHERE id = ?1 AND dataset = ?2",
+            params![version, n],
+            |r| r.get(0),
+        )
+        .optional()?)
+    })
+    .await?;
+    if known.is_none() {
+        return Err(
+            ApiError::not_found(format!("data set `{name}` has no version {version}"))
+                .field("version"),
+        );
+    }
+    let ds = stored_dataset(&st, version).await?;
+    let rows = ds.len();
+    let n = name.clone();
+    store_write(&st, move |c| {
+        Ok(c.execute(
+            "UPDATE datasets SET active_version = ?1 WHERE name = ?2",
+            params![version, n],
+        )? as u64)
+    })
+    .await?;
+    st.inner.runtime.datasets().put_dataset(&name, Arc::new(ds));
+    w.audit(&st, "dataset.activate", &name, json!({"version": version}))
+        .await?;
+    Ok(Json(
+        json!({"name": name, "active_version": version, "rows": rows}),
+    ))
+}
+
 async fn dataset_versions(State(st): State<AdminState>, Path(name): Path<String>) -> ApiResult {
     let n = name.clone();
     let (active, versions) = store_read(&st, move |c| {
@@ -1662,23 +1732,7 @@ pub(crate) async fn restore(st: &AdminState) -> ApiResult<Option<u64>> {
     })
     .await?;
     for (name, version) in sets {
-        let store = st.inner.store.clone();
-        let ds = blocking(move || {
-            store
-                .read_blocking(|c| {
-                    let mut b = DatasetBuilder::new();
-                    let mut s =
-                        c.prepare("SELECT key, value FROM dataset_rows WHERE version_id = ?1")?;
-                    let mut rows = s.query([version])?;
-                    while let Some(r) = rows.next()? {
-                        let (k, v): (String, String) = (r.get(0)?, r.get(1)?);
-                        let _ = b.insert(&k, &v);
-                    }
-                    Ok(b.finish(version.to_string()))
-                })
-                .map_err(ApiError::from)
-        })
-        .await?;
+        let ds = stored_dataset(st, version).await?;
         st.inner.runtime.datasets().put_dataset(&name, Arc::new(ds));
     }
     let docs: Vec<(u64, String)> = store_read(st, |c| {

@@ -502,7 +502,7 @@ async fn dataset_upload_changes_portability_lookups() {
     // A new version moves the number to another carrier, atomically.
     let (code, up2) = h.upload_csv("br-ported", "11987654321,55399\n").await;
     assert_eq!(code, StatusCode::CREATED, "{up2}");
-    let (_, after2) = h.post("/v1/simulate", q).await;
+    let (_, after2) = h.post("/v1/simulate", q.clone()).await;
     assert!(
         after2["decision"]["routing_number"]
             .as_str()
@@ -517,6 +517,38 @@ async fn dataset_upload_changes_portability_lookups() {
         "{versions}"
     );
     assert_eq!(versions["active_version"], up2["version"]);
+
+    // Back to the first version (from the store), atomically; unknown versions → 404.
+    let (code, e) = h
+        .post("/v1/datasets/br-ported/activate", json!({"version": 999}))
+        .await;
+    assert_eq!(code, StatusCode::NOT_FOUND, "{e}");
+    let (code, a) = h
+        .post(
+            "/v1/datasets/br-ported/activate",
+            json!({"version": up["version"]}),
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK, "{a}");
+    let (_, back) = h.post("/v1/simulate", q.clone()).await;
+    assert!(
+        back["decision"]["routing_number"]
+            .as_str()
+            .unwrap()
+            .starts_with("55321"),
+        "{back}"
+    );
+    assert_eq!(
+        h.get("/v1/datasets/br-ported").await.1["active_version"],
+        up["version"]
+    );
+    let (code, _) = h
+        .post(
+            "/v1/datasets/br-ported/activate",
+            json!({"version": up2["version"]}),
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK);
 
     // A large upload (200k rows) streams through and is queryable.
     let mut big = String::with_capacity(200_000 * 20);

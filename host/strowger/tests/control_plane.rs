@@ -165,6 +165,19 @@ impl Callee {
     }
 }
 
+/// Copy a directory tree.
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), target).unwrap();
+        }
+    }
+}
+
 /// One call from `ip` to `number` through the switch (held `hold_ms`).
 fn call(sw: &Switch, ip: IpAddr, number: &str, hold_ms: u32) -> strowger_testkit::SippResult {
     Sipp::scenario(scenario("uac_bye.xml"))
@@ -371,6 +384,43 @@ fn control_plane_survives_a_restart() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains("active"), "{stdout}");
+
+    // a repository whose new data make a test case fail: refused, and the
+    // data set uploaded on the way is put back to its previous version
+    let active_before = api.get("/v1/policies/active")["version"].clone();
+    let ported_before = api.get("/v1/datasets/br-ported")["active_version"].clone();
+    let broken = tempfile::tempdir().unwrap();
+    copy_dir(&workspace_root().join("policies"), broken.path());
+    let csv = broken.path().join("datasets/br-ported.csv");
+    let text = std::fs::read_to_string(&csv)
+        .unwrap()
+        .replace("11987654321,55321", "11987654321,55399");
+    std::fs::write(&csv, text).unwrap();
+    let out = std::process::Command::new(strowger_bin())
+        .args(["policy", "apply"])
+        .arg(broken.path())
+        .args(["--server", &sw.admin_url().unwrap(), "--token", TOKEN])
+        .env("STROWGER_PLUGIN_DIR", strowger_testkit::paths::plugin_dir())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("REFUSED"), "{stdout}");
+    assert!(
+        stdout.contains("carrier: expected \"55321\", got \"55399\""),
+        "{stdout}"
+    );
+    assert!(stdout.contains("data set br-ported: version"), "{stdout}");
+    assert_eq!(api.get("/v1/policies/active")["version"], active_before);
+    assert_eq!(
+        api.get("/v1/datasets/br-ported")["active_version"],
+        ported_before
+    );
+    let (_, sim) = api.post(
+        "/v1/simulate",
+        &json!({"hook": "portability", "input": {"number": "11987654321"}}),
+    );
+    assert_eq!(sim["decision"]["carrier"], "55321", "{sim}");
 
     let (c, _) = api.send(
         reqwest::Method::PUT,

@@ -206,8 +206,8 @@ pub struct Plan {
     pub upload_plugins: Vec<(String, String, String)>,
     /// Plugins already on the server.
     pub present_plugins: Vec<(String, String)>,
-    /// Data sets to upload (name, why).
-    pub upload_datasets: Vec<(String, String)>,
+    /// Data sets to upload (name, why, the active version on the server).
+    pub upload_datasets: Vec<(String, String, Option<i64>)>,
     /// Data sets unchanged.
     pub same_datasets: Vec<String>,
     /// Active version on the server.
@@ -253,7 +253,7 @@ async fn plan(repo: &Repo, client: &Client) -> anyhow::Result<Plan> {
         let a = client.get(&format!("/v1/datasets/{}", d.name)).await?;
         if a.status == reqwest::StatusCode::NOT_FOUND {
             p.upload_datasets
-                .push((d.name.clone(), "not on the server".into()));
+                .push((d.name.clone(), "not on the server".into(), None));
             continue;
         }
         let v = a.ok("reading a data set")?;
@@ -270,6 +270,7 @@ async fn plan(repo: &Repo, client: &Client) -> anyhow::Result<Plan> {
             p.upload_datasets.push((
                 d.name.clone(),
                 format!("content differs from active version {active}"),
+                active.as_i64(),
             ));
         }
     }
@@ -346,7 +347,7 @@ fn print_plan(p: &Plan) {
     for (key, sha) in &p.present_plugins {
         println!("= plugin {key}: on the server ({})", short(sha));
     }
-    for (name, why) in &p.upload_datasets {
+    for (name, why, _) in &p.upload_datasets {
         println!("+ data set {name}: upload a new version ({why})");
     }
     for name in &p.same_datasets {
@@ -400,7 +401,7 @@ async fn apply(a: ApplyArgs) -> anyhow::Result<ExitCode> {
             r["hooks"]
         );
     }
-    for (name, _) in &p.upload_datasets {
+    for (name, _, _) in &p.upload_datasets {
         let d = repo
             .datasets
             .iter()
@@ -424,6 +425,19 @@ async fn apply(a: ApplyArgs) -> anyhow::Result<ExitCode> {
             ans.body["error"].as_str().unwrap_or("test cases failed")
         );
         print_failures(&ans.body["detail"]["failures"]);
+        // the data sets uploaded above went live at once: put the previous versions back
+        for (name, _, previous) in &p.upload_datasets {
+            if let Some(v) = previous {
+                client
+                    .post_json(
+                        &format!("/v1/datasets/{name}/activate"),
+                        &json!({"version": v}),
+                    )
+                    .await?
+                    .ok(&format!("restoring data set {name}"))?;
+                println!("data set {name}: version {v} active again");
+            }
+        }
         return Ok(ExitCode::from(1));
     }
     let created = ans.ok("creating the policy version")?;
