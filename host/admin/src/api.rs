@@ -1515,6 +1515,24 @@ async fn get_user(
         .ok_or_else(|| ApiError::not_found(format!("no user {user}@{domain}")).field("user"))
 }
 
+/// Gives the switch every user stored over the API (after each change and
+/// on restore).
+async fn sync_users(st: &AdminState) -> ApiResult<()> {
+    let rows = kv_list(st, USERS_SQL).await?;
+    let users = rows
+        .iter()
+        .filter_map(|u| {
+            Some(crate::UserAccount {
+                user: u["user"].as_str()?.to_string(),
+                domain: u["domain"].as_str()?.to_string(),
+                password: u["config"]["password"].as_str()?.to_string(),
+            })
+        })
+        .collect();
+    st.inner.switch.set_users(users).await;
+    Ok(())
+}
+
 async fn put_user(
     State(st): State<AdminState>,
     w: Writer,
@@ -1527,6 +1545,16 @@ async fn put_user(
         );
     }
     let config = check_config(&body)?;
+    let has_password = serde_json::from_str::<Value>(&config)
+        .ok()
+        .and_then(|v| v["password"].as_str().map(|p| !p.is_empty()))
+        .unwrap_or(false);
+    if !has_password {
+        return Err(ApiError::bad(
+            "a user needs `password` (a non-empty string): the switch authenticates it with digest",
+        )
+        .field("password"));
+    }
     let (u, d, c2) = (user.clone(), domain.clone(), config.clone());
     store_write(&st, move |c| {
         Ok(c.execute(
@@ -1545,6 +1573,7 @@ async fn put_user(
             }
         }
     }
+    sync_users(&st).await?;
     w.audit(&st, "user.put", format!("{user}@{domain}"), detail)
         .await?;
     get_user(State(st), Path((domain, user))).await
@@ -1563,6 +1592,7 @@ async fn delete_user(
     if k == 0 {
         return Err(ApiError::not_found(format!("no user {user}@{domain}")).field("user"));
     }
+    sync_users(&st).await?;
     w.audit(&st, "user.delete", format!("{user}@{domain}"), json!({}))
         .await?;
     Ok(Json(json!({"deleted": format!("{user}@{domain}")})))
@@ -1709,6 +1739,7 @@ async fn audit(
 // ---- restore ------------------------------------------------------------
 
 pub(crate) async fn restore(st: &AdminState) -> ApiResult<Option<u64>> {
+    sync_users(st).await?;
     let artifacts: Vec<(String, String, Vec<u8>)> = store_read(st, |c| {
         let mut s = c.prepare("SELECT sha256, name, wasm FROM plugin_artifacts")?;
         let rows = s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;

@@ -29,7 +29,7 @@ pub use api::{
 };
 pub use error::ApiError;
 pub use switch::{
-    CallInfo, MemorySwitch, RegistrationInfo, SwitchControl, SwitchFuture, TrunkStatus,
+    CallInfo, MemorySwitch, RegistrationInfo, SwitchControl, SwitchFuture, TrunkStatus, UserAccount,
 };
 
 use std::collections::{BTreeMap, HashMap};

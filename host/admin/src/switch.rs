@@ -52,6 +52,17 @@ pub struct TrunkStatus {
     pub active_calls: u64,
 }
 
+/// A SIP user managed over the API (`PUT /v1/users/{domain}/{user}`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UserAccount {
+    /// User name (digest username, AOR user part).
+    pub user: String,
+    /// Domain (realm).
+    pub domain: String,
+    /// Password.
+    pub password: String,
+}
+
 /// A boxed future answered by a [`SwitchControl`].
 pub type SwitchFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
 
@@ -73,6 +84,12 @@ pub trait SwitchControl: Send + Sync {
     fn metrics_text(&self) -> SwitchFuture<'_, String> {
         Box::pin(async { String::new() })
     }
+    /// The users stored over the API, every time they change (and after a
+    /// restart): the switch lets them register and call.
+    fn set_users(&self, users: Vec<UserAccount>) -> SwitchFuture<'_, ()> {
+        let _ = users;
+        Box::pin(async {})
+    }
 }
 
 /// An in-memory [`SwitchControl`]: tests put registrations, calls and
@@ -85,6 +102,8 @@ pub struct MemorySwitch {
     pub calls: Mutex<Vec<CallInfo>>,
     /// Trunks.
     pub trunks: Mutex<Vec<TrunkStatus>>,
+    /// Users last given to [`SwitchControl::set_users`].
+    pub users: Mutex<Vec<UserAccount>>,
 }
 
 impl SwitchControl for MemorySwitch {
@@ -111,6 +130,10 @@ impl SwitchControl for MemorySwitch {
     fn trunks(&self) -> SwitchFuture<'_, Vec<TrunkStatus>> {
         let t = self.trunks.lock().clone();
         Box::pin(async move { t })
+    }
+    fn set_users(&self, users: Vec<UserAccount>) -> SwitchFuture<'_, ()> {
+        *self.users.lock() = users;
+        Box::pin(async {})
     }
     fn metrics_text(&self) -> SwitchFuture<'_, String> {
         let text = format!(

@@ -633,6 +633,24 @@ async fn simulate_register_users_trunks_registrations_calls_cdrs() {
         .await;
     assert_eq!(code, StatusCode::OK, "{u}");
     assert_eq!(
+        *h.switch.users.lock(),
+        vec![strowger_admin::UserAccount {
+            user: "1001".into(),
+            domain: "example.com".into(),
+            password: "pw".into()
+        }],
+        "the switch got the user"
+    );
+    let (code, e) = h
+        .send(
+            reqwest::Method::PUT,
+            "/v1/users/example.com/1002",
+            Some(json!({"max_contacts": 2})),
+        )
+        .await;
+    assert_eq!(code, StatusCode::BAD_REQUEST, "{e}");
+    assert_eq!(e["field"], "password");
+    assert_eq!(
         h.get("/v1/users").await.1["users"]
             .as_array()
             .unwrap()
@@ -655,6 +673,10 @@ async fn simulate_register_users_trunks_registrations_calls_cdrs() {
             .await
             .0,
         StatusCode::NOT_FOUND
+    );
+    assert!(
+        h.switch.users.lock().is_empty(),
+        "the switch forgot the user"
     );
     assert_eq!(
         h.send(reqwest::Method::DELETE, "/v1/trunks/carrier-a", None)

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use strowger_admin::{
-    AdminState, CallInfo, RegistrationInfo, SwitchControl, SwitchFuture, TrunkStatus,
+    AdminState, CallInfo, RegistrationInfo, SwitchControl, SwitchFuture, TrunkStatus, UserAccount,
 };
 use strowger_switch::config::AdminConfig;
 use strowger_switch::control::Control;
@@ -71,6 +71,20 @@ impl SwitchControl for SwitchHandle {
                     active_calls: t.active_calls,
                 })
                 .collect()
+        })
+    }
+    fn set_users(&self, users: Vec<UserAccount>) -> SwitchFuture<'_, ()> {
+        Box::pin(async move {
+            let creds = users
+                .into_iter()
+                .map(|u| strowger_switch::core::UserCred {
+                    user: u.user,
+                    password: u.password,
+                    domain: u.domain,
+                })
+                .collect();
+            let n = self.0.set_users(creds).await;
+            tracing::info!(users = n, "users updated from the admin API");
         })
     }
     fn metrics_text(&self) -> SwitchFuture<'_, String> {

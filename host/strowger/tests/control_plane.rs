@@ -528,6 +528,31 @@ fn control_plane_survives_a_restart() {
         "{text}"
     );
     assert!(text.contains("registrations: 1"), "{text}");
+
+    // the user created over the API (before the restart) registers
+    let user_ip = unique_loopback();
+    let mut phone = SipClient::new(user_ip, sw.addr());
+    let reg = phone.register(
+        "2001",
+        "pw2001",
+        "strowger.local",
+        Some(&format!("sip:2001@{user_ip}:5070")),
+        Some(600),
+        Algorithm::Sha256,
+        Duration::from_secs(10),
+    );
+    assert_eq!(reg.response.status(), 200, "{:?}", reg.response);
+    let mut intruder = SipClient::new(unique_loopback(), sw.addr());
+    let bad = intruder.register(
+        "2001",
+        "wrong",
+        "strowger.local",
+        Some("sip:2001@127.0.0.9:5070"),
+        Some(600),
+        Algorithm::Sha256,
+        Duration::from_secs(10),
+    );
+    assert_ne!(bad.response.status(), 200, "{:?}", bad.response);
 }
 
 /// The live state behind the admin API is the switch's: a call in progress

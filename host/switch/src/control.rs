@@ -19,7 +19,7 @@ use strowger_store::Store;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{LegPhase, Phase, trunk_of};
-use crate::core::{Core, Ingress, Now};
+use crate::core::{Core, Ingress, Now, UserCred};
 use crate::flow::Transport;
 use crate::location::{ContactUpdate, Location, RegisterOp, aor_key};
 
@@ -78,6 +78,7 @@ pub(crate) enum Command {
     Calls(oneshot::Sender<Vec<CallSummary>>),
     Hangup(String, oneshot::Sender<bool>),
     Trunks(oneshot::Sender<Vec<TrunkSummary>>),
+    Users(Vec<UserCred>, oneshot::Sender<usize>),
 }
 
 /// Handle on a running switch for the control plane. Cheap to clone.
@@ -87,6 +88,8 @@ pub struct Control {
     location: Arc<RwLock<Location>>,
     store: Store,
     domain: String,
+    /// Users of the configuration file.
+    base_users: Vec<UserCred>,
 }
 
 impl Control {
@@ -94,6 +97,7 @@ impl Control {
         location: Arc<RwLock<Location>>,
         store: Store,
         domain: String,
+        base_users: Vec<UserCred>,
     ) -> (Control, mpsc::Receiver<Command>) {
         let (tx, rx) = mpsc::channel(64);
         (
@@ -102,6 +106,7 @@ impl Control {
                 location,
                 store,
                 domain,
+                base_users,
             },
             rx,
         )
@@ -130,6 +135,20 @@ impl Control {
     /// Configured trunks with their status.
     pub async fn trunks(&self) -> Vec<TrunkSummary> {
         self.ask(Command::Trunks).await.unwrap_or_default()
+    }
+
+    /// Sets the users managed over the control plane: they may register and
+    /// call like the configuration file's users; one with the same user name
+    /// and domain as a configured user replaces it. Returns the number of
+    /// users now known.
+    pub async fn set_users(&self, managed: Vec<UserCred>) -> usize {
+        let mut all = managed;
+        for b in &self.base_users {
+            if !all.iter().any(|u| u.user == b.user && u.domain == b.domain) {
+                all.push(b.clone());
+            }
+        }
+        self.ask(|tx| Command::Users(all, tx)).await.unwrap_or(0)
     }
 
     /// Current registrations, sorted by AOR.
@@ -216,6 +235,10 @@ impl Core {
             }
             Command::Trunks(tx) => {
                 let _ = tx.send(self.trunk_summaries());
+            }
+            Command::Users(users, tx) => {
+                self.cfg.users = users;
+                let _ = tx.send(self.cfg.users.len());
             }
         }
     }

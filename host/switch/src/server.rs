@@ -371,9 +371,13 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
             tracing::info!(bindings = n, "registrations reloaded from the store");
         }
     }
+    let (control, ctl_rx) = crate::control::Control::new(
+        location.clone(),
+        store.clone(),
+        cfg.sip.domain.clone(),
+        ccfg.users.clone(),
+    );
     let core = Core::with_parts(ccfg, location.clone(), Box::new(crate::media::PassThrough));
-    let (control, ctl_rx) =
-        crate::control::Control::new(location.clone(), store.clone(), cfg.sip.domain.clone());
     let (shutdown, shutdown_rx) = watch::channel(false);
     let shell = Shell {
         core,
