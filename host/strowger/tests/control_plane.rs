@@ -690,4 +690,57 @@ fn live_calls_hangup_registrations_and_trunks() {
             .is_empty()
     );
     assert_eq!(stored(0), 0, "removed from the store too");
+
+    // hang-up of a ringing call: CANCEL to the callee, 480 to the caller
+    let ring_ip = unique_loopback();
+    let ringing = Sipp::scenario(scenario("uas_cancel.xml"))
+        .local(ring_ip, Some(free_port(ring_ip)))
+        .calls(1)
+        .timeout(Duration::from_secs(60))
+        .spawn();
+    let mut p = uri_policy("8", ringing.addr().unwrap(), false);
+    p["activate"] = json!(true);
+    let (c, v) = api.post("/v1/policies", &p);
+    assert_eq!(c, 201, "{v}");
+    let dir = tempfile::tempdir().unwrap();
+    let reject = dir.path().join("uac_reject_480.xml");
+    std::fs::write(
+        &reject,
+        std::fs::read_to_string(scenario("uac_reject.xml"))
+            .unwrap()
+            .replace("@CODE@", "480"),
+    )
+    .unwrap();
+    let caller = Sipp::scenario(&reject)
+        .local(uac_ip, None)
+        .remote(sw.addr())
+        .service("5511333344444")
+        .key("caller", "5511999990000")
+        .calls(1)
+        .recv_timeout(Duration::from_secs(60))
+        .timeout(Duration::from_secs(60))
+        .spawn();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let call = loop {
+        let calls = api.get("/v1/calls")["calls"].clone();
+        if let Some(c) = calls.as_array().unwrap().first()
+            && c["state"] == "ringing"
+        {
+            break c.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no ringing call listed: {calls}\n{}",
+            sw.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let (c, h) = api.send(
+        reqwest::Method::DELETE,
+        &format!("/v1/calls/{}", call["id"].as_str().unwrap()),
+        None,
+    );
+    assert_eq!(c, 200, "{h}");
+    caller.wait().assert_ok(1);
+    ringing.wait().assert_ok(1);
 }
