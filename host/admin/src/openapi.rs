@@ -79,7 +79,7 @@ pub(crate) fn document() -> Value {
             "/v1/users": {"get": op("Users", false, None)},
             "/v1/users/{domain}/{user}": {
                 "get": op("One user", false, None),
-                "put": op("Create or replace a user (JSON object)", true, j),
+                "put": op("Create or replace a user ({password, ...}; password required): it may register and call at once", true, j),
                 "delete": op("Delete a user", true, None)
             },
             "/v1/registrations": {
