@@ -52,6 +52,10 @@ pub(crate) enum CallTimer {
     AckTimeout,
     /// Remove a finished call (late messages absorbed until then).
     Reap,
+    /// Send our session refresh (UPDATE) on the answered B leg (epoch).
+    SessionRefresh(u32),
+    /// The A side (true) or the B side did not refresh in time (epoch).
+    SessionExpire(bool, u32),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -158,6 +162,11 @@ pub(crate) struct CallState {
     group_tried: Vec<usize>,
     /// The attempt index `group_tried` belongs to.
     attempt_started: Option<usize>,
+    /// Session interval the caller asked for (it supports timers).
+    a_se_request: Option<u32>,
+    /// Negotiated session timers of the A and the answered B leg.
+    a_timer: Option<crate::session_timer::LegTimer>,
+    b_timer: Option<crate::session_timer::LegTimer>,
 }
 
 impl CallState {
@@ -313,6 +322,7 @@ impl Core {
     /// Creates the call (after classification/authorization), answers 100
     /// and asks for the routing plan.
     pub(crate) fn start_call(&mut self, now: Now, req: Message, flow: Flow, ingress: Ingress) {
+        let a_se_request = a_se_request(&req);
         let id = self.next_id();
         let host_id = format!("c{id}");
         self.stats.calls += 1;
@@ -452,6 +462,9 @@ impl Core {
                 reaped: false,
                 group_tried: Vec::new(),
                 attempt_started: None,
+                a_se_request,
+                a_timer: None,
+                b_timer: None,
             },
         );
     }
@@ -800,6 +813,13 @@ impl Core {
         {
             extra.push(("P-Asserted-Identity".into(), format!("<{from_uri}>")));
         }
+        if let Some(se) = trunk.and_then(|t| t.session_expires) {
+            extra.push(("Supported".into(), "timer".into()));
+            extra.push((
+                "Session-Expires".into(),
+                format!("{};refresher=uac", se.as_secs()),
+            ));
+        }
         for (n, v) in &att.add_headers {
             extra.push((n.clone(), v.clone()));
         }
@@ -1037,6 +1057,16 @@ impl Core {
             CallTimer::Reap => {
                 self.remove_call(call);
             }
+            CallTimer::SessionRefresh(epoch) => self.session_refresh(now, call, epoch),
+            CallTimer::SessionExpire(a_side, epoch) => {
+                let Some(c) = self.calls.get(&call) else {
+                    return;
+                };
+                let t = if a_side { &c.a_timer } else { &c.b_timer };
+                if c.phase == Phase::Answered && t.as_ref().is_some_and(|t| t.epoch == epoch) {
+                    self.session_expired(now, call);
+                }
+            }
         }
     }
 
@@ -1063,6 +1093,23 @@ impl Core {
             return;
         }
         let invite_cseq = c.bs.get(leg as usize).map_or(1, |l| l.invite_cseq);
+        if cseq.method == Method::Update
+            && code >= 200
+            && c.winner == Some(leg)
+            && let Some(t) = c.b_timer.as_mut()
+            && t.pending == Some(cseq.seq)
+        {
+            t.pending = None;
+            if code < 300 {
+                t.epoch += 1;
+                let (epoch, half) = (t.epoch, t.interval / 2);
+                self.schedule_call(now.mono + half, call, CallTimer::SessionRefresh(epoch));
+            } else {
+                tracing::info!(call, code, "session refresh refused");
+                self.session_expired(now, call);
+            }
+            return;
+        }
         if cseq.method != Method::Invite || cseq.seq != invite_cseq {
             // response to our BYE/CANCEL etc.
             if cseq.method == Method::Bye
@@ -1273,6 +1320,10 @@ impl Core {
             return;
         };
         c.ok_to_a = Some(data);
+        self.arm_session_timers(now, call, leg, &msg);
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
         let t1 = self.cfg.t1;
         if c.a_flow.transport == Transport::Udp {
             let t = self.timers.schedule(
@@ -1321,6 +1372,14 @@ impl Core {
         }
         if (200..300).contains(&code) {
             b = b.header("Allow", crate::core::ALLOW);
+        }
+        let se = (200..300)
+            .contains(&code)
+            .then_some(c.a_se_request)
+            .flatten()
+            .map(|n| format!("{n};refresher=uac"));
+        if let Some(se) = &se {
+            b = b.header("Require", "timer").header("Session-Expires", se);
         }
         b = b.header("Server", &self.cfg.user_agent);
         let ct = content_type.unwrap_or("application/sdp");
@@ -1760,6 +1819,9 @@ impl Core {
             self.reply(&req, flow, 481, None);
             return;
         };
+        if matches!(method, Method::Invite | Method::Update) {
+            self.session_refreshed(now, call, lr.side == Side::A);
+        }
         // relay across
         let ct = req.content_type().map(str::to_string);
         let body = if matches!(method, Method::Invite | Method::Update) {
@@ -1845,6 +1907,7 @@ impl Core {
         let Some(c) = self.calls.get_mut(&call) else {
             return;
         };
+        let a_se = c.a_timer.as_ref().map(|t| t.interval.as_secs());
         let r = &mut c.relays[ri];
         let tag = match r.from {
             Side::A => c.a_tag.clone(),
@@ -1876,6 +1939,15 @@ impl Core {
             {
                 b = b.header(h.name, h.value);
             }
+        }
+        if r.from == Side::A
+            && (200..300).contains(&code)
+            && matches!(r.method, Method::Invite | Method::Update)
+            && let Some(n) = a_se
+        {
+            b = b
+                .header("Require", "timer")
+                .header("Session-Expires", &format!("{n};refresher=uac"));
         }
         b = b.header("Server", &self.cfg.user_agent);
         let ct = msg.content_type().unwrap_or("application/sdp").to_string();
@@ -1944,6 +2016,114 @@ impl Core {
         tracing::info!(call = %c.host_id, "media timeout: ending the call");
         let reason = crate::media::TIMEOUT_REASON;
         self.hangup_both(now, call, None, "switch", 200, reason);
+    }
+
+    /// Ends an answered call from the switch's side: BYE both legs, `reason`
+    /// recorded (its CDR cause).
+    pub(crate) fn hangup_with_cause(&mut self, now: Now, call: u64, reason: &str) {
+        self.hangup_both(now, call, None, "switch", 200, reason);
+    }
+
+    /// Starts the negotiated session timers of a call just answered on `leg`.
+    fn arm_session_timers(&mut self, now: Now, call: u64, leg: u32, ok: &Message) {
+        use crate::session_timer::{LegTimer, expiry_after, session_expires};
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        let offered = c.bs[leg as usize]
+            .egress
+            .strip_prefix("trunk:")
+            .and_then(|n| self.cfg.trunks.iter().find(|t| t.name == n))
+            .and_then(|t| t.session_expires)
+            .is_some();
+        if offered && let Some((n, refresher_uac)) = session_expires(ok) {
+            let interval = Duration::from_secs(n as u64);
+            let we_refresh = refresher_uac.unwrap_or(true);
+            c.b_timer = Some(LegTimer {
+                interval,
+                we_refresh,
+                pending: None,
+                epoch: 0,
+            });
+            let t = if we_refresh {
+                CallTimer::SessionRefresh(0)
+            } else {
+                CallTimer::SessionExpire(false, 0)
+            };
+            let at = if we_refresh {
+                interval / 2
+            } else {
+                expiry_after(interval)
+            };
+            self.schedule_call(now.mono + at, call, t);
+        }
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        if let Some(n) = c.a_se_request {
+            let interval = Duration::from_secs(n as u64);
+            c.a_timer = Some(LegTimer {
+                interval,
+                we_refresh: false,
+                pending: None,
+                epoch: 0,
+            });
+            self.schedule_call(
+                now.mono + expiry_after(interval),
+                call,
+                CallTimer::SessionExpire(true, 0),
+            );
+        }
+    }
+
+    /// A refresh (re-INVITE/UPDATE) arrived from the A side (or the B side).
+    fn session_refreshed(&mut self, now: Now, call: u64, a_side: bool) {
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        let t = if a_side {
+            &mut c.a_timer
+        } else {
+            &mut c.b_timer
+        };
+        let Some(t) = t.as_mut().filter(|t| !t.we_refresh) else {
+            return;
+        };
+        t.epoch += 1;
+        let (epoch, at) = (t.epoch, crate::session_timer::expiry_after(t.interval));
+        self.schedule_call(now.mono + at, call, CallTimer::SessionExpire(a_side, epoch));
+    }
+
+    /// Our turn to refresh the B leg's session: UPDATE without a body; if
+    /// no answer arrives before the session would expire, it is over.
+    fn session_refresh(&mut self, now: Now, call: u64, epoch: u32) {
+        let Some(c) = self.calls.get(&call) else {
+            return;
+        };
+        let Some(w) = c.winner else { return };
+        let Some(t) = c.b_timer.as_ref().filter(|t| t.epoch == epoch) else {
+            return;
+        };
+        if c.phase != Phase::Answered {
+            return;
+        }
+        let n = t.interval.as_secs();
+        let extra = vec![
+            ("Supported".to_string(), "timer".to_string()),
+            ("Session-Expires".to_string(), format!("{n};refresher=uac")),
+        ];
+        let seq = self.send_in_dialog(call, Side::B(w), Method::Update, None, &[], None, &extra);
+        let Some(t) = self.calls.get_mut(&call).and_then(|c| c.b_timer.as_mut()) else {
+            return;
+        };
+        t.pending = Some(seq);
+        let half = t.interval / 2;
+        // unanswered until the session ends: expire (same epoch)
+        self.schedule_call(
+            now.mono + half,
+            call,
+            CallTimer::SessionExpire(false, epoch),
+        );
     }
 
     /// Sends BYE to every answered side except `except` and ends the call.
@@ -2154,6 +2334,7 @@ fn build_cdr(c: &CallState, now: Now, code: u16, reason: &str, by: &str) -> Cdr 
     let cause = if answered {
         match reason {
             crate::media::TIMEOUT_REASON => "media-timeout",
+            crate::session_timer::SESSION_TIMER_REASON => "session-timer",
             _ => "normal",
         }
         .to_string()
@@ -2235,6 +2416,14 @@ fn self_local_for(
 }
 
 /// `host:port` with IPv6 brackets.
+/// The session interval a caller's INVITE asks for, if it supports timers.
+fn a_se_request(req: &Message) -> Option<u32> {
+    if !crate::session_timer::supports_timer(req) {
+        return None;
+    }
+    crate::session_timer::session_expires(req).map(|(n, _)| n)
+}
+
 /// `host[:port]` for a URI (IPv6 hosts keep the brackets they came with).
 fn fmt_host_port(host: &str, port: Option<u16>) -> String {
     match port {

@@ -729,6 +729,14 @@ pub struct TrunkConfig {
     /// Fallback timeout per proxy, milliseconds.
     #[serde(default = "default_proxy_timeout")]
     pub proxy_timeout_ms: u32,
+    /// Session timer (RFC 4028) offered on calls to the trunk, seconds
+    /// (0 = off): a call whose session is not refreshed is ended.
+    #[serde(default = "default_session_expires")]
+    pub session_expires_s: u32,
+}
+
+fn default_session_expires() -> u32 {
+    1800
 }
 
 fn default_proxy_timeout() -> u32 {

@@ -21,6 +21,7 @@ pub mod location;
 pub mod media;
 mod registrar;
 pub mod server;
+pub mod session_timer;
 pub mod timers;
 pub mod transport;
 pub mod trunks;

@@ -96,6 +96,8 @@ fn trunk_info(t: &config::TrunkConfig, addr: Option<std::net::SocketAddr>) -> Tr
     i.codecs = t.codecs.clone();
     i.relay = t.media.map(|m| m == config::MediaMode::Relay);
     i.proxy_timeout = Duration::from_millis(t.proxy_timeout_ms.max(100) as u64);
+    i.session_expires =
+        (t.session_expires_s > 0).then(|| Duration::from_secs(t.session_expires_s as u64));
     i
 }
 

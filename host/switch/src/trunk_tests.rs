@@ -470,3 +470,202 @@ fn silent_proxy_falls_back_to_the_next_without_a_route_retry() {
             .is_some()
     );
 }
+
+/// The caller's INVITE (trusted trunk) with extra header lines.
+fn invite_with(call_id: &str, extra: &str) -> String {
+    invite("5511", "999", call_id, &format!("z9hG4bK{call_id}"), TRUNK).replacen(
+        "CSeq: 1 INVITE\n",
+        &format!("CSeq: 1 INVITE\n{extra}"),
+        1,
+    )
+}
+
+/// Answers the B leg's INVITE with 200 (+ `extra` headers) and ACKs the
+/// caller's side; returns (B INVITE, 200 sent to A).
+fn answer_and_ack(h: &mut H, call_id: &str, extra: &[(&str, &str)]) -> (Message, Message) {
+    let inv = invites(&h.take_sent()).remove(0);
+    let mut b = strowger_sip::ResponseBuilder::new(&inv.1, 200)
+        .to_tag("b1")
+        .contact("sip:callee@127.0.0.10:5060");
+    for (n, v) in extra {
+        b = b.header(n, v);
+    }
+    h.rx_msg(
+        &inv.0.to_string(),
+        b.body("application/sdp", b"v=0\r\nm=audio 5000 RTP/AVP 0\r\n")
+            .build(),
+    );
+    let ok = h
+        .take_sent()
+        .into_iter()
+        .find(|(_, m)| m.status() == Some(200))
+        .expect("200 to A")
+        .1;
+    let a_tag = ok.to_tag().unwrap().to_string();
+    h.rx(
+        TRUNK,
+        &format!(
+            "ACK sip:strowger@127.0.0.1:5060 SIP/2.0
+Via: SIP/2.0/UDP {TRUNK};branch=z9hG4bKack{call_id}
+Max-Forwards: 70
+From: \"Alice\" <sip:5511@carrier.example>;tag=a1
+To: <sip:999@test.local>;tag={a_tag}
+Call-ID: {call_id}
+CSeq: 1 ACK
+Content-Length: 0
+
+"
+        ),
+    );
+    h.take_sent();
+    (inv.1, ok)
+}
+
+fn byes(sent: &[(Target, Message)]) -> Vec<String> {
+    sent.iter()
+        .filter(|(_, m)| m.method() == Some(&strowger_sip::Method::Bye))
+        .map(|(_, m)| m.call_id().to_string())
+        .collect()
+}
+
+fn cdr_cause(h: &mut H) -> Option<String> {
+    h.take_actions().into_iter().find_map(|a| match a {
+        Action::Cdr(c) => Some(c.cause.clone()),
+        _ => None,
+    })
+}
+
+#[test]
+fn session_timer_we_refresh_the_trunk_leg_and_end_the_call_when_refused() {
+    let mut h = H::with(|c| c.trunks[1].session_expires = Some(Duration::from_secs(120)));
+    h.rx(TRUNK, &invite_with("ST-1", ""));
+    h.take_sent();
+    plan_to(
+        &mut h,
+        vec![attempt(Dest::Trunk("backup".into()))],
+        vec![],
+        true,
+    );
+    let sent = h.take_sent();
+    let inv = invites(&sent);
+    assert_eq!(
+        inv[0].1.header("Session-Expires"),
+        Some("120;refresher=uac")
+    );
+    h.sent = sent;
+    let (b_inv, ok) = answer_and_ack(
+        &mut h,
+        "ST-1",
+        &[
+            ("Session-Expires", "120;refresher=uac"),
+            ("Require", "timer"),
+        ],
+    );
+    assert!(
+        ok.header("Session-Expires").is_none(),
+        "the caller asked for no timer"
+    );
+    h.advance(Duration::from_secs(59));
+    assert!(h.take_sent().is_empty());
+    h.advance(Duration::from_secs(2));
+    let s = h.take_sent();
+    let upd: Vec<_> = s
+        .iter()
+        .filter(|(_, m)| m.method() == Some(&strowger_sip::Method::Update))
+        .collect();
+    assert_eq!(upd.len(), 1, "refresh at half the interval");
+    assert_eq!(upd[0].1.call_id(), b_inv.call_id());
+    assert_eq!(
+        upd[0].1.header("Session-Expires"),
+        Some("120;refresher=uac")
+    );
+    h.rx_msg("127.0.0.10:5060", answer(&upd[0].1, 200, "b1", false));
+    h.advance(Duration::from_secs(61));
+    let s = h.take_sent();
+    let upd2 = s
+        .iter()
+        .find(|(_, m)| m.method() == Some(&strowger_sip::Method::Update))
+        .expect("second refresh");
+    assert!(upd2.1.cseq().seq > upd[0].1.cseq().seq);
+    // the trunk refuses the refresh: the session is over
+    h.take_actions();
+    h.rx_msg("127.0.0.10:5060", answer(&upd2.1, 481, "b1", false));
+    let b = byes(&h.take_sent());
+    assert!(b.contains(&"ST-1".to_string()), "BYE to the caller: {b:?}");
+    assert_eq!(cdr_cause(&mut h).as_deref(), Some("session-timer"));
+}
+
+#[test]
+fn session_timer_the_trunk_refreshes_or_the_call_ends() {
+    let mut h = H::with(|c| c.trunks[1].session_expires = Some(Duration::from_secs(120)));
+    h.rx(TRUNK, &invite_with("ST-2", ""));
+    h.take_sent();
+    plan_to(
+        &mut h,
+        vec![attempt(Dest::Trunk("backup".into()))],
+        vec![],
+        true,
+    );
+    let (b_inv, _) = answer_and_ack(&mut h, "ST-2", &[("Session-Expires", "120;refresher=uas")]);
+    // the trunk refreshes at 60 s with an UPDATE: the expiry moves
+    h.advance(Duration::from_secs(60));
+    let b_to = b_inv.from_tag().unwrap().to_string();
+    let upd = format!(
+        "UPDATE sip:strowger@127.0.0.1:5060 SIP/2.0
+Via: SIP/2.0/UDP 127.0.0.10:5060;branch=z9hG4bKupd1
+Max-Forwards: 70
+From: <sip:999@127.0.0.10>;tag=b1
+To: <sip:1001@test.local>;tag={b_to}
+Call-ID: {}
+CSeq: 5 UPDATE
+Contact: <sip:callee@127.0.0.10:5060>
+Session-Expires: 120;refresher=uas
+Content-Length: 0
+
+",
+        b_inv.call_id()
+    );
+    h.rx("127.0.0.10:5060", &upd);
+    h.take_sent();
+    // 88 s after the refresh (120 - 32) without another: BYE both sides
+    h.advance(Duration::from_secs(87));
+    assert!(byes(&h.take_sent()).is_empty(), "refreshed: still up");
+    h.take_actions();
+    h.advance(Duration::from_secs(2));
+    let b = byes(&h.take_sent());
+    assert_eq!(b.len(), 2, "{b:?}");
+    assert_eq!(cdr_cause(&mut h).as_deref(), Some("session-timer"));
+}
+
+#[test]
+fn session_timer_asked_by_the_caller_is_accepted_and_watched() {
+    let mut h = H::new();
+    h.rx(
+        TRUNK,
+        &invite_with("ST-3", "Supported: timer\nSession-Expires: 90\n"),
+    );
+    h.take_sent();
+    plan_to(
+        &mut h,
+        vec![attempt(Dest::Trunk("backup".into()))],
+        vec![],
+        true,
+    );
+    let (b_inv, ok) = answer_and_ack(&mut h, "ST-3", &[]);
+    assert!(
+        b_inv.header("Session-Expires").is_none(),
+        "trunk timer off by default here"
+    );
+    assert_eq!(ok.header("Session-Expires"), Some("90;refresher=uac"));
+    assert_eq!(ok.header("Require"), Some("timer"));
+    h.take_actions();
+    h.advance(Duration::from_secs(59));
+    assert!(byes(&h.take_sent()).is_empty());
+    h.advance(Duration::from_secs(2));
+    assert_eq!(
+        byes(&h.take_sent()).len(),
+        2,
+        "no refresh from the caller within 90 - 30 s"
+    );
+    assert_eq!(cdr_cause(&mut h).as_deref(), Some("session-timer"));
+}

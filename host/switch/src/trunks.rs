@@ -105,6 +105,8 @@ pub struct TrunkInfo {
     pub proxies: Vec<SocketAddr>,
     /// No answer at all from a proxy within this → the next proxy.
     pub proxy_timeout: Duration,
+    /// Session timer offered on calls to the trunk (RFC 4028; none = off).
+    pub session_expires: Option<Duration>,
 }
 
 impl TrunkInfo {
@@ -139,6 +141,7 @@ impl TrunkInfo {
             relay: None,
             proxies: Vec::new(),
             proxy_timeout: Duration::from_secs(2),
+            session_expires: None,
         }
     }
 
