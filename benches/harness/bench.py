@@ -425,6 +425,11 @@ class Strowger(System):
             "[auth]",
             'algorithms = ["md5"]  # SIPp 3.6 answers MD5 digest only',
             "",
+            "[protection]",
+            "# Kamailio runs without pike/ratelimit here: compare like with like",
+            "# (all SIPp users share one source address)",
+            "rate_limit = 0",
+            "",
         ]
         if part == "registrations":
             for user, pw in self.ctx.users:

@@ -43,6 +43,9 @@ pub(crate) enum CallTimer {
     InviteRetrans(u32, Duration),
     /// No provisional from leg within 64*T1 (Timer B).
     InviteTimeout(u32),
+    /// No answer at all from the trunk proxy the leg was sent to: try
+    /// proxy number `.1` of the trunk.
+    ProxyFallback(u32, usize),
     /// Retransmit our 2xx to A until it ACKs (RFC 3261 §13.3.1.4).
     OkRetrans(Duration),
     /// Give up waiting for A's ACK.
@@ -74,6 +77,12 @@ pub(crate) struct BLeg {
     target: Target,
     transport: Transport,
     local_cseq: u32,
+    /// CSeq of the current INVITE (2+ after answering a trunk's challenge).
+    invite_cseq: u32,
+    /// Trunk challenges answered on this leg.
+    auth_rounds: u8,
+    /// Any response to the current INVITE arrived (proxy fallback).
+    responded: bool,
     remote_target: String,
     route_set: Vec<String>,
     phase: LegPhase,
@@ -145,6 +154,32 @@ pub(crate) struct CallState {
     relays: Vec<Relay>,
     unresolved: Vec<(u32, CdrAttempt)>,
     reaped: bool,
+    /// Group members tried in the current attempt (trunk indexes).
+    group_tried: Vec<usize>,
+    /// The attempt index `group_tried` belongs to.
+    attempt_started: Option<usize>,
+}
+
+impl CallState {
+    /// How this call uses trunk `name`: (inbound from it, outbound legs to
+    /// it still holding a channel).
+    pub(crate) fn trunk_use(&self, name: &str) -> (bool, u32) {
+        if self.phase == Phase::Ended {
+            return (false, 0);
+        }
+        let inbound = self.facts.trunk.as_deref() == Some(name);
+        let out = self
+            .bs
+            .iter()
+            .filter(|l| {
+                matches!(
+                    l.phase,
+                    LegPhase::Calling | LegPhase::Proceeding | LegPhase::Answered
+                ) && l.egress.strip_prefix("trunk:") == Some(name)
+            })
+            .count() as u32;
+        (inbound, out)
+    }
 }
 
 /// Header names copied from the caller's INVITE to outbound legs (besides
@@ -261,13 +296,18 @@ impl Core {
             self.reply(&req, flow, 400, Some("Missing Contact"));
             return;
         }
-        if let Some(trunk) = self.trunk_by_source(flow.remote) {
-            let name = trunk.name.clone();
+        if let Some(ti) = self.trunk_index_by_source(now, flow.remote) {
+            if !self.trunk_accepts_inbound(ti) {
+                tracing::info!(trunk = %self.cfg.trunks[ti].name, "inbound call refused: trunk at its call limit");
+                self.reply(&req, flow, 503, Some("Trunk Call Limit Reached"));
+                return;
+            }
+            let name = self.cfg.trunks[ti].name.clone();
             self.start_call(now, req, flow, Ingress::Trunk(name));
             return;
         }
         let facts = self.auth_facts(now, &req, flow, Ingress::Unknown);
-        self.ask_authorize(req, flow, facts);
+        self.ask_authorize(now, req, flow, facts);
     }
 
     /// Creates the call (after classification/authorization), answers 100
@@ -290,10 +330,16 @@ impl Core {
         let ruri = req.request_uri();
         let from_p = party_of(&from);
         let to_p = party_of(&to);
+        let ingress_trunk = match &ingress {
+            Ingress::Trunk(t) => self.cfg.trunks.iter().find(|x| x.name == *t),
+            _ => None,
+        };
+        let b_from_to = ingress_trunk.is_some_and(|t| t.b_from_to);
+        let use_pai = ingress_trunk.is_some_and(|t| t.use_pai);
         let b_number = ruri
             .as_ref()
             .and_then(|u| u.user_decoded().map(|u| u.into_owned()))
-            .filter(|u| !u.is_empty())
+            .filter(|u| !u.is_empty() && !b_from_to)
             .unwrap_or_else(|| to_p.user.clone());
         let pai = req
             .header("P-Asserted-Identity")
@@ -335,7 +381,10 @@ impl Core {
             ingress,
             source: flow,
             request_uri: req.request_uri_str().unwrap_or("").to_string(),
-            a_number: from_p.user.clone(),
+            a_number: match (&pai, use_pai) {
+                (Some(p), true) if !p.user.is_empty() => p.user.clone(),
+                _ => from_p.user.clone(),
+            },
             b_number,
             display_name: from_p.display_name.clone(),
             from: from_p,
@@ -401,6 +450,8 @@ impl Core {
                 relays: Vec::new(),
                 unresolved: Vec::new(),
                 reaped: false,
+                group_tried: Vec::new(),
+                attempt_started: None,
             },
         );
     }
@@ -474,25 +525,70 @@ impl Core {
                     })
                     .collect())
             }
+            // groups are resolved to a member by start_attempt
+            Dest::Group(_) => Err(Cause::Unavailable),
             Dest::Trunk(name) => {
-                let t = self
+                let ti = self
                     .cfg
                     .trunks
                     .iter()
-                    .find(|t| t.name == *name)
+                    .position(|t| t.name == *name)
                     .ok_or(Cause::Unavailable)?;
+                if let Some(cause) = self.trunk_unusable(ti) {
+                    return Err(cause);
+                }
+                let t = &self.cfg.trunks[ti];
+                let params = t
+                    .ruri_params
+                    .as_deref()
+                    .map(|p| format!(";{p}"))
+                    .unwrap_or_default();
+                if t.inbound == crate::trunks::TrunkInbound::Register {
+                    // the peer registered to us: call its contacts
+                    let aor = t.aor(&self.cfg.domain);
+                    let bindings = self.location.read().lookup(&aor, now.mono);
+                    if bindings.is_empty() {
+                        return Err(Cause::Unavailable);
+                    }
+                    return Ok(bindings
+                        .into_iter()
+                        .map(|b| {
+                            let ruri = match strowger_sip::Uri::parse(&b.contact) {
+                                Ok(u) => format!(
+                                    "sip:{}@{}{}{params}",
+                                    att.b_number,
+                                    fmt_host_port(u.host, u.port),
+                                    if u.params.is_empty() {
+                                        String::new()
+                                    } else {
+                                        format!(";{}", u.params.as_str())
+                                    }
+                                ),
+                                Err(_) => b.contact.clone(),
+                            };
+                            (
+                                ruri,
+                                Target::Flow(b.flow),
+                                format!("trunk:{name}"),
+                                format!("sip:{}@{}", att.b_number, self.cfg.domain),
+                            )
+                        })
+                        .collect());
+                }
                 let addr = t.addr.ok_or(Cause::Unavailable)?;
                 let hostport = if addr.port() == t.transport.default_port() {
                     t.host.clone()
                 } else {
                     format!("{}:{}", t.host, addr.port())
                 };
+                // with a proxy list the request goes to the first proxy
+                let addr = t.proxies.first().copied().unwrap_or(addr);
                 let tp = if t.transport == Transport::Udp {
                     String::new()
                 } else {
                     format!(";transport={}", t.transport)
                 };
-                let ruri = format!("sip:{}@{hostport}{tp}", att.b_number);
+                let ruri = format!("sip:{}@{hostport}{tp}{params}", att.b_number);
                 let to = format!("sip:{}@{}", att.b_number, t.host);
                 Ok(vec![(
                     ruri,
@@ -541,9 +637,43 @@ impl Core {
         else {
             return;
         };
-        let Some(att) = attempts.get(idx).cloned() else {
+        let Some(mut att) = attempts.get(idx).cloned() else {
             return;
         };
+        if c.attempt_started != Some(idx) {
+            c.attempt_started = Some(idx);
+            c.group_tried.clear();
+        }
+        if let Dest::Group(gname) = &att.dest {
+            let gname = gname.clone();
+            let picked = match self.cfg.groups.iter().position(|g| g.name == gname) {
+                Some(g) => {
+                    let tried = self
+                        .calls
+                        .get(&call)
+                        .map(|c| c.group_tried.clone())
+                        .unwrap_or_default();
+                    self.pick_member(g, &tried)
+                }
+                None => Err(Cause::Unavailable),
+            };
+            match picked {
+                Ok(ti) => {
+                    if let Some(c) = self.calls.get_mut(&call) {
+                        c.group_tried.push(ti);
+                    }
+                    att.dest = Dest::Trunk(self.cfg.trunks[ti].name.clone());
+                    att.group = Some(gname);
+                }
+                Err(cause) => {
+                    let (code, reason) = cause_status(&cause);
+                    let label = format!("group:{gname}");
+                    self.attempt_record(now, call, &label, &att, code, &cause);
+                    self.attempt_failed(now, call, cause, code, reason.to_string());
+                    return;
+                }
+            }
+        }
         let targets = match self.resolve(now, &att) {
             Ok(t) => t,
             Err(cause) => {
@@ -551,6 +681,7 @@ impl Core {
                 let label = match &att.dest {
                     Dest::User(u) => format!("user:{u}"),
                     Dest::Trunk(t) => format!("trunk:{t}"),
+                    Dest::Group(g) => format!("group:{g}"),
                     Dest::Uri(u) => format!("uri:{u}"),
                     Dest::Unavailable(r) => format!("unavailable:{r}"),
                 };
@@ -559,6 +690,11 @@ impl Core {
                 return;
             }
         };
+        if let Dest::Trunk(name) = &att.dest
+            && let Some(ti) = self.cfg.trunks.iter().position(|t| t.name == *name)
+        {
+            self.trunks.rt[ti].forwarded += 1;
+        }
         let ring = att.ring_timeout.unwrap_or(self.cfg.ring_timeout);
         let at = now.mono + ring;
         let t = self.schedule_call(at, call, CallTimer::Ring(idx as u32));
@@ -596,7 +732,19 @@ impl Core {
             .min(self.cfg.max_forwards);
         let call_id = strowger_sip::ids::call_id(None);
         let from_tag = strowger_sip::ids::tag();
-        let from_uri = format!("sip:{}@{}", att.a_number, self.cfg.domain);
+        let trunk = egress
+            .strip_prefix("trunk:")
+            .and_then(|n| self.cfg.trunks.iter().find(|t| t.name == n));
+        let proxy_fallback_at = trunk
+            .filter(|t| t.proxies.len() > 1)
+            .map(|t| now.mono + t.proxy_timeout);
+        let from_user = trunk
+            .and_then(|t| t.caller_id.as_deref().or(t.fromuser.as_deref()))
+            .unwrap_or(&att.a_number);
+        let from_host = trunk
+            .and_then(|t| t.fromdomain.as_deref())
+            .unwrap_or(&self.cfg.domain);
+        let from_uri = format!("sip:{from_user}@{from_host}");
         let from_addr = match &att.display_name {
             Some(d) if !d.is_empty() => format!("{} <{from_uri}>", quote_display(d)),
             _ => format!("<{from_uri}>"),
@@ -691,6 +839,9 @@ impl Core {
             target: target.clone(),
             transport,
             local_cseq: 1,
+            invite_cseq: 1,
+            auth_rounds: 0,
+            responded: false,
             remote_target: ruri,
             route_set: Vec::new(),
             phase: LegPhase::Calling,
@@ -721,6 +872,9 @@ impl Core {
             .then(|| self.schedule_call(now.mono + t1, call, CallTimer::InviteRetrans(leg_no, t1)));
         let timeout =
             Some(self.schedule_call(now.mono + t1 * 64, call, CallTimer::InviteTimeout(leg_no)));
+        if let Some(at) = proxy_fallback_at {
+            self.schedule_call(at, call, CallTimer::ProxyFallback(leg_no, 1));
+        }
         if let Some(c) = self.calls.get_mut(&call) {
             let mut leg = leg;
             leg.retrans = retrans;
@@ -773,6 +927,38 @@ impl Core {
                     l.retrans = Some(nt);
                 }
                 self.send(target, data);
+            }
+            CallTimer::ProxyFallback(leg, next) => {
+                let Some(l) = c.bs.get(leg as usize) else {
+                    return;
+                };
+                if l.responded || l.phase != LegPhase::Calling {
+                    return;
+                }
+                let Some((addr, timeout, more)) = l
+                    .egress
+                    .strip_prefix("trunk:")
+                    .and_then(|n| self.cfg.trunks.iter().find(|t| t.name == n))
+                    .and_then(|t| {
+                        t.proxies
+                            .get(next)
+                            .map(|a| (*a, t.proxy_timeout, next + 1 < t.proxies.len()))
+                    })
+                else {
+                    return;
+                };
+                let target = Target::Addr {
+                    transport: l.transport,
+                    addr,
+                };
+                tracing::info!(call, leg, proxy = %addr, "no answer from the trunk proxy; next proxy");
+                if self.resend_invite(now, call, leg, target, None) && more {
+                    self.schedule_call(
+                        now.mono + timeout,
+                        call,
+                        CallTimer::ProxyFallback(leg, next + 1),
+                    );
+                }
             }
             CallTimer::InviteTimeout(leg) => {
                 let Some(l) = c.bs.get_mut(leg as usize) else {
@@ -855,7 +1041,8 @@ impl Core {
             self.relay_response(now, call, ri, msg);
             return;
         }
-        if cseq.method != Method::Invite || cseq.seq != 1 {
+        let invite_cseq = c.bs.get(leg as usize).map_or(1, |l| l.invite_cseq);
+        if cseq.method != Method::Invite || cseq.seq != invite_cseq {
             // response to our BYE/CANCEL etc.
             if cseq.method == Method::Bye
                 && let Some(l) = c.bs.get_mut(leg as usize)
@@ -869,6 +1056,7 @@ impl Core {
         let Some(l) = c.bs.get_mut(leg as usize) else {
             return;
         };
+        l.responded = true;
         if let Some(r) = l.retrans.take() {
             self.timers.cancel(r);
         }
@@ -939,6 +1127,12 @@ impl Core {
         if retransmitted {
             return;
         }
+        if matches!(code, 401 | 407)
+            && !was_cancelled
+            && self.answer_trunk_challenge(now, call, leg, &msg)
+        {
+            return;
+        }
         if !was_cancelled {
             let reason = msg.reason().unwrap_or("").to_string();
             self.leg_failed_check_attempt(now, call, leg, Cause::Status(code), code, &reason);
@@ -981,7 +1175,7 @@ impl Core {
                 &self.cfg.user_agent,
                 l,
                 Method::Ack,
-                Some(1),
+                Some(l.invite_cseq),
                 &self.cfg,
                 None,
             );
@@ -1195,15 +1389,41 @@ impl Core {
             reason: reason.clone(),
         });
         let Some(PlanDecision::Forward {
-            attempts,
-            retry_on,
-            prefer_last,
+            attempts, retry_on, ..
         }) = c.plan.as_ref().map(|p| &p.decision)
         else {
             return;
         };
         let moves_on = matches!(cause, Cause::Unavailable | Cause::LimitReached)
             || retry_on.iter().any(|r| cause_matches(r, &cause));
+        // a group attempt first tries its other members
+        let group = match attempts.get(c.attempt).map(|a| &a.dest) {
+            Some(Dest::Group(gname)) if moves_on => self
+                .cfg
+                .groups
+                .iter()
+                .position(|g| g.name == *gname)
+                .map(|g| (g, c.group_tried.clone(), c.attempt)),
+            _ => None,
+        };
+        if let Some((g, tried, idx)) = group
+            && self.pick_member(g, &tried).is_ok()
+        {
+            tracing::debug!(call, group = %self.cfg.groups[g].name, cause = cause_text(&cause), code, "failover inside group");
+            self.start_attempt(now, call, idx);
+            return;
+        }
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        let Some(PlanDecision::Forward {
+            attempts,
+            prefer_last,
+            ..
+        }) = c.plan.as_ref().map(|p| &p.decision)
+        else {
+            return;
+        };
         let next = c.attempt + 1;
         if moves_on && next < attempts.len() {
             tracing::debug!(call = %c.host_id, attempt = next + 1, cause = cause_text(&cause), code, "failover");
@@ -1413,7 +1633,7 @@ impl Core {
                 &self.cfg.user_agent,
                 l,
                 Method::Ack,
-                Some(1),
+                Some(l.invite_cseq),
                 &self.cfg,
                 (!body.is_empty()).then(|| (ct.as_deref().unwrap_or("application/sdp"), &body[..])),
             );
@@ -1901,6 +2121,14 @@ fn self_local_for(
 }
 
 /// `host:port` with IPv6 brackets.
+/// `host[:port]` for a URI (IPv6 hosts keep the brackets they came with).
+fn fmt_host_port(host: &str, port: Option<u16>) -> String {
+    match port {
+        Some(p) => format!("{host}:{p}"),
+        None => host.to_string(),
+    }
+}
+
 pub(crate) fn fmt_hostport(a: std::net::SocketAddr) -> String {
     a.to_string()
 }
@@ -1922,8 +2150,126 @@ fn build_cancel(l: &BLeg) -> Bytes {
         .from(&l.from_addr, &l.from_tag)
         .to(&l.to_addr, None)
         .call_id(&l.call_id)
-        .cseq(1)
+        .cseq(l.invite_cseq)
         .build()
+}
+
+impl Core {
+    /// A trunk with credentials challenged our INVITE: send it again on
+    /// the same leg (same Call-ID and From tag, next CSeq, new branch) with
+    /// the digest answer. False when there is nothing to answer with.
+    fn answer_trunk_challenge(&mut self, now: Now, call: u64, leg: u32, resp: &Message) -> bool {
+        let Some(c) = self.calls.get(&call) else {
+            return false;
+        };
+        let Some(l) = c.bs.get(leg as usize) else {
+            return false;
+        };
+        let Some(t) = l
+            .egress
+            .strip_prefix("trunk:")
+            .and_then(|n| self.cfg.trunks.iter().find(|t| t.name == n))
+        else {
+            return false;
+        };
+        let Some(secret) = t.secret.clone() else {
+            return false;
+        };
+        if l.auth_rounds >= 2 {
+            return false;
+        }
+        let (hname, aname) = if resp.status() == Some(407) {
+            ("Proxy-Authenticate", "Proxy-Authorization")
+        } else {
+            ("WWW-Authenticate", "Authorization")
+        };
+        let Some(ch) = resp
+            .headers(hname)
+            .filter_map(|v| strowger_sip::digest::Challenge::parse(v).ok())
+            .min_by_key(|c| match c.algorithm {
+                strowger_sip::digest::Algorithm::Sha256 => 0,
+                _ => 1,
+            })
+        else {
+            return false;
+        };
+        let user = t.auth_user.clone().unwrap_or_else(|| t.user.clone());
+        let value = strowger_sip::digest::answer(&ch, "INVITE", &l.ruri, &user, &secret, None, 1);
+        let target = l.target.clone();
+        tracing::debug!(call, leg, "answering the trunk's digest challenge");
+        self.resend_invite(now, call, leg, target, Some((aname, &value)))
+    }
+
+    /// Sends the leg's INVITE again as a new transaction (new branch, next
+    /// CSeq) to `target`, optionally with an authorization header; late
+    /// answers to the old CSeq are then ignored.
+    fn resend_invite(
+        &mut self,
+        now: Now,
+        call: u64,
+        leg: u32,
+        target: Target,
+        auth: Option<(&str, &str)>,
+    ) -> bool {
+        let Some(l) = self.calls.get(&call).and_then(|c| c.bs.get(leg as usize)) else {
+            return false;
+        };
+        let Ok(old) = strowger_sip::parse(l.invite.clone()) else {
+            return false;
+        };
+        let cseq = l.invite_cseq + 1;
+        let branch = strowger_sip::ids::branch();
+        let top = old.top_via();
+        let via = format!(
+            "SIP/2.0/{} {};branch={branch};rport",
+            top.transport,
+            via_sent_by(&l.invite)
+        );
+        let cseq_v = format!("{cseq} INVITE");
+        let mut ed = strowger_sip::MessageEditor::new(&old)
+            .pop_via()
+            .prepend_via(&via)
+            .replace("CSeq", &cseq_v);
+        if let Some((name, value)) = auth {
+            ed = ed
+                .remove("Authorization")
+                .remove("Proxy-Authorization")
+                .add(name, value);
+        }
+        let data = ed.build();
+        let transport = l.transport;
+        let (old_retrans, old_timeout) = (l.retrans, l.timeout);
+        for t in [old_retrans, old_timeout].into_iter().flatten() {
+            self.timers.cancel(t);
+        }
+        let t1 = self.cfg.t1;
+        let retrans = (transport == Transport::Udp)
+            .then(|| self.schedule_call(now.mono + t1, call, CallTimer::InviteRetrans(leg, t1)));
+        let timeout = self.schedule_call(now.mono + t1 * 64, call, CallTimer::InviteTimeout(leg));
+        let Some(l) = self
+            .calls
+            .get_mut(&call)
+            .and_then(|c| c.bs.get_mut(leg as usize))
+        else {
+            return false;
+        };
+        l.invite = data.clone();
+        l.branch = branch;
+        l.invite_cseq = cseq;
+        l.local_cseq = l.local_cseq.max(cseq);
+        if auth.is_some() {
+            l.auth_rounds += 1;
+        }
+        l.target = target.clone();
+        l.responded = false;
+        l.phase = LegPhase::Calling;
+        l.status = 0;
+        l.got_provisional = false;
+        l.retrans = retrans;
+        l.timeout = Some(timeout);
+        self.send(target, data);
+        true
+    }
 }
 
 /// ACK for a non-2xx final response (same transaction, RFC 3261 §17.1.1.3).
@@ -1935,7 +2281,7 @@ fn build_non2xx_ack(l: &BLeg, to_tag: Option<&str>) -> Bytes {
         .from(&l.from_addr, &l.from_tag)
         .to(&l.to_addr, to_tag)
         .call_id(&l.call_id)
-        .cseq(1)
+        .cseq(l.invite_cseq)
         .build()
 }
 

@@ -682,6 +682,18 @@ pub struct TrunkConfig {
     /// Take B from the Request-URI or the To header on inbound calls.
     #[serde(default)]
     pub b_from: BFrom,
+    /// Outbound proxies `host[:port]`, tried in order: a proxy that does
+    /// not answer at all within `proxy_timeout_ms` is skipped for the next
+    /// (no route retry). Inbound requests from them are the trunk's too.
+    #[serde(default)]
+    pub proxies: Vec<String>,
+    /// Fallback timeout per proxy, milliseconds.
+    #[serde(default = "default_proxy_timeout")]
+    pub proxy_timeout_ms: u32,
+}
+
+fn default_proxy_timeout() -> u32 {
+    2000
 }
 
 fn default_register_expires() -> u32 {
@@ -799,7 +811,10 @@ impl TrunkConfig {
         let (host, port) = match hostport.rsplit_once(':') {
             Some((h, p)) if !h.contains(':') || h.ends_with(']') => (
                 h,
-                Some(p.parse::<u16>().map_err(|_| format!("register string \"{s}\": bad port"))?),
+                Some(
+                    p.parse::<u16>()
+                        .map_err(|_| format!("register string \"{s}\": bad port"))?,
+                ),
             ),
             _ => (hostport, None),
         };
@@ -1318,7 +1333,8 @@ impl Config {
                     t.name
                 ));
             }
-            let needs_secret = t.register || matches!(t.inbound, Inbound::Register | Inbound::Digest);
+            let needs_secret =
+                t.register || matches!(t.inbound, Inbound::Register | Inbound::Digest);
             if needs_secret && t.secret.as_deref().is_none_or(str::is_empty) {
                 p.push(format!(
                     "trunks: trunk \"{}\" needs a `secret` (it registers or authenticates)",
@@ -1411,7 +1427,9 @@ impl Config {
         if self.protection.ban_time_s > 0
             && (self.protection.ban_failures == 0 || self.protection.ban_window_s == 0)
         {
-            p.push("protection: ban_failures and ban_window_s must be > 0 when ban_time_s is".into());
+            p.push(
+                "protection: ban_failures and ban_window_s must be > 0 when ban_time_s is".into(),
+            );
         }
 
         // [[datasets]]

@@ -60,22 +60,10 @@ pub struct UserCred {
     pub domain: String,
 }
 
-/// A trunk as the core needs it.
-#[derive(Clone, Debug)]
-pub struct TrunkInfo {
-    /// Name.
-    pub name: String,
-    /// Host as configured (used in Request-URIs).
-    pub host: String,
-    /// Resolved address (resolved once at start; none = unresolvable).
-    pub addr: Option<SocketAddr>,
-    /// Transport.
-    pub transport: Transport,
-    /// Calls from this trunk's address are trusted.
-    pub inbound_ip: bool,
-    /// Match the source by IP only.
-    pub ignore_source_port: bool,
-}
+pub use crate::trunks::{
+    GroupAlgorithm, GroupInfo, ProtectionInfo, RegStatus, TrunkInbound, TrunkInfo, TrunkSnapshot,
+    TrunkView,
+};
 
 /// Core settings (derived from the configuration file).
 #[derive(Clone, Debug)]
@@ -90,6 +78,10 @@ pub struct CoreConfig {
     pub users: Vec<UserCred>,
     /// Trunks.
     pub trunks: Vec<TrunkInfo>,
+    /// Trunk groups.
+    pub groups: Vec<GroupInfo>,
+    /// Protection (bans, rate limit, scanners).
+    pub protection: ProtectionInfo,
     /// Digest algorithms offered, in order.
     pub algorithms: Vec<DigestAlgorithm>,
     /// Nonce lifetime.
@@ -127,6 +119,8 @@ impl CoreConfig {
             listeners: vec![(Transport::Udp, listen)],
             users: Vec::new(),
             trunks: Vec::new(),
+            groups: Vec::new(),
+            protection: ProtectionInfo::default(),
             algorithms: vec![DigestAlgorithm::Sha256, DigestAlgorithm::Md5],
             nonce_ttl: Duration::from_secs(300),
             min_expires: 60,
@@ -280,8 +274,11 @@ pub enum Cause {
 pub enum Dest {
     /// A registered user (AOR or user name).
     User(String),
-    /// A configured trunk by name (trunk groups are resolved to a member).
+    /// A configured trunk by name.
     Trunk(String),
+    /// A configured trunk group: a member is picked per attempt (and
+    /// another one on a retryable failure).
+    Group(String),
     /// An explicit SIP URI.
     Uri(String),
     /// Could not be resolved (unknown trunk/group, no member available).
@@ -476,6 +473,8 @@ pub(crate) enum TimerKind {
     Sweep,
     /// Per-call timers.
     Call(u64, crate::b2bua::CallTimer),
+    /// Trunk timers (qualify, registration, snapshots, protection).
+    Trunk(crate::trunks::TrunkTimer),
 }
 
 /// Cached final responses of server transactions (retransmission
@@ -542,6 +541,7 @@ pub struct Core {
     pub(crate) next_id: u64,
     pub(crate) stats: Stats,
     pub(crate) started: bool,
+    pub(crate) trunks: crate::trunks::Trunks,
 }
 
 impl Core {
@@ -563,7 +563,9 @@ impl Core {
         media: Box<dyn MediaHandler>,
     ) -> Core {
         let auth = DigestAuth::new(cfg.nonce_ttl);
+        let trunks = crate::trunks::Trunks::new(cfg.trunks.len(), cfg.t1, cfg.t2, cfg.t4);
         Core {
+            trunks,
             cfg,
             location,
             auth,
@@ -607,8 +609,11 @@ impl Core {
     }
 
     /// The earliest instant at which [`Core::poll_timers`] has work.
-    pub fn next_deadline(&self) -> Option<Instant> {
-        self.timers.next_deadline()
+    pub fn next_deadline(&mut self) -> Option<Instant> {
+        match (self.timers.next_deadline(), self.trunks.uac.poll_timeout()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     pub(crate) fn next_id(&mut self) -> u64 {
@@ -623,6 +628,7 @@ impl Core {
                 .schedule(now.mono + self.cfg.t1 * 64, TimerKind::CacheRotate);
             self.timers
                 .schedule(now.mono + Duration::from_secs(10), TimerKind::Sweep);
+            self.start_trunks(now);
         }
     }
 
@@ -645,8 +651,10 @@ impl Core {
                         .schedule(now.mono + Duration::from_secs(10), TimerKind::Sweep);
                 }
                 TimerKind::Call(call, t) => self.on_call_timer(now, id, call, t),
+                TimerKind::Trunk(t) => self.on_trunk_timer(now, t),
             }
         }
+        self.poll_uac(now);
     }
 
     /// Feeds one event.
@@ -714,7 +722,15 @@ impl Core {
             }
         };
         if msg.is_response() {
+            if matches!(msg.cseq().method, Method::Options | Method::Register)
+                && self.uac_response(now, &msg, inb.flow.remote, inb.flow.transport)
+            {
+                return;
+            }
             self.on_response(now, msg, inb.flow);
+            return;
+        }
+        if self.protection_drops(now, inb.flow.remote, msg.user_agent()) {
             return;
         }
         let msg = match fix_via(&msg, inb.flow.remote) {
@@ -791,13 +807,47 @@ impl Core {
             .any(|(t, a)| a.ip() == ip && a.port() == port.unwrap_or_else(|| t.default_port()))
     }
 
-    /// Finds a trusted trunk by packet source.
-    pub(crate) fn trunk_by_source(&self, src: SocketAddr) -> Option<&TrunkInfo> {
-        self.cfg.trunks.iter().find(|t| {
-            t.inbound_ip
-                && t.addr.is_some_and(|a| {
-                    a.ip() == src.ip() && (t.ignore_source_port || a.port() == src.port())
-                })
+    /// Finds a trusted trunk by packet source: an IP trunk's address, or
+    /// the registered flow of a dynamic trunk.
+    pub(crate) fn trunk_by_source(&self, now: Now, src: SocketAddr) -> Option<&TrunkInfo> {
+        self.trunk_index_by_source(now, src)
+            .map(|i| &self.cfg.trunks[i])
+    }
+
+    /// Index of the trusted trunk `src` belongs to.
+    pub(crate) fn trunk_index_by_source(&self, now: Now, src: SocketAddr) -> Option<usize> {
+        if let Some(i) = self.cfg.trunks.iter().position(|t| {
+            t.inbound == TrunkInbound::Ip
+                && t.addr
+                    .iter()
+                    .chain(t.proxies.iter())
+                    .any(|a| a.ip() == src.ip() && (t.ignore_source_port || a.port() == src.port()))
+        }) {
+            return Some(i);
+        }
+        if self
+            .cfg
+            .trunks
+            .iter()
+            .any(|t| t.inbound == TrunkInbound::Register)
+        {
+            let loc = self.location.read();
+            let now = now.mono;
+            return self.cfg.trunks.iter().position(|t| {
+                t.inbound == TrunkInbound::Register
+                    && loc
+                        .lookup(&t.aor(&self.cfg.domain), now)
+                        .iter()
+                        .any(|b| b.flow.remote == src)
+            });
+        }
+        None
+    }
+
+    /// The trunk whose credentials `user` are (digest and dynamic trunks).
+    pub(crate) fn trunk_for_user(&self, user: &str) -> Option<usize> {
+        self.cfg.trunks.iter().position(|t| {
+            matches!(t.inbound, TrunkInbound::Digest | TrunkInbound::Register) && t.user == user
         })
     }
 

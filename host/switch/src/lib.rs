@@ -20,6 +20,7 @@ mod registrar;
 pub mod server;
 pub mod timers;
 pub mod transport;
+pub mod trunks;
 
 #[cfg(test)]
 mod core_tests;

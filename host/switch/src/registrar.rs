@@ -100,11 +100,14 @@ impl Core {
             return;
         }
         let facts = self.auth_facts(now, &req, flow, Ingress::Unknown);
-        self.ask_authorize(req, flow, facts);
+        self.ask_authorize(now, req, flow, facts);
     }
 
     /// Parks the request and asks the shell for the authorize decision.
-    pub(crate) fn ask_authorize(&mut self, req: Message, flow: Flow, facts: AuthFacts) {
+    pub(crate) fn ask_authorize(&mut self, now: Now, req: Message, flow: Flow, facts: AuthFacts) {
+        if facts.credentials == Credentials::Invalid {
+            self.auth_failed(now, flow.remote);
+        }
         let pending = self.next_id();
         // absorb retransmissions while the decision is pending
         let key = crate::core::TxKey::of(&req, req.cseq().method.as_str());
@@ -165,7 +168,21 @@ impl Core {
                     self.register_accepted(now, p, max_expires, min_expires, max_contacts);
                 } else {
                     let ingress = if p.facts.credentials == Credentials::Valid {
-                        Ingress::User(p.facts.aor.clone())
+                        match self.trunk_for_user(&p.facts.user) {
+                            Some(ti) => {
+                                if !self.trunk_accepts_inbound(ti) {
+                                    self.reply(
+                                        &p.req,
+                                        p.flow,
+                                        503,
+                                        Some("Trunk Call Limit Reached"),
+                                    );
+                                    return;
+                                }
+                                Ingress::Trunk(self.cfg.trunks[ti].name.clone())
+                            }
+                            None => Ingress::User(p.facts.aor.clone()),
+                        }
                     } else {
                         Ingress::Unknown
                     };

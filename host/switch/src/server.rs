@@ -19,8 +19,9 @@ use tokio::sync::{mpsc, watch};
 use crate::auth::{Credentials, DigestAlgorithm};
 use crate::config::{self, Config};
 use crate::core::{
-    Action, AuthFacts, AuthVerdict, CallFacts, Cause, Core, CoreConfig, Dest, Event, Ingress, Now,
-    Plan, PlanDecision, PlannedAttempt, RegState, TrunkInfo, UserCred,
+    Action, AuthFacts, AuthVerdict, CallFacts, Cause, Core, CoreConfig, Dest, Event,
+    GroupAlgorithm, GroupInfo, Ingress, Now, Plan, PlanDecision, PlannedAttempt, ProtectionInfo,
+    RegState, TrunkInbound, TrunkInfo, TrunkView, UserCred,
 };
 use crate::flow::{Flow, Transport};
 use crate::location::{Binding, Location, aor_key};
@@ -62,6 +63,40 @@ impl Running {
     }
 }
 
+/// The core's view of a configured trunk.
+fn trunk_info(t: &config::TrunkConfig, addr: Option<std::net::SocketAddr>) -> TrunkInfo {
+    let mut i = TrunkInfo::new(&t.name, &t.host, addr, transport_of(t.transport));
+    i.inbound = match t.inbound {
+        config::Inbound::Ip => TrunkInbound::Ip,
+        config::Inbound::Register => TrunkInbound::Register,
+        config::Inbound::Digest => TrunkInbound::Digest,
+        config::Inbound::None => TrunkInbound::None,
+    };
+    i.ignore_source_port = t.ignore_source_port;
+    i.user = t.user().to_string();
+    i.auth_user = t.auth_username.clone();
+    i.secret = t.secret.clone();
+    i.fromuser = t.fromuser.clone();
+    i.fromdomain = t.fromdomain.clone();
+    i.register = t.register;
+    i.did = t.did.clone();
+    i.register_expires = t.register_expires;
+    i.register_retry = Duration::from_secs(t.register_retry_s as u64);
+    i.register_attempts = t.register_attempts;
+    i.qualify = (t.qualify_s > 0).then(|| Duration::from_secs(t.qualify_s as u64));
+    i.max_in = t.max_calls_in;
+    i.max_out = t.max_calls_out;
+    i.max_total = t.max_calls;
+    i.caller_id = t.caller_id.clone();
+    i.ruri_params = t.ruri_params.clone();
+    i.use_pai = t.use_pai;
+    i.b_from_to = t.b_from == config::BFrom::To;
+    i.codecs = t.codecs.clone();
+    i.relay = t.media == config::MediaMode::Relay;
+    i.proxy_timeout = Duration::from_millis(t.proxy_timeout_ms.max(100) as u64);
+    i
+}
+
 fn transport_of(t: config::Transport) -> Transport {
     match t {
         config::Transport::Udp => Transport::Udp,
@@ -77,24 +112,72 @@ pub async fn core_config(cfg: &Config, listeners: &[Listen]) -> CoreConfig {
     for t in &cfg.trunks {
         let addr = match t.socket_addr() {
             Some(a) => Some(a),
+            None if t.is_dynamic() => None,
             None => tokio::net::lookup_host((t.host.as_str(), t.port))
                 .await
                 .ok()
                 .and_then(|mut i| i.next()),
         };
-        if addr.is_none() {
+        if addr.is_none() && !t.is_dynamic() {
             tracing::warn!(trunk = %t.name, host = %t.host, "trunk host does not resolve; trunk unavailable");
         }
-        trunks.push(TrunkInfo {
-            name: t.name.clone(),
-            host: t.host.clone(),
-            addr,
-            transport: transport_of(t.transport),
-            inbound_ip: matches!(t.inbound, config::Inbound::Ip),
-            ignore_source_port: t.ignore_source_port,
-        });
+        let mut info = trunk_info(t, addr);
+        for p in &t.proxies {
+            let (host, port) = match p.rsplit_once(':') {
+                Some((h, port)) if !h.contains(':') || h.ends_with(']') => (
+                    h.trim_matches(|c| c == '[' || c == ']'),
+                    port.parse().unwrap_or(t.port),
+                ),
+                _ => (p.trim_matches(|c| c == '[' || c == ']'), t.port),
+            };
+            match tokio::net::lookup_host((host, port))
+                .await
+                .ok()
+                .and_then(|mut i| i.next())
+            {
+                Some(a) => info.proxies.push(a),
+                None => {
+                    tracing::warn!(trunk = %t.name, proxy = %p, "trunk proxy does not resolve; skipped")
+                }
+            }
+        }
+        trunks.push(info);
     }
+    let groups = cfg
+        .trunk_groups
+        .iter()
+        .map(|g| GroupInfo {
+            name: g.name.clone(),
+            algorithm: match g.algorithm {
+                config::GroupAlgorithm::Calls => GroupAlgorithm::Calls,
+                config::GroupAlgorithm::Active => GroupAlgorithm::Active,
+            },
+            force_proportional: g.force_proportional,
+            members: g
+                .members
+                .iter()
+                .filter_map(|m| {
+                    cfg.trunks
+                        .iter()
+                        .position(|t| t.name == m.trunk)
+                        .map(|i| (i, m.weight))
+                })
+                .collect(),
+        })
+        .collect();
+    let pc = &cfg.protection;
+    let protection = ProtectionInfo {
+        ban_failures: pc.ban_failures,
+        ban_window: Duration::from_secs(pc.ban_window_s as u64),
+        ban_time: Duration::from_secs(pc.ban_time_s as u64),
+        rate_limit: pc.rate_limit,
+        scanner: (!pc.scanner_user_agents.is_empty())
+            .then(|| regex_lite::Regex::new(&format!("(?i){}", pc.scanner_user_agents)).ok())
+            .flatten(),
+    };
     CoreConfig {
+        groups,
+        protection,
         domain: cfg.sip.domain.clone(),
         user_agent: cfg.sip.user_agent.clone(),
         listeners: listeners.iter().map(|l| (l.transport, l.addr)).collect(),
@@ -106,6 +189,23 @@ pub async fn core_config(cfg: &Config, listeners: &[Listen]) -> CoreConfig {
                 password: u.password.clone(),
                 domain: u.domain_or(&cfg.sip.domain).to_string(),
             })
+            // peers that authenticate to us (dynamic / digest trunks) are
+            // digest users of the registrar too
+            .chain(
+                cfg.trunks
+                    .iter()
+                    .filter(|t| {
+                        matches!(
+                            t.inbound,
+                            config::Inbound::Register | config::Inbound::Digest
+                        )
+                    })
+                    .map(|t| UserCred {
+                        user: t.user().to_string(),
+                        password: t.secret.clone().unwrap_or_default(),
+                        domain: cfg.sip.domain.clone(),
+                    }),
+            )
             .collect(),
         trunks,
         algorithms: cfg
@@ -136,7 +236,7 @@ pub async fn core_config(cfg: &Config, listeners: &[Listen]) -> CoreConfig {
 struct Services {
     location: Arc<RwLock<Location>>,
     domain: String,
-    trunks: Vec<String>,
+    trunks: TrunkView,
 }
 
 impl HostServices for Services {
@@ -159,20 +259,23 @@ impl HostServices for Services {
     }
     fn trunk_status<'a>(&'a self, name: &'a str) -> HostFuture<'a, Option<pt::TrunkState>> {
         Box::pin(async move {
-            // seam: qualify, registration and per-trunk counters come with the trunks issue
             self.trunks
+                .read()
                 .iter()
-                .any(|t| t == name)
-                .then(|| pt::TrunkState {
-                    name: name.to_string(),
-                    up: true,
-                    active_in: 0,
-                    active_out: 0,
-                    max_in: None,
-                    max_out: None,
-                    max_total: None,
-                    latency_ms: None,
-                    registered: None,
+                .find(|t| t.name == name)
+                .map(|t| pt::TrunkState {
+                    name: t.name.clone(),
+                    up: t.up,
+                    active_in: t.active_in,
+                    active_out: t.active_out,
+                    max_in: t.max_in,
+                    max_out: t.max_out,
+                    max_total: t.max_total,
+                    latency_ms: t.latency_ms,
+                    registered: t
+                        .registration
+                        .as_ref()
+                        .map(|r| *r == crate::trunks::RegStatus::Registered),
                 })
         })
     }
@@ -317,10 +420,11 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
     }
     let ccfg = core_config(&cfg, &bound).await;
     let location = Arc::new(RwLock::new(Location::new()));
+    let trunk_view: TrunkView = Arc::new(RwLock::new(Vec::new()));
     runtime.set_host_services(Arc::new(Services {
         location: location.clone(),
         domain: cfg.sip.domain.clone(),
-        trunks: cfg.trunks.iter().map(|t| t.name.clone()).collect(),
+        trunks: trunk_view.clone(),
     }));
     // reload registrations
     let regs = store
@@ -370,7 +474,8 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
             tracing::info!(bindings = n, "registrations reloaded from the store");
         }
     }
-    let core = Core::with_parts(ccfg, location.clone(), Box::new(crate::media::PassThrough));
+    let mut core = Core::with_parts(ccfg, location.clone(), Box::new(crate::media::PassThrough));
+    core.use_trunk_view(trunk_view.clone());
     let (shutdown, shutdown_rx) = watch::channel(false);
     let shell = Shell {
         core,
@@ -721,11 +826,7 @@ async fn plan_call(g: &Generation, f: &CallFacts, tz: i32, users: &[String]) -> 
                     pt::Destination::User(u) => (Dest::User(u), None),
                     pt::Destination::Trunk(t) => (Dest::Trunk(t), None),
                     pt::Destination::Uri(u) => (Dest::Uri(u), None),
-                    // seam: groups with weights come with the trunks issue
-                    pt::Destination::TrunkGroup(gname) => (
-                        Dest::Unavailable(format!("trunk group {gname}")),
-                        Some(gname),
-                    ),
+                    pt::Destination::TrunkGroup(gname) => (Dest::Group(gname.clone()), Some(gname)),
                 };
                 let mut leg = pt::Numbers {
                     a_number: a.a_number.unwrap_or_else(|| numbers.a_number.clone()),
