@@ -448,6 +448,155 @@ fn two_switches_interconnected_by_ip_trunks_90n_becomes_91n_and_reaches_extensio
     );
 }
 
+#[test]
+fn group_retries_a_503_on_the_weight_0_member() {
+    let busy = peer(scenario_with(
+        "uas_reject.xml",
+        &[("CODE", "503"), ("REASON", "Service Unavailable")],
+    ));
+    let spare = peer(scenario("trunk_uas_any.xml"));
+    let caller_ip = unique_loopback();
+    let cfg = format!(
+        "{BASE}{}{}{}[[trunk_groups]]\nname = \"carriers\"\n\
+         members = [{{ trunk = \"busy\", weight = 1 }}, {{ trunk = \"spare\", weight = 0 }}]\n\n{ROUTE_BINDING}",
+        trusted_trunk("pbx", caller_ip),
+        trunk("busy", busy.addr().unwrap(), "inbound = \"none\""),
+        trunk("spare", spare.addr().unwrap(), "inbound = \"none\""),
+    );
+    let routes = r#"{"retry_on": ["503"], "routes": [{"name": "grp", "b": ["_X."], "destination": {"trunk_group": "carriers"}}]}"#;
+    let sw = Switch::builder(&cfg).file("routes.json", routes).start();
+    for n in ["5511333344444", "5511333344445"] {
+        let r = uac(scenario("uac_bye.xml"), caller_ip, &sw, n).run();
+        r.assert_ok(1);
+        assert!(!r.messages.contains("SIP/2.0 503"), "{}", r.messages);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(count_requests(&busy.stop().messages, "INVITE"), 2);
+    assert_eq!(
+        count_requests(&spare.stop().messages, "INVITE"),
+        2,
+        "the weight-0 member did not take the retries"
+    );
+}
+
+#[test]
+fn digest_trunk_is_authenticated_per_call_and_routed_as_the_trunk() {
+    let callee = uas(scenario("uas.xml"), 1);
+    let cfg = format!(
+        "{BASE}{}[[trunks]]\nname = \"pbx-digest\"\nhost = \"{}\"\ninbound = \"digest\"\n\
+         username = \"pbxuser\"\nsecret = \"pbxsecret\"\n\n{ROUTE_BINDING}",
+        users_toml(1001, 1),
+        unique_loopback()
+    );
+    // Only calls that come in as the trunk match the route.
+    let routes = format!(
+        r#"{{"routes": [{{"name": "from-trunk", "source": ["trunk:pbx-digest"], "b": ["_X."], "destination": {{"uri": "sip:${{B}}@{}"}}}}]}}"#,
+        callee.addr().unwrap()
+    );
+    let sw = Switch::builder(&cfg).file("routes.json", routes).start();
+    let call = |user: &str, password: &str| {
+        Sipp::scenario(scenario("uac_auth_bye.xml"))
+            .local(unique_loopback(), None)
+            .remote(sw.addr())
+            .service("5511333344444")
+            .users(&[(user, password)])
+            .arg("-d")
+            .arg("300")
+            .calls(1)
+            .trace_msg()
+            .recv_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(40))
+            .run()
+    };
+    // A wrong secret is refused; the right one is a call from the trunk.
+    let bad = call("pbxuser", "not-the-secret");
+    assert_ne!(bad.exit_code, Some(0), "a wrong trunk secret was accepted");
+    call("pbxuser", "pbxsecret").assert_ok(1);
+    let got = callee.wait();
+    got.assert_ok(1);
+    assert_eq!(count_requests(&got.messages, "INVITE"), 1);
+}
+
+#[test]
+fn inbound_trunk_takes_a_from_pai_and_b_from_to() {
+    let callee = uas(scenario("uas.xml"), 1);
+    let carrier_ip = unique_loopback();
+    let cfg = format!(
+        "{BASE}[[trunks]]\nname = \"carrier\"\nhost = \"{carrier_ip}\"\ninbound = \"ip\"\n\
+         use_pai = true\nb_from = \"to\"\n\n{ROUTE_BINDING}"
+    );
+    // Only B = 5511333344444 (the To user) is routed; the R-URI user is 999.
+    let routes = format!(
+        r#"{{"routes": [{{"name": "to", "b": ["5511333344444"], "destination": {{"uri": "sip:${{B}}@{}"}}}}]}}"#,
+        callee.addr().unwrap()
+    );
+    let sw = Switch::builder(&cfg).file("routes.json", routes).start();
+    Sipp::scenario(scenario("trunk_uac_pai.xml"))
+        .local(carrier_ip, None)
+        .remote(sw.addr())
+        .service("999")
+        .key("to", "5511333344444")
+        .key("pai", "5550001")
+        .key("caller", "anonymous")
+        .arg("-d")
+        .arg("300")
+        .calls(1)
+        .trace_msg()
+        .recv_timeout(Duration::from_secs(20))
+        .timeout(Duration::from_secs(60))
+        .run()
+        .assert_ok(1);
+    let got = callee.wait();
+    got.assert_ok(1);
+    let invite = received_request(&got.messages, "INVITE").unwrap();
+    assert!(
+        invite.starts_with("INVITE sip:5511333344444@"),
+        "{}",
+        invite.lines().next().unwrap()
+    );
+    let from = header(&invite, "From", "f").unwrap_or_default();
+    assert!(
+        from.contains("sip:5550001@"),
+        "A was not taken from P-Asserted-Identity: From {from}"
+    );
+}
+
+#[test]
+fn scanner_user_agent_gets_no_answer() {
+    let sw = Switch::start(&format!("{BASE}{}", users_toml(1001, 1)));
+    let c = SipClient::new(unique_loopback(), sw.addr());
+    let send = |ua: &str| {
+        let (m, branch) = c.build_request(
+            "OPTIONS",
+            &format!("sip:100@{}", c.server),
+            &format!(
+                "<sip:100@{}>;tag={}",
+                c.local,
+                strowger_testkit::sip::token()
+            ),
+            &format!("<sip:100@{}>", c.server),
+            &format!("{}@scan", strowger_testkit::sip::token()),
+            1,
+            &[],
+            "",
+        );
+        c.send_raw(
+            m.replace("User-Agent: strowger-testkit", &format!("User-Agent: {ua}"))
+                .as_bytes(),
+        );
+        c.recv_final(&branch, Duration::from_secs(2))
+    };
+    assert!(
+        send("friendly-scanner").is_none(),
+        "a scanner User-Agent was answered"
+    );
+    // The same address with an ordinary User-Agent is answered.
+    assert!(
+        send("Ordinary Phone 1.0").is_some(),
+        "an ordinary OPTIONS got no answer"
+    );
+}
+
 /// Send an INVITE (with SDP) without credentials from `c`; the final status.
 fn invite_status(c: &mut SipClient, number: &str) -> Option<u16> {
     let cseq = c.next_cseq();
