@@ -87,19 +87,31 @@ impl CallMedia {
         s.answer(Leg::B, text).map(String::into_bytes)
     }
 
-    /// A re-INVITE offer from outbound leg `leg` (callee side); returns the
-    /// body for the caller.
+    /// An offer from outbound leg `leg` (callee side): a re-INVITE, or the
+    /// 200 OK to an INVITE that carried no SDP (late offer; the session is
+    /// created then, with `anchor`). Returns the body for the caller.
     pub fn offer_from_leg(
         &mut self,
         call: u64,
         leg: u64,
         sdp: &[u8],
+        anchor: bool,
         codecs: Option<&[String]>,
     ) -> Result<Vec<u8>, MediaError> {
         let text = std::str::from_utf8(sdp).map_err(|_| not_utf8())?;
         let policy = codecs.map(CodecPolicy::allow).unwrap_or_default();
-        let s = self.sessions.get(&(call, leg)).ok_or(MediaError::Closed)?;
-        s.offer(Leg::B, text, &policy).map(String::into_bytes)
+        let fresh = !self.sessions.contains_key(&(call, leg));
+        let s = self.session(call, leg, anchor);
+        let r = s.offer(Leg::B, text, &policy).map(String::into_bytes);
+        if r.is_err() && fresh {
+            self.release_leg(call, leg);
+        }
+        r
+    }
+
+    /// Whether (call, leg) has a session.
+    pub fn has_leg(&self, call: u64, leg: u64) -> bool {
+        self.sessions.contains_key(&(call, leg))
     }
 
     /// The caller's answer to a re-INVITE of leg `leg`; returns the body for that leg.

@@ -6,6 +6,7 @@
 
 use clap::{Parser, Subcommand};
 
+mod asterisk;
 mod cmd;
 
 #[derive(Parser)]

@@ -15,7 +15,7 @@ use crate::core::{
 };
 use crate::flow::{Flow, Target, Transport};
 use crate::location::aor_key;
-use crate::media::SdpDirection;
+use crate::media::{MediaRefusal, SdpDirection};
 use crate::timers::TimerId;
 
 /// Which leg of a call a message belongs to.
@@ -703,8 +703,24 @@ impl Core {
         {
             self.timers.cancel(old);
         }
+        let mut sent = 0;
         for (ruri, target, egress, to) in targets {
-            self.send_b_invite(now, call, idx as u32, &att, ruri, target, egress, to);
+            let label = egress.clone();
+            match self.send_b_invite(now, call, idx as u32, &att, ruri, target, egress, to) {
+                Ok(()) => sent += 1,
+                // the offer was refused (no codec left, bad SDP, no ports):
+                // the attempt fails with that status unless a fork is out
+                Err(e) if sent == 0 => {
+                    let cause = Cause::Status(e.code);
+                    self.attempt_record(now, call, &label, &att, e.code, &cause);
+                    if let Some(t) = self.calls.get_mut(&call).and_then(|c| c.ring_timer.take()) {
+                        self.timers.cancel(t);
+                    }
+                    self.attempt_failed(now, call, cause, e.code, e.reason);
+                    return;
+                }
+                Err(e) => tracing::warn!(call, code = e.code, "fork not sent: SDP refused"),
+            }
         }
     }
 
@@ -719,9 +735,9 @@ impl Core {
         mut target: Target,
         egress: String,
         to: String,
-    ) {
+    ) -> Result<(), MediaRefusal> {
         let Some(c) = self.calls.get(&call) else {
-            return;
+            return Ok(());
         };
         let leg_no = c.bs.len() as u32;
         let inv = &c.invite;
@@ -750,19 +766,22 @@ impl Core {
             _ => format!("<{from_uri}>"),
         };
         let to_addr = format!("<{to}>");
-        let body = if inv.body().is_empty() {
-            Vec::new()
-        } else {
-            let relay = att.relay;
-            self.media.rewrite(
-                call,
-                leg_no as u64,
-                SdpDirection::Offer,
-                inv.body(),
-                relay.unwrap_or(false),
-                att.codecs.as_deref(),
-            )
-        };
+        // the decision's media mode and codecs, else the trunk's
+        let relay = att.relay.or(trunk.and_then(|t| t.relay));
+        let codecs = att
+            .codecs
+            .clone()
+            .or_else(|| trunk.and_then(|t| t.codecs.clone()));
+        let body = crate::media::body_for(
+            &mut *self.media,
+            call,
+            leg_no,
+            SdpDirection::Offer,
+            inv.body(),
+            inv.content_type(),
+            relay,
+            codecs.as_deref(),
+        )?;
         let ct = inv.content_type().unwrap_or("application/sdp").to_string();
         let mut extra: Vec<(String, String)> = Vec::new();
         for h in inv.headers_iter() {
@@ -857,8 +876,8 @@ impl Core {
             answer_ms: None,
             status: 0,
             reason: String::new(),
-            relay_media: att.relay,
-            codecs: att.codecs.clone(),
+            relay_media: relay,
+            codecs,
         };
         self.legs.insert(
             call_id.into(),
@@ -882,6 +901,7 @@ impl Core {
             c.bs.push(leg);
         }
         self.send(target, data);
+        Ok(())
     }
 
     pub(crate) fn on_call_timer(&mut self, now: Now, id: TimerId, call: u64, t: CallTimer) {
@@ -969,6 +989,7 @@ impl Core {
                     return;
                 }
                 let was_cancelled = l.phase == LegPhase::Cancelled;
+                self.media.release_leg(call, u64::from(leg));
                 l.phase = LegPhase::Failed;
                 l.status = 408;
                 l.reason = "Request Timeout".into();
@@ -1087,18 +1108,18 @@ impl Core {
                 return;
             }
             // relay the provisional to A
-            let body = if msg.body().is_empty() {
-                Vec::new()
-            } else {
-                self.media.rewrite(
-                    call,
-                    leg as u64,
-                    SdpDirection::Answer,
-                    msg.body(),
-                    l.relay_media.unwrap_or(false),
-                    l.codecs.as_deref(),
-                )
-            };
+            // early media SDP the relay refuses: the provisional goes without it
+            let body = crate::media::body_for(
+                &mut *self.media,
+                call,
+                leg,
+                SdpDirection::Answer,
+                msg.body(),
+                msg.content_type(),
+                l.relay_media,
+                l.codecs.as_deref(),
+            )
+            .unwrap_or_default();
             let reason = msg.reason().unwrap_or("").to_string();
             self.send_a_response(call, code, &reason, &body, msg.content_type(), false);
             return;
@@ -1122,6 +1143,7 @@ impl Core {
             l.phase = LegPhase::Failed;
             l.status = code;
             l.reason = msg.reason().unwrap_or("").to_string();
+            self.media.release_leg(call, u64::from(leg));
         }
         self.send(target, ack);
         if retransmitted {
@@ -1169,7 +1191,22 @@ impl Core {
             || l.attempt as usize != c.attempt;
         l.phase = LegPhase::Answered;
         l.answer_ms = Some(now.unix_ms);
-        if lost {
+        let body = if lost {
+            Ok(Vec::new())
+        } else {
+            crate::media::body_for(
+                &mut *self.media,
+                call,
+                leg,
+                SdpDirection::Answer,
+                msg.body(),
+                msg.content_type(),
+                l.relay_media,
+                l.codecs.as_deref(),
+            )
+        };
+        let refused = body.as_ref().err().cloned();
+        if lost || refused.is_some() {
             // a late or losing answer: ACK and hang up that leg
             let ack = build_in_dialog(
                 &self.cfg.user_agent,
@@ -1185,12 +1222,24 @@ impl Core {
             };
             l.phase = LegPhase::Terminated;
             l.status = 200;
+            if let Some(e) = &refused {
+                // an answer the relay cannot use: that leg fails with it
+                l.status = e.code;
+                l.reason = e.reason.clone();
+                l.answer_ms = None;
+            }
             let t = l.target.clone();
+            self.media.release_leg(call, u64::from(leg));
             self.send(t.clone(), ack);
             self.send(t, bye);
+            if let Some(e) = refused {
+                let cause = Cause::Status(e.code);
+                self.leg_failed_check_attempt(now, call, leg, cause, e.code, &e.reason);
+            }
             self.maybe_reap(now, call);
             return;
         }
+        let body = body.unwrap_or_default();
         c.winner = Some(leg);
         c.phase = Phase::Answered;
         c.answer_ms = Some(now.unix_ms);
@@ -1211,22 +1260,6 @@ impl Core {
         for o in others {
             self.cancel_leg(call, o, "answered elsewhere");
         }
-        let (relay, codecs) = {
-            let l = &self.calls[&call].bs[leg as usize];
-            (l.relay_media.unwrap_or(false), l.codecs.clone())
-        };
-        let body = if msg.body().is_empty() {
-            Vec::new()
-        } else {
-            self.media.rewrite(
-                call,
-                leg as u64,
-                SdpDirection::Answer,
-                msg.body(),
-                relay,
-                codecs.as_deref(),
-            )
-        };
         let reason = msg.reason().unwrap_or("OK").to_string();
         let data = self.send_a_response(
             call,
@@ -1599,8 +1632,10 @@ impl Core {
                 && r.req.cseq().seq == req.cseq().seq
         }) {
             let r = c.relays.remove(ri);
-            let body = req.body().to_vec();
             let ct = req.content_type().map(str::to_string);
+            let body = self
+                .dialog_sdp(call, r.from, r.to, false, req.body(), ct.as_deref())
+                .unwrap_or_else(|_| req.body().to_vec());
             self.send_in_dialog(
                 call,
                 r.to,
@@ -1626,8 +1661,13 @@ impl Core {
                 self.timers.cancel(t);
             }
             let Some(w) = c.winner else { return };
-            let body = req.body().to_vec();
             let ct = req.content_type().map(str::to_string);
+            let body = self
+                .dialog_sdp(call, Side::A, Side::B(w), false, req.body(), ct.as_deref())
+                .unwrap_or_else(|_| req.body().to_vec());
+            let Some(c) = self.calls.get_mut(&call) else {
+                return;
+            };
             let l = &mut c.bs[w as usize];
             let ack = build_in_dialog(
                 &self.cfg.user_agent,
@@ -1721,8 +1761,18 @@ impl Core {
             return;
         };
         // relay across
-        let body = req.body().to_vec();
         let ct = req.content_type().map(str::to_string);
+        let body = if matches!(method, Method::Invite | Method::Update) {
+            match self.dialog_sdp(call, lr.side, other, true, req.body(), ct.as_deref()) {
+                Ok(b) => b,
+                Err(e) => {
+                    self.reply(&req, flow, e.code, Some(&e.reason));
+                    return;
+                }
+            }
+        } else {
+            req.body().to_vec()
+        };
         let mut extra = Vec::new();
         for h in req.headers_iter() {
             if COPY_IN_DIALOG
@@ -1777,6 +1827,24 @@ impl Core {
         if code == 100 {
             return;
         }
+        let r = &c.relays[ri];
+        let body = if matches!(r.method, Method::Invite | Method::Update) && code < 300 {
+            let (from, to) = (r.from, r.to);
+            self.dialog_sdp(call, to, from, false, msg.body(), msg.content_type())
+                .unwrap_or_else(|e| {
+                    tracing::warn!(
+                        call,
+                        code = e.code,
+                        "in-dialog SDP answer refused by the relay; relayed as is"
+                    );
+                    msg.body().to_vec()
+                })
+        } else {
+            msg.body().to_vec()
+        };
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
         let r = &mut c.relays[ri];
         let tag = match r.from {
             Side::A => c.a_tag.clone(),
@@ -1811,8 +1879,8 @@ impl Core {
         }
         b = b.header("Server", &self.cfg.user_agent);
         let ct = msg.content_type().unwrap_or("application/sdp").to_string();
-        if !msg.body().is_empty() {
-            b = b.body(&ct, msg.body());
+        if !body.is_empty() {
+            b = b.body(&ct, &body);
         }
         let data = b.build();
         let req = r.req.clone();
@@ -1834,6 +1902,48 @@ impl Core {
         } else {
             self.respond(&req, flow, data);
         }
+    }
+
+    /// An in-dialog SDP body from `from` to `to` through the media handler
+    /// (`offer` or answer), with the leg's media mode and codecs.
+    fn dialog_sdp(
+        &mut self,
+        call: u64,
+        from: Side,
+        to: Side,
+        offer: bool,
+        body: &[u8],
+        ct: Option<&str>,
+    ) -> Result<Vec<u8>, MediaRefusal> {
+        let (leg, dir) = match (from, to, offer) {
+            (Side::A, Side::B(l), true) => (l, SdpDirection::Offer),
+            (Side::A, Side::B(l), false) => (l, SdpDirection::CallerAnswer),
+            (Side::B(l), _, true) => (l, SdpDirection::CalleeOffer),
+            (Side::B(l), _, false) => (l, SdpDirection::Answer),
+            _ => return Ok(body.to_vec()),
+        };
+        let (relay, codecs) = self
+            .calls
+            .get(&call)
+            .and_then(|c| c.bs.get(leg as usize))
+            .map(|l| (l.relay_media, l.codecs.clone()))
+            .unwrap_or_default();
+        let m = &mut *self.media;
+        crate::media::body_for(m, call, leg, dir, body, ct, relay, codecs.as_deref())
+    }
+
+    /// The relay saw no media on the answered leg `leg` for the configured
+    /// time: BYE both legs (the CDR cause is `media-timeout`).
+    pub(crate) fn on_media_timeout(&mut self, now: Now, call: u64, leg: u64) {
+        let Some(c) = self.calls.get(&call) else {
+            return;
+        };
+        if c.phase != Phase::Answered || c.winner.map(u64::from) != Some(leg) {
+            return;
+        }
+        tracing::info!(call = %c.host_id, "media timeout: ending the call");
+        let reason = crate::media::TIMEOUT_REASON;
+        self.hangup_both(now, call, None, "switch", 200, reason);
     }
 
     /// Sends BYE to every answered side except `except` and ends the call.
@@ -2042,7 +2152,11 @@ fn build_cdr(c: &CallState, now: Now, code: u16, reason: &str, by: &str) -> Cdr 
     let last = w.or(c.bs.last());
     let answered = c.answer_ms.is_some();
     let cause = if answered {
-        "normal".to_string()
+        match reason {
+            crate::media::TIMEOUT_REASON => "media-timeout",
+            _ => "normal",
+        }
+        .to_string()
     } else {
         match code {
             487 => "cancelled",

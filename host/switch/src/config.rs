@@ -39,6 +39,15 @@
 //! max_forwards = 70
 //! timezone_offset_minutes = 0        # local time seen by plugins
 //!
+//! [media]                            # built-in RTP relay (docs/config.md "[media]")
+//! enabled = true
+//! # ip = "203.0.113.10"              # bind + advertise; default: the first SIP listener's IP
+//! # advertise_ip = "198.51.100.7"    # written into SDP when it differs (1:1 NAT)
+//! port_min = 20000
+//! port_max = 30000
+//! timeout_s = 30                     # no RTP this long on an answered call -> BYE (0 = off)
+//! mode = "relay"                     # relay | bypass, for decisions that name none
+//!
 //! [[users]]
 //! user = "1001"
 //! password = "demo1001"
@@ -279,6 +288,8 @@ pub struct Config {
     pub registrar: RegistrarConfig,
     /// `[calls]`: call handling defaults.
     pub calls: CallsConfig,
+    /// `[media]`: the built-in RTP relay.
+    pub media: crate::media::MediaSettings,
     /// `[[users]]`: SIP users (digest credentials).
     pub users: Vec<UserConfig>,
     /// `[[trunks]]`: peers (carriers, PBXs, SBCs).
@@ -308,6 +319,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             registrar: RegistrarConfig::default(),
             calls: CallsConfig::default(),
+            media: crate::media::MediaSettings::default(),
             users: Vec::new(),
             trunks: Vec::new(),
             trunk_groups: Vec::new(),
@@ -658,9 +670,10 @@ pub struct TrunkConfig {
     /// DTMF mode.
     #[serde(default)]
     pub dtmf: DtmfMode,
-    /// Media relay or bypass by default.
+    /// Media relay or bypass for calls to the trunk when the decision does
+    /// not say (none = the `[media]` default).
     #[serde(default)]
-    pub media: MediaMode,
+    pub media: Option<MediaMode>,
     /// Concurrent inbound calls (absent = unlimited, 0 = none).
     #[serde(default)]
     pub max_calls_in: Option<u32>,
@@ -1290,6 +1303,9 @@ impl Config {
                 self.calls.timezone_offset_minutes
             ));
         }
+
+        // [media]
+        p.extend(self.media.problems());
 
         // [[users]]
         let mut users = HashSet::new();

@@ -159,6 +159,14 @@ pub enum Event {
         /// The plan.
         plan: Plan,
     },
+    /// The media relay saw no RTP on outbound leg `leg` of `call` for the
+    /// configured media timeout.
+    MediaTimeout {
+        /// The call.
+        call: u64,
+        /// The outbound leg.
+        leg: u64,
+    },
 }
 
 /// Source classification of a request (mirrors the WIT `ingress`).
@@ -665,6 +673,7 @@ impl Core {
             Event::ConnClosed(_) => {}
             Event::AuthDecided { pending, verdict } => self.on_auth_decided(now, pending, verdict),
             Event::CallPlanned { call, plan } => self.on_call_planned(now, call, plan),
+            Event::MediaTimeout { call, leg } => self.on_media_timeout(now, call, leg),
         }
     }
 

@@ -911,5 +911,241 @@ fn digest_register_sha256_and_md5_replay_and_wrong_password() {
     assert!(r.www_authenticate().all(|v| v.contains("stale=true")));
 }
 
+#[test]
+fn media_timeout_ends_only_the_answered_leg() {
+    let mut h = H::new();
+    h.register(PHONE, "1002", "sip:1002@127.0.0.1:7001", 3600, 1);
+    h.register(PHONE2, "1002", "sip:1002@127.0.0.1:7002", 3600, 1);
+    h.take_actions();
+    h.rx(TRUNK, &invite("5511", "1002", "A-mt", "z9hG4bKmt", TRUNK));
+    h.take_sent();
+    let call = plan_to(
+        &mut h,
+        vec![attempt(Dest::User("1002".into()))],
+        vec![],
+        true,
+    );
+    let s = h.take_sent();
+    h.rx_msg(PHONE2, answer(&s[1].1, 200, "p2", true));
+    h.take_sent();
+    // A timeout on the losing fork (leg 0) or an unknown call changes nothing.
+    h.core.handle(h.now, Event::MediaTimeout { call, leg: 0 });
+    h.core.handle(
+        h.now,
+        Event::MediaTimeout {
+            call: call + 99,
+            leg: 1,
+        },
+    );
+    h.collect();
+    assert!(h.take_sent().is_empty());
+    assert!(h.take_actions().is_empty());
+    // On the answered leg: BYE to both sides, CDR cause media-timeout.
+    h.core.handle(h.now, Event::MediaTimeout { call, leg: 1 });
+    h.collect();
+    let byes: Vec<_> = h
+        .take_sent()
+        .into_iter()
+        .filter(|(_, m)| m.method() == Some(&strowger_sip::Method::Bye))
+        .collect();
+    assert_eq!(byes.len(), 2, "{byes:?}");
+    assert!(byes.iter().any(|(_, m)| m.call_id() == "A-mt"));
+    assert!(byes.iter().any(|(_, m)| m.call_id() == s[1].1.call_id()));
+    let cdr = h
+        .take_actions()
+        .into_iter()
+        .find_map(|a| match a {
+            Action::Cdr(c) => Some(c),
+            _ => None,
+        })
+        .expect("CDR");
+    assert_eq!(cdr.cause, "media-timeout");
+    assert_eq!(cdr.hangup_side.as_deref(), Some("switch"));
+}
+
+fn sdp(ip: &str, port: u16, dir: &str) -> String {
+    format!(
+        "v=0\r\no=- 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\nm=audio {port} RTP/AVP 0 8\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\na={dir}\r\n"
+    )
+}
+
+/// (c= address, m= port) of an SDP body.
+fn sdp_addr(body: &[u8]) -> (String, u16) {
+    let t = std::str::from_utf8(body).unwrap();
+    let c = t
+        .lines()
+        .find_map(|l| l.strip_prefix("c=IN IP4 "))
+        .unwrap()
+        .to_string();
+    let m = t.lines().find_map(|l| l.strip_prefix("m=audio ")).unwrap();
+    (c, m.split(' ').next().unwrap().parse().unwrap())
+}
+
+fn in_dialog(
+    method: &str,
+    from: &str,
+    from_tag: &str,
+    to_tag: &str,
+    call_id: &str,
+    cseq: u32,
+    body: &str,
+) -> String {
+    format!(
+        "{method} sip:strowger@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP {from};branch=z9hG4bK{method}{cseq}\r\nMax-Forwards: 70\r\nFrom: <sip:x@test.local>;tag={from_tag}\r\nTo: <sip:y@test.local>;tag={to_tag}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} {method}\r\nContact: <sip:x@{from}>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .replace("\r\n", "\n") // H::rx turns LF into CRLF
+}
+
+#[test]
+fn relay_anchors_initial_and_reinvite_sdp() {
+    use crate::media::{MediaSettings, Mode, RelayMedia};
+    let mut h = H::new();
+    let settings = MediaSettings {
+        port_min: 42000,
+        port_max: 42200,
+        workers: 1,
+        ..Default::default()
+    };
+    let relay =
+        strowger_media::MediaRelay::start(settings.relay_config("127.0.0.1".parse().unwrap()))
+            .unwrap();
+    h.core.media = Box::new(RelayMedia::new(std::sync::Arc::new(relay), Mode::Relay));
+    h.register(PHONE, "1002", "sip:1002@127.0.0.1:7001", 3600, 1);
+    h.take_actions();
+    let offer = sdp("10.1.1.1", 4000, "sendrecv");
+    let inv = invite("5511", "1002", "A-rl", "z9hG4bKrl", TRUNK).replace(
+        "Content-Length: 40\n\nv=0\nm=audio 4000 RTP/AVP 0 8\na=x:yz12345\n",
+        &format!(
+            "Content-Length: {}\n\n{}",
+            offer.len(),
+            offer.replace("\r\n", "\n")
+        ),
+    );
+    h.rx(TRUNK, &inv);
+    h.take_sent();
+    plan_to(
+        &mut h,
+        vec![attempt(Dest::User("1002".into()))],
+        vec![],
+        true,
+    );
+    let s = h.take_sent();
+    let b_inv = &s[0].1;
+    let (ip, b_port) = sdp_addr(b_inv.body());
+    assert_eq!(ip, "127.0.0.1");
+    assert!((42000..42200).contains(&b_port), "{b_port}");
+    let ok = strowger_sip::ResponseBuilder::new(b_inv, 200)
+        .to_tag("b1")
+        .contact("sip:callee@127.0.0.1:7001")
+        .body(
+            "application/sdp",
+            sdp("10.2.2.2", 5000, "sendrecv").as_bytes(),
+        )
+        .build();
+    h.rx_msg(PHONE, ok);
+    let s = h.take_sent();
+    let a200 = &s[0].1;
+    let a_tag = a200.to_tag().unwrap().to_string();
+    let (ip, a_port) = sdp_addr(a200.body());
+    assert_eq!(ip, "127.0.0.1");
+    assert_ne!(a_port, b_port);
+
+    // Callee puts the call on hold: the caller sees the relay, same port.
+    let b_from = b_inv.from_tag().unwrap().to_string();
+    let hold = sdp("10.2.2.2", 5000, "sendonly");
+    h.rx(
+        PHONE,
+        &in_dialog("INVITE", PHONE, "b1", &b_from, b_inv.call_id(), 5, &hold),
+    );
+    let s = h.take_sent();
+    assert_eq!(s.len(), 1, "{s:?}");
+    let re = &s[0].1;
+    assert_eq!(re.call_id(), "A-rl");
+    assert_eq!(sdp_addr(re.body()), ("127.0.0.1".into(), a_port));
+    assert!(re.body().windows(10).any(|w| w == b"a=sendonly"));
+    let held = strowger_sip::ResponseBuilder::new(re, 200)
+        .to_tag("a1")
+        .body(
+            "application/sdp",
+            sdp("10.1.1.1", 4000, "recvonly").as_bytes(),
+        )
+        .build();
+    h.rx_msg(TRUNK, held);
+    let s = h.take_sent();
+    assert_eq!(s[0].1.status(), Some(200));
+    assert_eq!(sdp_addr(s[0].1.body()), ("127.0.0.1".into(), b_port));
+
+    // A caller re-INVITE with unusable SDP gets 488; nothing reaches the callee.
+    h.rx(
+        TRUNK,
+        &in_dialog(
+            "INVITE",
+            TRUNK,
+            "a1",
+            &a_tag,
+            "A-rl",
+            2,
+            "v=0\r\nm=audio x\r\n",
+        ),
+    );
+    let s = h.take_sent();
+    assert_eq!(s.len(), 1, "{s:?}");
+    assert_eq!(s[0].1.status(), Some(488));
+}
+
+#[test]
+fn failed_leg_frees_its_relay_ports_before_the_call_ends() {
+    use crate::media::{MediaSettings, Mode, RelayMedia};
+    let mut h = H::new();
+    let settings = MediaSettings {
+        port_min: 42400,
+        port_max: 42500,
+        workers: 1,
+        ..Default::default()
+    };
+    let relay = std::sync::Arc::new(
+        strowger_media::MediaRelay::start(settings.relay_config("127.0.0.1".parse().unwrap()))
+            .unwrap(),
+    );
+    h.core.media = Box::new(RelayMedia::new(relay.clone(), Mode::Relay));
+    let total = relay.stats().ports_free;
+    let offer = sdp("10.1.1.1", 4000, "sendrecv");
+    let inv = invite("5511", "999", "A-fr", "z9hG4bKfr", TRUNK).replace(
+        "Content-Length: 40\n\nv=0\nm=audio 4000 RTP/AVP 0 8\na=x:yz12345\n",
+        &format!(
+            "Content-Length: {}\n\n{}",
+            offer.len(),
+            offer.replace("\r\n", "\n")
+        ),
+    );
+    h.rx(TRUNK, &inv);
+    h.take_sent();
+    plan_to(
+        &mut h,
+        vec![
+            attempt(Dest::Trunk("backup".into())),
+            attempt(Dest::Trunk("carrier".into())),
+        ],
+        vec![Cause::Status(503)],
+        false,
+    );
+    let s = h.take_sent();
+    assert_eq!(
+        relay.stats().ports_free,
+        total - 2,
+        "one session = two pairs"
+    );
+    h.rx_msg("127.0.0.10:5060", answer(&s[0].1, 503, "x", false));
+    h.take_sent();
+    // the failed leg's pairs come back (the worker closes its sockets
+    // asynchronously), the second attempt holds two
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while relay.stats().ports_free != total - 2 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(relay.stats().ports_free, total - 2);
+}
+
 #[path = "trunk_tests.rs"]
 mod trunk_tests;

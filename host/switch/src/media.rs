@@ -1,30 +1,87 @@
-//! Media seam. The RTP relay (`strowger-media`) plugs in here; until it
-//! does, SDP passes through untouched.
+//! Media seam of the B2BUA and its implementation on the built-in relay
+//! (`strowger-media`).
+//!
+//! The core calls [`MediaHandler::rewrite`] for every SDP body it moves
+//! between the caller (A) and an outbound leg, and [`MediaHandler::release`]
+//! when a call ends. [`RelayMedia`] anchors media on the relay (or only
+//! filters codecs for bypassed calls); [`PassThrough`] leaves SDP alone.
+//! The relay runs on its own threads: every call here is short and
+//! non-blocking (a mutex, a `bind()` per new port pair).
 
-/// Which way an SDP body travels.
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use strowger_media::calls::parse_session_key;
+use strowger_media::{CallMedia, MediaConfig, MediaError, MediaEvent, MediaRelay};
+
+/// Which way an SDP body travels, and whether it is an offer or an answer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SdpDirection {
-    /// From the caller (A leg) towards an outbound leg.
+    /// An offer from the caller (A leg) towards an outbound leg (INVITE,
+    /// caller re-INVITE).
     Offer,
-    /// From an outbound leg back to the caller.
+    /// An answer from an outbound leg back to the caller (183/200).
     Answer,
+    /// An offer from an outbound leg towards the caller (callee re-INVITE;
+    /// the 200 OK of an INVITE without SDP is handled as one too).
+    CalleeOffer,
+    /// The caller's answer towards an outbound leg (200 OK to a callee
+    /// re-INVITE, ACK with SDP).
+    CallerAnswer,
 }
+
+/// The SDP cannot be used: the message carrying it gets this answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MediaRefusal {
+    /// SIP status (488 for unparseable SDP or no acceptable codec, 503 when
+    /// the RTP ports are exhausted).
+    pub code: u16,
+    /// Reason phrase.
+    pub reason: String,
+}
+
+impl From<MediaError> for MediaRefusal {
+    fn from(e: MediaError) -> Self {
+        let code = e.sip_status();
+        let reason = match code {
+            488 => "Not Acceptable Here",
+            503 => "Service Unavailable",
+            491 => "Request Pending",
+            _ => "Call/Transaction Does Not Exist",
+        };
+        tracing::info!(error = %e, code, "SDP refused");
+        MediaRefusal {
+            code,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Reason recorded (CDR `final_reason` is "OK" for answered calls; the
+/// cause column says `media-timeout`) when the relay ends a silent call.
+pub const TIMEOUT_REASON: &str = "Media Timeout";
 
 /// Rewrites SDP bodies of a call (anchoring media on a relay, filtering
 /// codecs). Called on the core's thread: implementations must not block.
 pub trait MediaHandler: Send {
-    /// Rewrites `sdp` for call `call` / leg `leg` travelling in `dir`.
-    /// `relay` asks for media anchoring; `codecs` is an allow list in
-    /// preference order. Returns the body to send.
+    /// Rewrites `sdp` for call `call` / outbound leg `leg` travelling in
+    /// `dir`. `relay` is the route decision's media mode (`Some(true)` =
+    /// anchor, `Some(false)` = bypass, `None` = the configured default);
+    /// `codecs` is an allow list in preference order. Returns the body to
+    /// send, or the refusal to answer with (nothing is half-applied).
     fn rewrite(
         &mut self,
         call: u64,
         leg: u64,
         dir: SdpDirection,
         sdp: &[u8],
-        relay: bool,
+        relay: Option<bool>,
         codecs: Option<&[String]>,
-    ) -> Vec<u8>;
+    ) -> Result<Vec<u8>, MediaRefusal>;
+    /// Outbound leg `leg` of `call` failed or lost: free what it holds.
+    fn release_leg(&mut self, _call: u64, _leg: u64) {}
     /// The call ended: release its resources.
     fn release(&mut self, call: u64);
 }
@@ -40,12 +97,263 @@ impl MediaHandler for PassThrough {
         _leg: u64,
         _dir: SdpDirection,
         sdp: &[u8],
-        _relay: bool,
+        _relay: Option<bool>,
         _codecs: Option<&[String]>,
-    ) -> Vec<u8> {
-        sdp.to_vec()
+    ) -> Result<Vec<u8>, MediaRefusal> {
+        Ok(sdp.to_vec())
     }
     fn release(&mut self, _call: u64) {}
+}
+
+/// Default media mode of calls whose route decision names none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Anchor RTP on the switch.
+    #[default]
+    Relay,
+    /// SDP passes end to end.
+    Bypass,
+}
+
+/// `[media]`: the built-in RTP relay.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MediaSettings {
+    /// Run the relay (false = every call bypasses, SDP untouched).
+    pub enabled: bool,
+    /// Address the RTP sockets bind to and that SDP advertises (default:
+    /// the first SIP listener's address).
+    pub ip: Option<IpAddr>,
+    /// Address written into SDP when it differs from `ip` (1:1 NAT, or
+    /// `ip` is a wildcard).
+    pub advertise_ip: Option<IpAddr>,
+    /// Lowest RTP port (even; RTCP = RTP + 1).
+    pub port_min: u16,
+    /// Highest port of the range.
+    pub port_max: u16,
+    /// No RTP for this long on an answered, non-held, relayed call: BYE
+    /// both legs (0 = off).
+    pub timeout_s: u32,
+    /// Mode of calls whose route decision does not say.
+    pub mode: Mode,
+    /// Relay worker threads (0 = one per CPU).
+    pub workers: usize,
+}
+
+impl Default for MediaSettings {
+    fn default() -> Self {
+        MediaSettings {
+            enabled: true,
+            ip: None,
+            advertise_ip: None,
+            port_min: 20000,
+            port_max: 30000,
+            timeout_s: 30,
+            mode: Mode::Relay,
+            workers: 0,
+        }
+    }
+}
+
+impl MediaSettings {
+    /// Configuration problems (for `Config::validate`).
+    pub fn problems(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        if self.port_min < 1024 {
+            p.push(format!(
+                "media.port_min ({}) must be >= 1024",
+                self.port_min
+            ));
+        }
+        if u32::from(self.port_max) < u32::from(self.port_min) + 3 {
+            p.push(format!(
+                "media.port_max ({}) must leave room for at least two port pairs above media.port_min ({})",
+                self.port_max, self.port_min
+            ));
+        }
+        if self.advertise_ip.is_some_and(|a| a.is_unspecified()) {
+            p.push("media.advertise_ip must not be a wildcard address".into());
+        }
+        p
+    }
+
+    /// The relay configuration; `sip_ip` is the first SIP listener's
+    /// address (the default for `ip`). A wildcard bind address is advertised
+    /// as the host's primary address (the one routing to the Internet).
+    pub fn relay_config(&self, sip_ip: IpAddr) -> MediaConfig {
+        let bind = self.ip.unwrap_or(sip_ip);
+        let advertise = self
+            .advertise_ip
+            .or_else(|| bind.is_unspecified().then(|| primary_ip(bind)).flatten());
+        MediaConfig {
+            bind_ip: bind,
+            advertise_ip: advertise,
+            port_min: self.port_min,
+            port_max: self.port_max,
+            timeout: (self.timeout_s > 0).then(|| Duration::from_secs(self.timeout_s.into())),
+            workers: self.workers,
+            ..MediaConfig::default()
+        }
+    }
+}
+
+/// The local address the kernel would use towards the Internet (no packet
+/// is sent: connect() on UDP only picks a route).
+fn primary_ip(family: IpAddr) -> Option<IpAddr> {
+    let (bind, probe): (SocketAddr, SocketAddr) = if family.is_ipv4() {
+        ("0.0.0.0:0".parse().ok()?, "192.0.2.1:9".parse().ok()?)
+    } else {
+        ("[::]:0".parse().ok()?, "[2001:db8::1]:9".parse().ok()?)
+    };
+    let s = UdpSocket::bind(bind).ok()?;
+    s.connect(probe).ok()?;
+    let ip = s.local_addr().ok()?.ip();
+    (!ip.is_unspecified()).then_some(ip)
+}
+
+/// A running relay as the switch uses it.
+pub struct Relay {
+    /// The relay (threads stop when the last handle is dropped).
+    pub relay: Arc<MediaRelay>,
+    /// Media-timeout events; [`timeout_target`] turns one into the
+    /// [`crate::core::Event::MediaTimeout`] to feed into the core.
+    pub events: tokio::sync::mpsc::UnboundedReceiver<MediaEvent>,
+}
+
+/// Starts the relay of `[media]` (None when disabled).
+pub fn start_relay(settings: &MediaSettings, sip_ip: IpAddr) -> anyhow::Result<Option<Relay>> {
+    if !settings.enabled {
+        return Ok(None);
+    }
+    let cfg = settings.relay_config(sip_ip);
+    let relay = MediaRelay::start(cfg.clone())
+        .map_err(|e| anyhow::anyhow!("starting the media relay ([media]): {e}"))?;
+    let events = relay
+        .take_events()
+        .ok_or_else(|| anyhow::anyhow!("media relay events already taken"))?;
+    tracing::info!(
+        "media relay on {} ports {}-{} (advertised {}), timeout {:?}",
+        cfg.bind_ip,
+        cfg.port_min,
+        cfg.port_max,
+        relay.advertise_ip(),
+        cfg.timeout
+    );
+    Ok(Some(Relay {
+        relay: Arc::new(relay),
+        events,
+    }))
+}
+
+/// `(call, leg)` of a media-timeout event.
+pub fn timeout_target(ev: &MediaEvent) -> Option<(u64, u64)> {
+    match ev {
+        MediaEvent::Timeout { call_id, .. } => parse_session_key(call_id),
+    }
+}
+
+/// [`MediaHandler`] on the built-in relay: one relay session per (call,
+/// outbound leg). Bypassed legs get codec filtering only (and SDP passes
+/// byte for byte when there is no allow list).
+pub struct RelayMedia {
+    calls: CallMedia,
+    default_relay: bool,
+}
+
+impl RelayMedia {
+    /// Media on `relay`; `default_mode` applies when a decision names none.
+    pub fn new(relay: Arc<MediaRelay>, default_mode: Mode) -> RelayMedia {
+        RelayMedia {
+            calls: CallMedia::new(relay),
+            default_relay: default_mode == Mode::Relay,
+        }
+    }
+
+    /// Sessions open (tests, metrics).
+    pub fn sessions(&self) -> usize {
+        self.calls.len()
+    }
+}
+
+impl MediaHandler for RelayMedia {
+    fn rewrite(
+        &mut self,
+        call: u64,
+        leg: u64,
+        dir: SdpDirection,
+        sdp: &[u8],
+        relay: Option<bool>,
+        codecs: Option<&[String]>,
+    ) -> Result<Vec<u8>, MediaRefusal> {
+        let anchor = relay.unwrap_or(self.default_relay);
+        let codecs = codecs.filter(|c| !c.is_empty());
+        if !anchor && codecs.is_none() {
+            // Bypass without a codec policy: SDP end to end, untouched.
+            return Ok(sdp.to_vec());
+        }
+        let m = &mut self.calls;
+        let r = match dir {
+            SdpDirection::Offer => m.offer_to_leg(call, leg, sdp, anchor, codecs),
+            SdpDirection::CalleeOffer => m.offer_from_leg(call, leg, sdp, anchor, codecs),
+            SdpDirection::Answer => match m.answer_from_leg(call, leg, sdp) {
+                // No offer to answer: the leg offers (late offer, offerless
+                // re-INVITE).
+                Err(MediaError::NoOffer) => m.offer_from_leg(call, leg, sdp, anchor, codecs),
+                r => r,
+            },
+            SdpDirection::CallerAnswer => match m.answer_to_leg(call, leg, sdp) {
+                Err(MediaError::NoOffer) => m.offer_to_leg(call, leg, sdp, anchor, codecs),
+                r => r,
+            },
+        };
+        Ok(r?)
+    }
+
+    fn release_leg(&mut self, call: u64, leg: u64) {
+        self.calls.release_leg(call, leg);
+    }
+
+    fn release(&mut self, call: u64) {
+        for (leg, s) in self.calls.stats(call) {
+            for st in &s.streams {
+                let [a, b] = &st.legs;
+                tracing::info!(
+                    call,
+                    leg,
+                    stream = st.index,
+                    a_rx = a.rtp.packets,
+                    a_lost = a.rtp.lost,
+                    b_rx = b.rtp.packets,
+                    b_lost = b.rtp.lost,
+                    "media stream closed"
+                );
+            }
+        }
+        self.calls.release(call);
+    }
+}
+
+/// Body for `dir`: SDP bodies (`application/sdp`, or no content type) go
+/// through the media handler `m`, other bodies pass as they are.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn body_for(
+    m: &mut dyn MediaHandler,
+    call: u64,
+    leg: u32,
+    dir: SdpDirection,
+    body: &[u8],
+    content_type: Option<&str>,
+    relay: Option<bool>,
+    codecs: Option<&[String]>,
+) -> Result<Vec<u8>, MediaRefusal> {
+    let is_sdp = content_type
+        .map(|c| c.trim().to_ascii_lowercase().starts_with("application/sdp"))
+        .unwrap_or(true);
+    if body.is_empty() || !is_sdp {
+        return Ok(body.to_vec());
+    }
+    m.rewrite(call, u64::from(leg), dir, body, relay, codecs)
 }
 
 /// Codec names offered in an SDP body (rtpmap encoding names, upper-cased,
@@ -85,6 +393,8 @@ pub fn offered_codecs(sdp: &[u8]) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn codecs_in_offer_order() {
         let sdp = b"v=0\r\nm=audio 4000 RTP/AVP 8 0 101\r\na=rtpmap:101 telephone-event/8000\r\n";
@@ -92,5 +402,122 @@ mod tests {
             super::offered_codecs(sdp),
             vec!["PCMA", "PCMU", "TELEPHONE-EVENT"]
         );
+    }
+
+    const OFFER: &str = "v=0\r\no=- 1 1 IN IP4 127.0.0.9\r\ns=-\r\nc=IN IP4 127.0.0.9\r\nt=0 0\r\nm=audio 4000 RTP/AVP 18 8 0\r\na=rtpmap:18 G729/8000\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:0 PCMU/8000\r\n";
+
+    fn relay() -> Arc<MediaRelay> {
+        let s = MediaSettings {
+            port_min: 41000,
+            port_max: 41100,
+            workers: 1,
+            ..Default::default()
+        };
+        Arc::new(MediaRelay::start(s.relay_config("127.0.0.1".parse().unwrap())).unwrap())
+    }
+
+    #[test]
+    fn relay_rewrites_filters_and_refuses() {
+        let mut m = RelayMedia::new(relay(), Mode::Relay);
+        let allow = vec!["PCMU".to_string(), "PCMA".to_string()];
+        let out = m
+            .rewrite(
+                1,
+                0,
+                SdpDirection::Offer,
+                OFFER.as_bytes(),
+                None,
+                Some(&allow),
+            )
+            .unwrap();
+        let out = String::from_utf8(out).unwrap();
+        assert!(out.contains("c=IN IP4 127.0.0.1\r\n"), "{out}");
+        assert!(!out.contains("G729"), "{out}");
+        assert!(!out.contains("m=audio 4000 "), "{out}");
+        assert_eq!(m.sessions(), 1);
+        // Only G729 offered: 488, nothing left behind.
+        let g729 = OFFER.replace("18 8 0", "18");
+        let e = m
+            .rewrite(
+                2,
+                0,
+                SdpDirection::Offer,
+                g729.as_bytes(),
+                None,
+                Some(&allow),
+            )
+            .unwrap_err();
+        assert_eq!(e.code, 488);
+        // Garbage: 488, no panic.
+        let e = m
+            .rewrite(
+                3,
+                0,
+                SdpDirection::Offer,
+                b"v=0\r\nm=audio x\r\n",
+                None,
+                None,
+            )
+            .unwrap_err();
+        assert_eq!(e.code, 488);
+        assert_eq!(m.sessions(), 1);
+        m.release(1);
+        assert_eq!(m.sessions(), 0);
+    }
+
+    #[test]
+    fn bypass_leaves_sdp_untouched() {
+        let mut m = RelayMedia::new(relay(), Mode::Relay);
+        let out = m
+            .rewrite(
+                1,
+                0,
+                SdpDirection::Offer,
+                OFFER.as_bytes(),
+                Some(false),
+                None,
+            )
+            .unwrap();
+        assert_eq!(out, OFFER.as_bytes());
+        let mut m = RelayMedia::new(relay(), Mode::Bypass);
+        let out = m
+            .rewrite(1, 0, SdpDirection::Offer, OFFER.as_bytes(), None, None)
+            .unwrap();
+        assert_eq!(out, OFFER.as_bytes());
+    }
+
+    #[test]
+    fn late_offer_from_callee_is_anchored() {
+        let mut m = RelayMedia::new(relay(), Mode::Relay);
+        let out = m
+            .rewrite(1, 0, SdpDirection::Answer, OFFER.as_bytes(), None, None)
+            .unwrap();
+        assert!(
+            String::from_utf8(out)
+                .unwrap()
+                .contains("c=IN IP4 127.0.0.1")
+        );
+        let ans = OFFER
+            .replace("127.0.0.9", "127.0.0.8")
+            .replace("18 8 0", "0");
+        let out = m
+            .rewrite(1, 0, SdpDirection::CallerAnswer, ans.as_bytes(), None, None)
+            .unwrap();
+        assert!(
+            String::from_utf8(out)
+                .unwrap()
+                .contains("c=IN IP4 127.0.0.1")
+        );
+    }
+
+    #[test]
+    fn settings_validation() {
+        assert!(MediaSettings::default().problems().is_empty());
+        let bad = MediaSettings {
+            port_min: 100,
+            port_max: 101,
+            ..Default::default()
+        };
+        assert_eq!(bad.problems().len(), 2);
     }
 }

@@ -92,7 +92,7 @@ fn trunk_info(t: &config::TrunkConfig, addr: Option<std::net::SocketAddr>) -> Tr
     i.use_pai = t.use_pai;
     i.b_from_to = t.b_from == config::BFrom::To;
     i.codecs = t.codecs.clone();
-    i.relay = t.media == config::MediaMode::Relay;
+    i.relay = t.media.map(|m| m == config::MediaMode::Relay);
     i.proxy_timeout = Duration::from_millis(t.proxy_timeout_ms.max(100) as u64);
     i
 }
@@ -474,7 +474,19 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
             tracing::info!(bindings = n, "registrations reloaded from the store");
         }
     }
-    let mut core = Core::with_parts(ccfg, location.clone(), Box::new(crate::media::PassThrough));
+    let sip_ip = bound
+        .first()
+        .map(|l| l.addr.ip())
+        .unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]));
+    let (media, media_rx): (Box<dyn crate::media::MediaHandler>, _) =
+        match crate::media::start_relay(&cfg.media, sip_ip)? {
+            Some(r) => (
+                Box::new(crate::media::RelayMedia::new(r.relay, cfg.media.mode)),
+                Some(r.events),
+            ),
+            None => (Box::new(crate::media::PassThrough), None),
+        };
+    let mut core = Core::with_parts(ccfg, location.clone(), media);
     core.use_trunk_view(trunk_view.clone());
     let (shutdown, shutdown_rx) = watch::channel(false);
     let shell = Shell {
@@ -486,7 +498,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
         users: cfg.users.iter().map(|u| u.user.clone()).collect(),
         tz: cfg.calls.timezone_offset_minutes,
     };
-    let task = tokio::spawn(shell.run(net_rx, shutdown_rx));
+    let task = tokio::spawn(shell.run(net_rx, media_rx, shutdown_rx));
     Ok(Running {
         listeners: bound,
         runtime,
@@ -511,8 +523,10 @@ impl Shell {
     async fn run(
         mut self,
         mut net_rx: mpsc::Receiver<NetEvent>,
+        media_rx: Option<mpsc::UnboundedReceiver<strowger_media::MediaEvent>>,
         mut shutdown: watch::Receiver<bool>,
     ) {
+        let mut media_rx = media_rx;
         let (dec_tx, mut dec_rx) = mpsc::unbounded_channel::<Event>();
         let mut batch: Vec<NetEvent> = Vec::with_capacity(64);
         loop {
@@ -538,13 +552,27 @@ impl Shell {
                 Some(ev) = dec_rx.recv() => {
                     self.core.handle(Now::real(), ev);
                 }
+                Some(ev) = async { media_rx.as_mut()?.recv().await } => {
+                    if let Some((call, leg)) = crate::media::timeout_target(&ev) {
+                        self.core.handle(Now::real(), Event::MediaTimeout { call, leg });
+                    }
+                }
                 _ = tokio::time::sleep_until(deadline) => {
                     self.core.poll_timers(Now::real());
                 }
             }
+            // under a steady stream of messages the (biased) select never
+            // reaches the timer branch: run due timers here too
+            if tokio::time::Instant::now() >= deadline {
+                self.core.poll_timers(Now::real());
+            }
             self.run_actions(&dec_tx);
         }
         tracing::info!("switch core stopped");
+        // The relay's threads are joined when the core (its last owner)
+        // drops: do that off the async workers.
+        let core = self.core;
+        drop(tokio::task::spawn_blocking(move || drop(core)));
     }
 
     fn run_actions(&mut self, dec_tx: &mpsc::UnboundedSender<Event>) {

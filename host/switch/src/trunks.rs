@@ -99,8 +99,8 @@ pub struct TrunkInfo {
     pub b_from_to: bool,
     /// Codec allow list.
     pub codecs: Option<Vec<String>>,
-    /// Media relay by default (false = bypass).
-    pub relay: bool,
+    /// Media relay (true) or bypass when the decision does not say.
+    pub relay: Option<bool>,
     /// Outbound proxies, in order (empty = send to `addr`).
     pub proxies: Vec<SocketAddr>,
     /// No answer at all from a proxy within this → the next proxy.
@@ -136,7 +136,7 @@ impl TrunkInfo {
             use_pai: false,
             b_from_to: false,
             codecs: None,
-            relay: true,
+            relay: None,
             proxies: Vec::new(),
             proxy_timeout: Duration::from_secs(2),
         }
