@@ -597,6 +597,61 @@ fn scanner_user_agent_gets_no_answer() {
     );
 }
 
+#[test]
+fn request_flood_is_rate_limited_per_source_and_trusted_trunks_are_exempt() {
+    let trunk_ip = unique_loopback();
+    let sw = Switch::start(&format!(
+        "{BASE}{}[protection]\nrate_limit = 20\n\n",
+        trusted_trunk("carrier", trunk_ip)
+    ));
+    // 100 OPTIONS at once; the answers that come back within 1.5 s.
+    let burst = |ip| {
+        let mut c = SipClient::new(ip, sw.addr());
+        for _ in 0..100 {
+            let cseq = c.next_cseq();
+            let (m, _) = c.build_request(
+                "OPTIONS",
+                &format!("sip:{}", c.server),
+                &format!(
+                    "<sip:flood@{}>;tag={}",
+                    c.local,
+                    strowger_testkit::sip::token()
+                ),
+                &format!("<sip:{}>", c.server),
+                &format!("{}@flood", strowger_testkit::sip::token()),
+                cseq,
+                &[],
+                "",
+            );
+            c.send_raw(m.as_bytes());
+        }
+        let deadline = Instant::now() + Duration::from_millis(1500);
+        let mut answered = 0;
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match c.recv(left) {
+                Some(m) if m.is_response() => answered += 1,
+                Some(_) => {}
+                None => break,
+            }
+        }
+        answered
+    };
+    let flooded = burst(unique_loopback());
+    eprintln!("rate_limit 20/s: {flooded} of 100 burst OPTIONS answered");
+    assert!(
+        (10..=40).contains(&flooded),
+        "rate_limit = 20: {flooded} of 100 burst requests answered"
+    );
+    // Another address is unaffected; the trusted trunk is not limited.
+    assert_eq!(sw.ping(T), Some(200));
+    assert!(
+        SipClient::new(unique_loopback(), sw.addr())
+            .options(T)
+            .is_some()
+    );
+    assert_eq!(burst(trunk_ip), 100, "the trusted trunk was rate limited");
+}
+
 /// Send an INVITE (with SDP) without credentials from `c`; the final status.
 fn invite_status(c: &mut SipClient, number: &str) -> Option<u16> {
     let cseq = c.next_cseq();
