@@ -419,15 +419,7 @@ fn two_switches_interconnected_by_ip_trunks_90n_becomes_91n_and_reaches_extensio
         .start();
 
     // Extension 2001 registers on B; a SIPp UAS answers at its contact.
-    let ext_ip = unique_loopback();
-    let ext_port = free_port(ext_ip);
-    sipp_register(&sw_b, ext_ip, ext_port, "2001", "pw2001");
-    let ext = Sipp::scenario(scenario("uas.xml"))
-        .local(ext_ip, Some(ext_port))
-        .calls(1)
-        .trace_msg()
-        .timeout(Duration::from_secs(60))
-        .spawn();
+    let ext = registered_uas(&sw_b, "2001", "pw2001");
 
     uac(scenario("uac_bye.xml"), pbx_ip, &sw_a, "902001")
         .run()

@@ -171,17 +171,14 @@ fn kamailio_provider_selfcheck() {
         .trace_msg()
         .timeout(Duration::from_secs(30))
         .spawn();
-    Sipp::scenario(scenario("uac_bye.xml"))
-        .local(unique_loopback(), None)
-        .remote(kam.addr)
-        .service("provuser")
-        .key("caller", "5511999990000")
-        .calls(1)
-        .trace_msg()
-        .recv_timeout(Duration::from_secs(10))
-        .timeout(Duration::from_secs(30))
-        .run()
-        .assert_ok(1);
+    uac_to(
+        scenario("uac_bye.xml"),
+        unique_loopback(),
+        kam.addr,
+        "provuser",
+    )
+    .run()
+    .assert_ok(1);
     let got = customer.wait();
     got.assert_ok(1);
     assert!(
@@ -237,19 +234,9 @@ fn registers_to_kamailio_refreshes_gives_up_on_wrong_secret_and_routes_the_did()
     // the DID, which route-table routes (the route matches B = 5550100 from
     // trunk prov only).
     let caller_ip = unique_loopback();
-    let r = Sipp::scenario(scenario("uac_bye.xml"))
-        .local(caller_ip, None)
-        .remote(k)
-        .service("provuser")
-        .key("caller", "5511999990000")
-        .arg("-d")
-        .arg("300")
-        .calls(1)
-        .trace_msg()
-        .recv_timeout(Duration::from_secs(20))
-        .timeout(Duration::from_secs(60))
-        .run();
-    r.assert_ok(1);
+    uac_to(scenario("uac_bye.xml"), caller_ip, k, "provuser")
+        .run()
+        .assert_ok(1);
     let got = callee.wait();
     got.assert_ok(1);
     let invite = received_request(&got.messages, "INVITE").unwrap();
@@ -290,8 +277,6 @@ fn registers_to_kamailio_refreshes_gives_up_on_wrong_secret_and_routes_the_did()
 
 #[test]
 fn dynamic_trunk_registers_to_us_and_receives_its_calls() {
-    let gw_ip = unique_loopback();
-    let gw_port = free_port(gw_ip);
     let pbx_ip = unique_loopback();
     let cfg = format!(
         "{BASE}[[trunks]]\nname = \"gw\"\nhost = \"dynamic\"\ninbound = \"register\"\n\
@@ -301,15 +286,9 @@ fn dynamic_trunk_registers_to_us_and_receives_its_calls() {
     let routes = r#"{"routes": [{"name": "to-gw", "b": ["_X."], "destination": {"trunk": "gw"}}]}"#;
     let sw = Switch::builder(&cfg).file("routes.json", routes).start();
 
-    // The gateway registers (digest) from gw_ip:gw_port ...
-    sipp_register(&sw, gw_ip, gw_port, "gwuser", "gwsecret");
+    // The gateway registers (digest) ...
     // ... and a SIPp UAS on that address receives the trunk's call.
-    let gw = Sipp::scenario(scenario("uas.xml"))
-        .local(gw_ip, Some(gw_port))
-        .calls(1)
-        .trace_msg()
-        .timeout(Duration::from_secs(60))
-        .spawn();
+    let gw = registered_uas(&sw, "gwuser", "gwsecret");
     uac(scenario("uac_bye.xml"), pbx_ip, &sw, "5511333344444")
         .run()
         .assert_ok(1);

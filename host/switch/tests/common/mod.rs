@@ -83,9 +83,14 @@ pub fn uas(scenario_path: PathBuf, calls: u64) -> RunningSipp {
 
 /// A SIPp UAC from `ip` to the switch calling `number`.
 pub fn uac(scenario_path: PathBuf, ip: IpAddr, sw: &Switch, number: &str) -> Sipp {
+    uac_to(scenario_path, ip, sw.addr(), number)
+}
+
+/// [`uac`] towards any SIP server (e.g. a Kamailio provider).
+pub fn uac_to(scenario_path: PathBuf, ip: IpAddr, remote: SocketAddr, number: &str) -> Sipp {
     Sipp::scenario(scenario_path)
         .local(ip, None)
-        .remote(sw.addr())
+        .remote(remote)
         .service(number)
         .key("caller", "5511999990000")
         .arg("-d")
@@ -178,4 +183,19 @@ pub fn header(msg: &str, name: &str, compact: &str) -> Option<String> {
                 || (!compact.is_empty() && n.eq_ignore_ascii_case(compact)))
             .then(|| v.trim().to_string())
         })
+}
+
+/// Register `user` from a fresh loopback address (SIPp `register_auth`),
+/// then start a SIPp UAS (`uas.xml`, one call) on that same address, so it
+/// receives the calls sent to the registration.
+pub fn registered_uas(sw: &Switch, user: &str, password: &str) -> RunningSipp {
+    let ip = unique_loopback();
+    let port = free_port(ip);
+    sipp_register(sw, ip, port, user, password);
+    Sipp::scenario(scenario("uas.xml"))
+        .local(ip, Some(port))
+        .calls(1)
+        .trace_msg()
+        .timeout(Duration::from_secs(60))
+        .spawn()
 }
