@@ -644,6 +644,105 @@ fn request_flood_is_rate_limited_per_source_and_trusted_trunks_are_exempt() {
     assert_eq!(burst(trunk_ip), 100, "the trusted trunk was rate limited");
 }
 
+#[test]
+fn trunk_codec_allow_list_filters_the_offer() {
+    let far = uas(
+        scenario_with(
+            "media_uas.xml",
+            &[
+                ("MEDIA_IP", "127.0.0.1"),
+                ("MEDIA_PORT", "40000"),
+                ("PTS", "8"),
+                ("RTPMAPS", "a=rtpmap:8 PCMA/8000"),
+            ],
+        ),
+        1,
+    );
+    let caller_ip = unique_loopback();
+    let cfg = format!(
+        "{BASE}{}{}{ROUTE_BINDING}",
+        trusted_trunk("pbx", caller_ip),
+        trunk(
+            "carrier",
+            far.addr().unwrap(),
+            "inbound = \"none\"\ncodecs = [\"PCMA\"]"
+        ),
+    );
+    let routes =
+        r#"{"routes": [{"name": "out", "b": ["_X."], "destination": {"trunk": "carrier"}}]}"#;
+    let sw = Switch::builder(&cfg).file("routes.json", routes).start();
+    // The caller offers PCMU, PCMA and telephone-event.
+    uac(scenario("uac_bye.xml"), caller_ip, &sw, "5511333344444")
+        .run()
+        .assert_ok(1);
+    let got = far.wait();
+    got.assert_ok(1);
+    let invite = received_request(&got.messages, "INVITE").unwrap();
+    let m = invite
+        .lines()
+        .find(|l| l.starts_with("m=audio"))
+        .unwrap_or_else(|| panic!("no SDP offer to the trunk:\n{invite}"));
+    let pts: Vec<&str> = m.split_whitespace().skip(3).collect();
+    assert!(
+        pts.contains(&"8"),
+        "PCMA missing from the trunk's offer: {m}"
+    );
+    assert!(
+        !pts.contains(&"0"),
+        "PCMU offered to a PCMA-only trunk: {m}"
+    );
+}
+
+#[test]
+fn silent_outbound_proxy_falls_back_to_the_next_proxy() {
+    let silent_ip = unique_loopback();
+    let hole = UdpSocket::bind(SocketAddr::new(silent_ip, free_port(silent_ip))).unwrap();
+    let proxy2 = peer(scenario("trunk_uas_any.xml"));
+    let caller_ip = unique_loopback();
+    let cfg = format!(
+        "{BASE}{}[[trunks]]\nname = \"carrier\"\nhost = \"192.0.2.10\"\ninbound = \"none\"\n\
+         proxies = [\"{}\", \"{}\"]\nproxy_timeout_ms = 500\n\n{ROUTE_BINDING}",
+        trusted_trunk("pbx", caller_ip),
+        hole.local_addr().unwrap(),
+        proxy2.addr().unwrap(),
+    );
+    let routes =
+        r#"{"routes": [{"name": "out", "b": ["_X."], "destination": {"trunk": "carrier"}}]}"#;
+    let sw = Switch::builder(&cfg).file("routes.json", routes).start();
+    let t0 = Instant::now();
+    uac(scenario("uac_bye.xml"), caller_ip, &sw, "5511333344444")
+        .run()
+        .assert_ok(1);
+    let elapsed = t0.elapsed();
+    assert!(
+        elapsed < Duration::from_secs(4),
+        "fallback took {elapsed:?}"
+    );
+    // The first proxy got the INVITE (and never answered) ...
+    hole.set_nonblocking(true).unwrap();
+    let mut buf = vec![0u8; 65_536];
+    let mut first = None;
+    while let Ok((n, _)) = hole.recv_from(&mut buf) {
+        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+        if text.starts_with("INVITE ") {
+            first.get_or_insert(text);
+        }
+    }
+    let first = first.expect("the first proxy never got the INVITE");
+    // ... the second one took the call, addressed to the trunk's host.
+    std::thread::sleep(Duration::from_millis(300));
+    let got = proxy2.stop();
+    let invite = received_request(&got.messages, "INVITE")
+        .unwrap_or_else(|| panic!("the second proxy got no INVITE:\n{}", got.messages));
+    for m in [first.as_str(), invite.as_str()] {
+        assert!(
+            m.starts_with("INVITE sip:5511333344444@192.0.2.10"),
+            "the Request-URI names the trunk host, not the proxy: {}",
+            m.lines().next().unwrap()
+        );
+    }
+}
+
 /// Send an INVITE (with SDP) without credentials from `c`; the final status.
 fn invite_status(c: &mut SipClient, number: &str) -> Option<u16> {
     let cseq = c.next_cseq();

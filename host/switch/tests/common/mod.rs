@@ -25,7 +25,7 @@ pub fn scenario_with(name: &str, subst: &[(&str, &str)]) -> PathBuf {
     for (k, v) in subst {
         text = text.replace(&format!("@{k}@"), v);
         file.push('_');
-        file.push_str(&v.replace(' ', "_"));
+        file.push_str(&v.replace([' ', '/', '\n'], "_"));
     }
     let p = dir.path().join(format!("{file}.xml"));
     std::fs::write(&p, text).unwrap();
