@@ -66,6 +66,7 @@ pub(crate) fn routes(state: AdminState) -> axum::Router {
                 .post(upload_dataset)
                 .layer(DefaultBodyLimit::max(1 << 30)),
         )
+        .route("/v1/datasets/{name}/activate", post(activate_dataset))
         .route("/v1/simulate", post(simulate))
         .route("/v1/trunks", get(list_trunks))
         .route("/v1/trunks/status", get(trunk_status))
@@ -87,7 +88,56 @@ pub(crate) fn routes(state: AdminState) -> axum::Router {
         .route("/v1/cdrs", get(cdrs))
         .route("/v1/cdrs.csv", get(cdrs_csv))
         .route("/v1/audit", get(audit))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            refuse_unauthenticated_writes,
+        ))
         .with_state(state)
+}
+
+/// Checks `Authorization: Bearer <token>`; the token's id on success.
+fn check_token(state: &AdminState, headers: &axum::http::HeaderMap) -> Result<String, ApiError> {
+    let unauthorized = |m: &str| ApiError::new(StatusCode::UNAUTHORIZED, m).field("Authorization");
+    if state.inner.tokens.is_empty() {
+        return Err(unauthorized(
+            "writes are disabled: no admin API token is configured (set `[admin] token` or STROWGER_ADMIN_TOKEN)",
+        ));
+    }
+    let h = headers
+        .get(header::AUTHORIZATION)
+        .ok_or_else(|| unauthorized("writes need `Authorization: Bearer <token>`"))?;
+    let token = h
+        .to_str()
+        .ok()
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(|| unauthorized("Authorization must be `Bearer <token>`"))?;
+    state
+        .inner
+        .tokens
+        .get(token.trim())
+        .cloned()
+        .ok_or_else(|| unauthorized("unknown API token"))
+}
+
+/// Refuses a write without a valid token before its handler runs, after
+/// reading (and discarding) the request body: a client still sending a
+/// large upload then gets the 401 answer instead of a reset connection.
+async fn refuse_unauthenticated_writes(
+    State(st): State<AdminState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    use axum::http::Method;
+    if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+        return next.run(req).await;
+    }
+    match check_token(&st, req.headers()) {
+        Ok(_) => next.run(req).await,
+        Err(e) => {
+            let _ = axum::body::to_bytes(req.into_body(), 64 << 20).await;
+            e.into_response()
+        }
+    }
 }
 
 // ---- auth + audit ------------------------------------------------------
@@ -104,30 +154,12 @@ impl FromRequestParts<AdminState> for Writer {
         parts: &mut Parts,
         state: &AdminState,
     ) -> Result<Self, Self::Rejection> {
-        let unauthorized =
-            |m: &str| ApiError::new(StatusCode::UNAUTHORIZED, m).field("Authorization");
-        let h = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .ok_or_else(|| unauthorized("writes need `Authorization: Bearer <token>`"))?;
-        let token = h
-            .to_str()
-            .ok()
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .ok_or_else(|| unauthorized("Authorization must be `Bearer <token>`"))?;
-        let actor = state
-            .inner
-            .tokens
-            .get(token.trim())
-            .ok_or_else(|| unauthorized("unknown API token"))?;
+        let actor = check_token(state, &parts.headers)?;
         let source = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map(|c| c.0.to_string());
-        Ok(Writer {
-            actor: actor.clone(),
-            source,
-        })
+        Ok(Writer { actor, source })
     }
 }
 
@@ -224,7 +256,7 @@ async fn metrics(State(st): State<AdminState>) -> Response {
         "# TYPE strowger_policy_generation gauge\nstrowger_policy_generation {}\n",
         snap.generation
     ));
-    out.push_str(&st.inner.switch.metrics_text());
+    out.push_str(&st.inner.switch.metrics_text().await);
     out.push_str("# EOF\n");
     (
         [(
@@ -494,6 +526,50 @@ struct CreatePolicy {
     activate: bool,
 }
 
+impl StoredBinding {
+    /// The runtime binding of this stored one (binding number `i`, for
+    /// error messages) with its resolved plugin.
+    pub fn to_binding(
+        &self,
+        i: usize,
+        plugin: Arc<strowger_plugin::PluginVersion>,
+    ) -> Result<Binding, ApiError> {
+        let config = match &self.config {
+            Value::String(s) => s.clone(),
+            v => v.to_string(),
+        };
+        let mut nb = Binding::new(self.hook, plugin)
+            .scope(self.scope.clone())
+            .config_json(config)
+            .datasets(self.datasets.clone())
+            .fallback(self.fallback.clone());
+        if let Some(ms) = self.deadline_ms {
+            if ms == 0 || ms > 60_000 {
+                return Err(ApiError::unprocessable(format!(
+                    "binding {i}: deadline_ms must be 1..=60000"
+                ))
+                .field(format!("bindings[{i}].deadline_ms")));
+            }
+            nb = nb.deadline(Duration::from_millis(ms));
+        }
+        if let Some(m) = self.memory_limit_bytes {
+            nb = nb.memory_limit(m);
+        }
+        Ok(nb)
+    }
+}
+
+/// Builds a generation from runtime bindings (not activated).
+pub async fn build_policy(
+    runtime: &strowger_plugin::Runtime,
+    bindings: Vec<Binding>,
+) -> Result<Arc<Generation>, ApiError> {
+    runtime.build(Policy { bindings }).await.map_err(|e| {
+        let strowger_plugin::BuildError::Binding { index, .. } = &e;
+        ApiError::unprocessable(format!("policy rejected: {e}")).field(format!("bindings[{index}]"))
+    })
+}
+
 async fn build_generation(st: &AdminState, doc: &mut PolicyDocument) -> ApiResult<Arc<Generation>> {
     let mut bindings = Vec::new();
     for (i, b) in doc.bindings.iter_mut().enumerate() {
@@ -505,46 +581,23 @@ async fn build_generation(st: &AdminState, doc: &mut PolicyDocument) -> ApiResul
             .field(format!("bindings[{i}].plugin"))
         })?;
         b.plugin = p.sha256().to_string();
-        let config = match &b.config {
-            Value::String(s) => s.clone(),
-            v => v.to_string(),
-        };
-        let mut nb = Binding::new(b.hook, p)
-            .scope(b.scope.clone())
-            .config_json(config)
-            .datasets(b.datasets.clone())
-            .fallback(b.fallback.clone());
-        if let Some(ms) = b.deadline_ms {
-            if ms == 0 || ms > 60_000 {
-                return Err(ApiError::unprocessable(format!(
-                    "binding {i}: deadline_ms must be 1..=60000"
-                ))
-                .field(format!("bindings[{i}].deadline_ms")));
-            }
-            nb = nb.deadline(Duration::from_millis(ms));
-        }
-        if let Some(m) = b.memory_limit_bytes {
-            nb = nb.memory_limit(m);
-        }
-        bindings.push(nb);
+        bindings.push(b.to_binding(i, p)?);
     }
-    st.inner
-        .runtime
-        .build(Policy { bindings })
-        .await
-        .map_err(|e| {
-            let strowger_plugin::BuildError::Binding { index, .. } = &e;
-            ApiError::unprocessable(format!("policy rejected: {e}"))
-                .field(format!("bindings[{index}]"))
-        })
+    build_policy(&st.inner.runtime, bindings).await
 }
 
-/// True if every field of `expect` is present and equal in `actual`.
-fn subset(expect: &Value, actual: &Value) -> bool {
+/// True if every field of `expect` is present and equal in `actual`;
+/// arrays must have the same length and match element by element (each
+/// element again a subset match), so a test case names only the fields it
+/// cares about at any depth.
+pub fn subset(expect: &Value, actual: &Value) -> bool {
     match (expect, actual) {
         (Value::Object(e), Value::Object(a)) => e
             .iter()
             .all(|(k, v)| a.get(k).is_some_and(|av| subset(v, av))),
+        (Value::Array(e), Value::Array(a)) => {
+            e.len() == a.len() && e.iter().zip(a).all(|(e, a)| subset(e, a))
+        }
         (e, a) => e == a,
     }
 }
@@ -562,25 +615,25 @@ pub(crate) async fn run_hook(
     let step = match hook {
         Hook::Route => {
             let call = pj::call_from_json(input).map_err(bad)?;
-            g.route(trunk, &call).await.map(|d| serde_json::to_value(d))
+            g.route(trunk, &call).await.map(serde_json::to_value)
         }
         Hook::Authorize => {
             let req = pj::auth_request_from_json(input).map_err(bad)?;
             g.authorize(trunk, "simulate", &req)
                 .await
-                .map(|d| serde_json::to_value(d))
+                .map(serde_json::to_value)
         }
         Hook::Portability => {
             let q = pj::portability_query_from_json(input).map_err(bad)?;
             g.portability(trunk, "simulate", &q)
                 .await
-                .map(|d| serde_json::to_value(d))
+                .map(serde_json::to_value)
         }
         Hook::Rewrite => {
             let r = pj::rewrite_request_from_json(input).map_err(bad)?;
             g.rewrite(trunk, "simulate", &r)
                 .await
-                .map(|d| serde_json::to_value(d))
+                .map(serde_json::to_value)
         }
     };
     match step {
@@ -600,23 +653,119 @@ pub(crate) async fn run_hook(
     }
 }
 
-async fn run_tests(g: &Generation, tests: &[PolicyTest]) -> ApiResult<()> {
-    let mut failures = Vec::new();
-    for (i, t) in tests.iter().enumerate() {
-        let name = t.name.clone().unwrap_or_else(|| format!("tests[{i}]"));
-        match run_hook(g, t.hook, t.trunk.as_deref(), t.input.clone()).await {
-            Err(e) => failures.push(json!({"test": name, "index": i, "error": e.error})),
-            Ok(step) => {
-                let fell_back = !step["fallback"].is_null();
-                if !subset(&t.expect, &step["value"]) || (fell_back && !t.allow_fallback) {
-                    failures.push(json!({
-                        "test": name, "index": i, "expected": t.expect, "actual": step["value"],
-                        "fallback": step["fallback"], "plugin_error": step["error"],
-                    }));
+/// Where `actual` differs from the subset match `expect`: one line per
+/// mismatch, `path: expected X, got Y` (empty when [`subset`] holds).
+pub fn mismatches(expect: &Value, actual: &Value) -> Vec<String> {
+    fn walk(e: &Value, a: &Value, path: &str, out: &mut Vec<String>) {
+        match (e, a) {
+            (Value::Object(eo), Value::Object(ao)) => {
+                for (k, v) in eo {
+                    let p = if path.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{path}.{k}")
+                    };
+                    match ao.get(k) {
+                        Some(av) => walk(v, av, &p, out),
+                        None => out.push(format!("{p}: expected {v}, field missing")),
+                    }
                 }
             }
+            (Value::Array(ea), Value::Array(aa)) if ea.len() == aa.len() => {
+                for (i, (e, a)) in ea.iter().zip(aa).enumerate() {
+                    walk(e, a, &format!("{path}[{i}]"), out);
+                }
+            }
+            (Value::Array(ea), Value::Array(aa)) => out.push(format!(
+                "{path}: expected {} elements, got {}: {a}",
+                ea.len(),
+                aa.len()
+            )),
+            (e, a) if e == a => {}
+            (e, a) => out.push(format!(
+                "{}: expected {e}, got {a}",
+                if path.is_empty() { "decision" } else { path }
+            )),
         }
     }
+    let mut out = Vec::new();
+    walk(expect, actual, "", &mut out);
+    out
+}
+
+/// The outcome of one policy test case.
+#[derive(Debug, Clone, Serialize)]
+pub struct CaseResult {
+    /// Case name (or `tests[i]`).
+    pub test: String,
+    /// Index in the document.
+    pub index: usize,
+    /// Passed?
+    pub passed: bool,
+    /// What the case expected.
+    pub expected: Value,
+    /// The decision (null when the hook could not run).
+    pub actual: Value,
+    /// Where they differ (see [`mismatches`]).
+    pub mismatches: Vec<String>,
+    /// The fallback that answered, if the plugin failed.
+    pub fallback: Value,
+    /// The plugin's error, or why the hook could not run.
+    pub error: Value,
+    /// Decision time, microseconds.
+    pub elapsed_us: Value,
+}
+
+/// Runs every test case against `g` (the same code path as `POST
+/// /v1/simulate`): a case passes when the decision matches `expect` (see
+/// [`subset`]) and no fallback answered (unless `allow_fallback`).
+pub async fn run_cases(g: &Generation, tests: &[PolicyTest]) -> Vec<CaseResult> {
+    let mut out = Vec::with_capacity(tests.len());
+    for (i, t) in tests.iter().enumerate() {
+        let name = t.name.clone().unwrap_or_else(|| format!("tests[{i}]"));
+        out.push(
+            match run_hook(g, t.hook, t.trunk.as_deref(), t.input.clone()).await {
+                Err(e) => CaseResult {
+                    test: name,
+                    index: i,
+                    passed: false,
+                    expected: t.expect.clone(),
+                    actual: Value::Null,
+                    mismatches: vec![e.error.clone()],
+                    fallback: Value::Null,
+                    error: json!(e.error),
+                    elapsed_us: Value::Null,
+                },
+                Ok(step) => {
+                    let fell_back = !step["fallback"].is_null();
+                    let mut m = mismatches(&t.expect, &step["value"]);
+                    if fell_back && !t.allow_fallback {
+                        m.push(format!(
+                            "the plugin failed and the fallback answered ({}): {}",
+                            step["fallback"], step["error"]
+                        ));
+                    }
+                    CaseResult {
+                        test: name,
+                        index: i,
+                        passed: m.is_empty(),
+                        expected: t.expect.clone(),
+                        actual: step["value"].clone(),
+                        mismatches: m,
+                        fallback: step["fallback"].clone(),
+                        error: step["error"].clone(),
+                        elapsed_us: step["elapsed_us"].clone(),
+                    }
+                }
+            },
+        );
+    }
+    out
+}
+
+async fn run_tests(g: &Generation, tests: &[PolicyTest]) -> ApiResult<()> {
+    let results = run_cases(g, tests).await;
+    let failures: Vec<&CaseResult> = results.iter().filter(|r| !r.passed).collect();
     if failures.is_empty() {
         Ok(())
     } else {
@@ -924,6 +1073,17 @@ struct Parsed {
     sha256: String,
 }
 
+/// Parses a data-set CSV (`key,value` lines; blank lines and `#` comments
+/// skipped) exactly as `POST /v1/datasets/{name}` does; returns the data
+/// set and the sha256 of the bytes, or the error with its line number.
+pub fn parse_dataset_csv(
+    bytes: &[u8],
+    version: impl Into<String>,
+) -> Result<(strowger_plugin::Dataset, String), String> {
+    let p = parse_csv(bytes).map_err(|(e, _)| e)?;
+    Ok((p.builder.finish(version.into()), p.sha256))
+}
+
 fn parse_csv(reader: impl std::io::Read) -> Result<Parsed, (String, Option<u64>)> {
     use std::io::BufRead;
     let mut r = std::io::BufReader::with_capacity(1 << 16, reader);
@@ -1058,6 +1218,75 @@ async fn upload_dataset(
         Json(
             json!({"name": name, "version": version, "rows": distinct, "lines": count, "sha256": sha256, "active": true}),
         ),
+    ))
+}
+
+/// The rows of a stored data-set version, built for the runtime.
+async fn stored_dataset(st: &AdminState, version: i64) -> ApiResult<strowger_plugin::Dataset> {
+    let store = st.inner.store.clone();
+    blocking(move || {
+        store
+            .read_blocking(|c| {
+                let mut b = DatasetBuilder::new();
+                let mut s =
+                    c.prepare("SELECT key, value FROM dataset_rows WHERE version_id = ?1")?;
+                let mut rows = s.query([version])?;
+                while let Some(r) = rows.next()? {
+                    let (k, v): (String, String) = (r.get(0)?, r.get(1)?);
+                    let _ = b.insert(&k, &v);
+                }
+                Ok(b.finish(version.to_string()))
+            })
+            .map_err(ApiError::from)
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+struct VersionBody {
+    version: i64,
+}
+
+/// Make a stored version of a data set the active one (e.g. back to the
+/// previous version): loaded from the store, then swapped in atomically.
+async fn activate_dataset(
+    State(st): State<AdminState>,
+    w: Writer,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> ApiResult {
+    let VersionBody { version } = json_body(&body)?;
+    let n = name.clone();
+    let known: Option<i64> = store_read(&st, move |c| {
+        Ok(c.query_row(
+            "SELECT row_count FROM dataset_versions WHERE id = ?1 AND dataset = ?2",
+            params![version, n],
+            |r| r.get(0),
+        )
+        .optional()?)
+    })
+    .await?;
+    if known.is_none() {
+        return Err(
+            ApiError::not_found(format!("data set `{name}` has no version {version}"))
+                .field("version"),
+        );
+    }
+    let ds = stored_dataset(&st, version).await?;
+    let rows = ds.len();
+    let n = name.clone();
+    store_write(&st, move |c| {
+        Ok(c.execute(
+            "UPDATE datasets SET active_version = ?1 WHERE name = ?2",
+            params![version, n],
+        )? as u64)
+    })
+    .await?;
+    st.inner.runtime.datasets().put_dataset(&name, Arc::new(ds));
+    w.audit(&st, "dataset.activate", &name, json!({"version": version}))
+        .await?;
+    Ok(Json(
+        json!({"name": name, "active_version": version, "rows": rows}),
     ))
 }
 
@@ -1196,7 +1425,7 @@ async fn list_trunks(State(st): State<AdminState>) -> ApiResult {
 }
 
 async fn trunk_status(State(st): State<AdminState>) -> ApiResult {
-    Ok(Json(json!({"trunks": st.inner.switch.trunks()})))
+    Ok(Json(json!({"trunks": st.inner.switch.trunks().await})))
 }
 
 async fn get_trunk(State(st): State<AdminState>, Path(name): Path<String>) -> ApiResult {
@@ -1286,6 +1515,24 @@ async fn get_user(
         .ok_or_else(|| ApiError::not_found(format!("no user {user}@{domain}")).field("user"))
 }
 
+/// Gives the switch every user stored over the API (after each change and
+/// on restore).
+async fn sync_users(st: &AdminState) -> ApiResult<()> {
+    let rows = kv_list(st, USERS_SQL).await?;
+    let users = rows
+        .iter()
+        .filter_map(|u| {
+            Some(crate::UserAccount {
+                user: u["user"].as_str()?.to_string(),
+                domain: u["domain"].as_str()?.to_string(),
+                password: u["config"]["password"].as_str()?.to_string(),
+            })
+        })
+        .collect();
+    st.inner.switch.set_users(users).await;
+    Ok(())
+}
+
 async fn put_user(
     State(st): State<AdminState>,
     w: Writer,
@@ -1298,6 +1545,16 @@ async fn put_user(
         );
     }
     let config = check_config(&body)?;
+    let has_password = serde_json::from_str::<Value>(&config)
+        .ok()
+        .and_then(|v| v["password"].as_str().map(|p| !p.is_empty()))
+        .unwrap_or(false);
+    if !has_password {
+        return Err(ApiError::bad(
+            "a user needs `password` (a non-empty string): the switch authenticates it with digest",
+        )
+        .field("password"));
+    }
     let (u, d, c2) = (user.clone(), domain.clone(), config.clone());
     store_write(&st, move |c| {
         Ok(c.execute(
@@ -1316,6 +1573,7 @@ async fn put_user(
             }
         }
     }
+    sync_users(&st).await?;
     w.audit(&st, "user.put", format!("{user}@{domain}"), detail)
         .await?;
     get_user(State(st), Path((domain, user))).await
@@ -1334,6 +1592,7 @@ async fn delete_user(
     if k == 0 {
         return Err(ApiError::not_found(format!("no user {user}@{domain}")).field("user"));
     }
+    sync_users(&st).await?;
     w.audit(&st, "user.delete", format!("{user}@{domain}"), json!({}))
         .await?;
     Ok(Json(json!({"deleted": format!("{user}@{domain}")})))
@@ -1380,11 +1639,11 @@ async fn remove_registration(
 }
 
 async fn list_calls(State(st): State<AdminState>) -> ApiResult {
-    Ok(Json(json!({"calls": st.inner.switch.calls()})))
+    Ok(Json(json!({"calls": st.inner.switch.calls().await})))
 }
 
 async fn hangup_call(State(st): State<AdminState>, w: Writer, Path(id): Path<String>) -> ApiResult {
-    if !st.inner.switch.hangup(&id) {
+    if !st.inner.switch.hangup(&id).await {
         return Err(ApiError::not_found(format!("no call `{id}`")).field("id"));
     }
     w.audit(&st, "call.hangup", &id, json!({})).await?;
@@ -1480,6 +1739,7 @@ async fn audit(
 // ---- restore ------------------------------------------------------------
 
 pub(crate) async fn restore(st: &AdminState) -> ApiResult<Option<u64>> {
+    sync_users(st).await?;
     let artifacts: Vec<(String, String, Vec<u8>)> = store_read(st, |c| {
         let mut s = c.prepare("SELECT sha256, name, wasm FROM plugin_artifacts")?;
         let rows = s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
@@ -1503,23 +1763,7 @@ pub(crate) async fn restore(st: &AdminState) -> ApiResult<Option<u64>> {
     })
     .await?;
     for (name, version) in sets {
-        let store = st.inner.store.clone();
-        let ds = blocking(move || {
-            store
-                .read_blocking(|c| {
-                    let mut b = DatasetBuilder::new();
-                    let mut s =
-                        c.prepare("SELECT key, value FROM dataset_rows WHERE version_id = ?1")?;
-                    let mut rows = s.query([version])?;
-                    while let Some(r) = rows.next()? {
-                        let (k, v): (String, String) = (r.get(0)?, r.get(1)?);
-                        let _ = b.insert(&k, &v);
-                    }
-                    Ok(b.finish(version.to_string()))
-                })
-                .map_err(ApiError::from)
-        })
-        .await?;
+        let ds = stored_dataset(st, version).await?;
         st.inner.runtime.datasets().put_dataset(&name, Arc::new(ds));
     }
     let docs: Vec<(u64, String)> = store_read(st, |c| {
@@ -1553,12 +1797,12 @@ pub(crate) async fn restore(st: &AdminState) -> ApiResult<Option<u64>> {
             }
         }
     }
-    if let Some(v) = active {
-        if let Some(g) = book.generations.get(&v).cloned() {
-            st.inner.runtime.activate(g);
-            book.history.push(v);
-            return Ok(Some(v));
-        }
+    if let Some(v) = active
+        && let Some(g) = book.generations.get(&v).cloned()
+    {
+        st.inner.runtime.activate(g);
+        book.history.push(v);
+        return Ok(Some(v));
     }
     Ok(None)
 }

@@ -23,9 +23,14 @@ mod error;
 mod openapi;
 mod switch;
 
-pub use api::{PolicyDocument, PolicyTest, StoredBinding};
+pub use api::{
+    CaseResult, PolicyDocument, PolicyTest, StoredBinding, build_policy, mismatches,
+    parse_dataset_csv, run_cases, subset,
+};
 pub use error::ApiError;
-pub use switch::{CallInfo, MemorySwitch, RegistrationInfo, SwitchControl, TrunkStatus};
+pub use switch::{
+    CallInfo, MemorySwitch, RegistrationInfo, SwitchControl, SwitchFuture, TrunkStatus, UserAccount,
+};
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;

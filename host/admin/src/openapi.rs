@@ -67,6 +67,7 @@ pub(crate) fn document() -> Value {
                 "get": op("Versions of a data set", false, None),
                 "post": op("Import a new version (CSV key,value lines; # comments) and activate it atomically", true, Some("text/csv"))
             },
+            "/v1/datasets/{name}/activate": {"post": op("Make stored version {version} of the data set the active one (atomic swap)", true, j)},
             "/v1/simulate": {"post": op("Run one hook {hook, input | call | register, trunk, version} and return the decision and a step trace", false, j)},
             "/v1/trunks": {"get": op("Trunk configurations", false, None)},
             "/v1/trunks/status": {"get": op("Live trunk status from the switch", false, None)},
@@ -78,7 +79,7 @@ pub(crate) fn document() -> Value {
             "/v1/users": {"get": op("Users", false, None)},
             "/v1/users/{domain}/{user}": {
                 "get": op("One user", false, None),
-                "put": op("Create or replace a user (JSON object)", true, j),
+                "put": op("Create or replace a user ({password, ...}; password required): it may register and call at once", true, j),
                 "delete": op("Delete a user", true, None)
             },
             "/v1/registrations": {

@@ -46,28 +46,56 @@ pub struct CallInfo {
 pub struct TrunkStatus {
     /// Trunk name.
     pub name: String,
-    /// `up`, `down`, `unknown` (OPTIONS pings / registration state).
+    /// `up`, `down` (qualify), `unknown` (not qualified), `unresolved`.
     pub state: String,
     /// Calls currently using it.
     pub active_calls: u64,
+    /// Last qualify round trip, ms.
+    #[serde(default)]
+    pub latency_ms: Option<u32>,
+    /// Our registration to it: `registered`, `registering`,
+    /// `unregistered`, `failed: <why>` (none: it does not register).
+    #[serde(default)]
+    pub registration: Option<String>,
 }
 
-/// What the admin API needs from the running switch. Implemented by the
-/// switch; [`MemorySwitch`] for tests.
+/// A SIP user managed over the API (`PUT /v1/users/{domain}/{user}`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UserAccount {
+    /// User name (digest username, AOR user part).
+    pub user: String,
+    /// Domain (realm).
+    pub domain: String,
+    /// Password.
+    pub password: String,
+}
+
+/// A boxed future answered by a [`SwitchControl`].
+pub type SwitchFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+/// What the admin API needs from the running switch. Implemented over the
+/// switch's control handle by `strowger serve`; [`MemorySwitch`] for tests.
+/// Calls and trunks are answered by the switch's core task, hence futures.
 pub trait SwitchControl: Send + Sync {
     /// Current registrations.
     fn registrations(&self) -> Vec<RegistrationInfo>;
     /// Remove the binding(s) of `aor` (only `contact` if given); returns how many were removed.
     fn remove_registration(&self, aor: &str, contact: Option<&str>) -> usize;
     /// Calls in progress.
-    fn calls(&self) -> Vec<CallInfo>;
+    fn calls(&self) -> SwitchFuture<'_, Vec<CallInfo>>;
     /// Hang up a call (BYE/CANCEL both legs); false if no such call.
-    fn hangup(&self, id: &str) -> bool;
+    fn hangup<'a>(&'a self, id: &'a str) -> SwitchFuture<'a, bool>;
     /// Trunk status.
-    fn trunks(&self) -> Vec<TrunkStatus>;
+    fn trunks(&self) -> SwitchFuture<'_, Vec<TrunkStatus>>;
     /// Extra Prometheus text-format metrics appended to `/metrics`.
-    fn metrics_text(&self) -> String {
-        String::new()
+    fn metrics_text(&self) -> SwitchFuture<'_, String> {
+        Box::pin(async { String::new() })
+    }
+    /// The users stored over the API, every time they change (and after a
+    /// restart): the switch lets them register and call.
+    fn set_users(&self, users: Vec<UserAccount>) -> SwitchFuture<'_, ()> {
+        let _ = users;
+        Box::pin(async {})
     }
 }
 
@@ -81,6 +109,8 @@ pub struct MemorySwitch {
     pub calls: Mutex<Vec<CallInfo>>,
     /// Trunks.
     pub trunks: Mutex<Vec<TrunkStatus>>,
+    /// Users last given to [`SwitchControl::set_users`].
+    pub users: Mutex<Vec<UserAccount>>,
 }
 
 impl SwitchControl for MemorySwitch {
@@ -93,23 +123,31 @@ impl SwitchControl for MemorySwitch {
         r.retain(|x| !(x.aor == aor && contact.is_none_or(|c| c == x.contact)));
         before - r.len()
     }
-    fn calls(&self) -> Vec<CallInfo> {
-        self.calls.lock().clone()
+    fn calls(&self) -> SwitchFuture<'_, Vec<CallInfo>> {
+        let c = self.calls.lock().clone();
+        Box::pin(async move { c })
     }
-    fn hangup(&self, id: &str) -> bool {
+    fn hangup<'a>(&'a self, id: &'a str) -> SwitchFuture<'a, bool> {
         let mut c = self.calls.lock();
         let before = c.len();
         c.retain(|x| x.id != id);
-        before != c.len()
+        let found = before != c.len();
+        Box::pin(async move { found })
     }
-    fn trunks(&self) -> Vec<TrunkStatus> {
-        self.trunks.lock().clone()
+    fn trunks(&self) -> SwitchFuture<'_, Vec<TrunkStatus>> {
+        let t = self.trunks.lock().clone();
+        Box::pin(async move { t })
     }
-    fn metrics_text(&self) -> String {
-        format!(
+    fn set_users(&self, users: Vec<UserAccount>) -> SwitchFuture<'_, ()> {
+        *self.users.lock() = users;
+        Box::pin(async {})
+    }
+    fn metrics_text(&self) -> SwitchFuture<'_, String> {
+        let text = format!(
             "# TYPE strowger_calls_active gauge\nstrowger_calls_active {}\n# TYPE strowger_registrations gauge\nstrowger_registrations {}\n",
             self.calls.lock().len(),
             self.registrations.lock().len()
-        )
+        );
+        Box::pin(async move { text })
     }
 }

@@ -120,13 +120,13 @@ fn route_policy(plugin: &str, trunk: &str, expect_trunk: &str) -> Value {
         "comment": format!("route to {trunk}"),
         "bindings": [{"hook": "route", "plugin": plugin, "config": route_config(trunk), "deadline_ms": 2000}],
         "tests": [{"name": "b number goes to the trunk", "hook": "route", "input": {"b_number": "5511999990000"},
-                   "expect": {"Route": {"attempts": [{"destination": {"Trunk": expect_trunk}}]}}}]
+                   "expect": {"Forward": {"attempts": [{"destination": {"Trunk": expect_trunk}}]}}}]
     })
 }
 
 /// The trunk a route decision sends the first attempt to.
 fn first_trunk(decision: &Value) -> Value {
-    decision["Route"]["attempts"][0]["destination"]["Trunk"].clone()
+    decision["Forward"]["attempts"][0]["destination"]["Trunk"].clone()
 }
 
 async fn simulate_trunk(h: &H) -> Value {
@@ -141,7 +141,6 @@ async fn simulate_trunk(h: &H) -> Value {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "admin API never run before this landing; failing cases listed in the control-plane issue's notes; run with --ignored"]
 async fn plugins_upload_validate_list_delete() {
     let h = setup().await;
     // Bad wasm → 422 with a JSON reason.
@@ -218,7 +217,6 @@ async fn plugins_upload_validate_list_delete() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "admin API never run before this landing; failing cases listed in the control-plane issue's notes; run with --ignored"]
 async fn writes_need_a_valid_token() {
     let h = setup().await;
     let url = format!("{}/v1/plugins?name=x", h.base);
@@ -254,6 +252,33 @@ async fn writes_need_a_valid_token() {
     assert_eq!(list["plugins"].as_array().unwrap().len(), 0);
     let (_, t) = h.get("/v1/trunks").await;
     assert_eq!(t["trunks"].as_array().unwrap().len(), 0);
+    // Without any token configured, writes are refused saying how to configure one.
+    let dir = tempfile::tempdir().unwrap();
+    let st = AdminState::new(
+        Runtime::new(RuntimeConfig::default()).unwrap(),
+        Store::open(dir.path().join("s.db")).unwrap(),
+        Arc::new(MemorySwitch::default()),
+    );
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", l.local_addr().unwrap());
+    tokio::spawn(serve(l, st));
+    let r = h
+        .http
+        .put(format!("{base}/v1/trunks/t1"))
+        .bearer_auth(TOKEN)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let body: Value = r.json().await.unwrap();
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("no admin API token is configured"),
+        "{body}"
+    );
     // Reads are open.
     assert_eq!(h.get("/healthz").await.0, StatusCode::OK);
     assert_eq!(h.get("/readyz").await.0, StatusCode::OK);
@@ -264,7 +289,6 @@ async fn writes_need_a_valid_token() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "admin API never run before this landing; failing cases listed in the control-plane issue's notes; run with --ignored"]
 async fn policies_validate_test_activate_rollback_canary() {
     let h = setup().await;
     let (_, p) = h.upload("route-table", plugin_bytes("route-table")).await;
@@ -326,7 +350,7 @@ async fn policies_validate_test_activate_rollback_canary() {
     assert_eq!(err["field"], "tests");
     let f = &err["detail"]["failures"][0];
     assert_eq!(
-        f["expected"]["Route"]["attempts"][0]["destination"]["Trunk"],
+        f["expected"]["Forward"]["attempts"][0]["destination"]["Trunk"],
         "carrier-c"
     );
     assert_eq!(first_trunk(&f["actual"]), "carrier-b");
@@ -419,7 +443,6 @@ async fn policies_validate_test_activate_rollback_canary() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "admin API never run before this landing; failing cases listed in the control-plane issue's notes; run with --ignored"]
 async fn dataset_upload_changes_portability_lookups() {
     let h = setup().await;
     let (code, _) = h
@@ -479,7 +502,7 @@ async fn dataset_upload_changes_portability_lookups() {
     // A new version moves the number to another carrier, atomically.
     let (code, up2) = h.upload_csv("br-ported", "11987654321,55399\n").await;
     assert_eq!(code, StatusCode::CREATED, "{up2}");
-    let (_, after2) = h.post("/v1/simulate", q).await;
+    let (_, after2) = h.post("/v1/simulate", q.clone()).await;
     assert!(
         after2["decision"]["routing_number"]
             .as_str()
@@ -494,6 +517,38 @@ async fn dataset_upload_changes_portability_lookups() {
         "{versions}"
     );
     assert_eq!(versions["active_version"], up2["version"]);
+
+    // Back to the first version (from the store), atomically; unknown versions → 404.
+    let (code, e) = h
+        .post("/v1/datasets/br-ported/activate", json!({"version": 999}))
+        .await;
+    assert_eq!(code, StatusCode::NOT_FOUND, "{e}");
+    let (code, a) = h
+        .post(
+            "/v1/datasets/br-ported/activate",
+            json!({"version": up["version"]}),
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK, "{a}");
+    let (_, back) = h.post("/v1/simulate", q.clone()).await;
+    assert!(
+        back["decision"]["routing_number"]
+            .as_str()
+            .unwrap()
+            .starts_with("55321"),
+        "{back}"
+    );
+    assert_eq!(
+        h.get("/v1/datasets/br-ported").await.1["active_version"],
+        up["version"]
+    );
+    let (code, _) = h
+        .post(
+            "/v1/datasets/br-ported/activate",
+            json!({"version": up2["version"]}),
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK);
 
     // A large upload (200k rows) streams through and is queryable.
     let mut big = String::with_capacity(200_000 * 20);
@@ -521,7 +576,6 @@ async fn dataset_upload_changes_portability_lookups() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "admin API never run before this landing; failing cases listed in the control-plane issue's notes; run with --ignored"]
 async fn simulate_register_users_trunks_registrations_calls_cdrs() {
     let h = setup().await;
     h.upload("registrar-policy", plugin_bytes("registrar-policy"))
@@ -579,6 +633,24 @@ async fn simulate_register_users_trunks_registrations_calls_cdrs() {
         .await;
     assert_eq!(code, StatusCode::OK, "{u}");
     assert_eq!(
+        *h.switch.users.lock(),
+        vec![strowger_admin::UserAccount {
+            user: "1001".into(),
+            domain: "example.com".into(),
+            password: "pw".into()
+        }],
+        "the switch got the user"
+    );
+    let (code, e) = h
+        .send(
+            reqwest::Method::PUT,
+            "/v1/users/example.com/1002",
+            Some(json!({"max_contacts": 2})),
+        )
+        .await;
+    assert_eq!(code, StatusCode::BAD_REQUEST, "{e}");
+    assert_eq!(e["field"], "password");
+    assert_eq!(
         h.get("/v1/users").await.1["users"]
             .as_array()
             .unwrap()
@@ -601,6 +673,10 @@ async fn simulate_register_users_trunks_registrations_calls_cdrs() {
             .await
             .0,
         StatusCode::NOT_FOUND
+    );
+    assert!(
+        h.switch.users.lock().is_empty(),
+        "the switch forgot the user"
     );
     assert_eq!(
         h.send(reqwest::Method::DELETE, "/v1/trunks/carrier-a", None)
@@ -672,7 +748,7 @@ async fn simulate_register_users_trunks_registrations_calls_cdrs() {
         cause: "normal".into(),
         ..Default::default()
     };
-    h.state.store().insert_cdr(cdr).wait().unwrap();
+    h.state.store().insert_cdr(cdr).await.unwrap();
     let (_, q) = h.get("/v1/cdrs?number=5511999990000&trunk=carrier-a").await;
     assert_eq!(q["count"], 1, "{q}");
     let (_, q) = h.get("/v1/cdrs?from=6000").await;
@@ -693,7 +769,6 @@ async fn simulate_register_users_trunks_registrations_calls_cdrs() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "admin API never run before this landing; failing cases listed in the control-plane issue's notes; run with --ignored"]
 async fn restore_rebuilds_the_active_policy_after_restart() {
     let h = setup().await;
     h.upload("route-table", plugin_bytes("route-table")).await;
@@ -701,7 +776,7 @@ async fn restore_rebuilds_the_active_policy_after_restart() {
     v1["activate"] = json!(true);
     let (code, r1) = h.post("/v1/policies", v1).await;
     assert_eq!(code, StatusCode::CREATED, "{r1}");
-    h.state.store().flush().wait().unwrap();
+    h.state.store().flush().await.unwrap();
     // A second admin over the same database file, fresh runtime.
     let store = Store::open(h.state.store().path()).unwrap();
     let rt = Runtime::new(RuntimeConfig::default()).unwrap();

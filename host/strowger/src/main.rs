@@ -7,7 +7,10 @@
 use clap::{Parser, Subcommand};
 
 mod asterisk;
+mod client;
 mod cmd;
+mod control;
+mod policy_repo;
 
 #[derive(Parser)]
 #[command(name = "strowger", version, about = "Programmable SIP/RTP switch")]

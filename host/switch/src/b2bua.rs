@@ -2453,3 +2453,8 @@ fn build_in_dialog(
     }
     b.build()
 }
+
+// Control plane (calls list, hang-up): a child module so that it reads call
+// state without widening the fields above.
+#[path = "control.rs"]
+pub mod control;

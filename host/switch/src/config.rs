@@ -302,6 +302,8 @@ pub struct Config {
     pub bindings: Vec<BindingConfig>,
     /// `[[datasets]]`: key/value tables plugins may look up.
     pub datasets: Vec<DatasetConfig>,
+    /// `[admin]`: the admin HTTP API.
+    pub admin: AdminConfig,
     /// Directory relative paths were resolved against (the config file's
     /// directory; the working directory for [`Config::parse`] callers that
     /// pass `.`). Not part of the file.
@@ -326,6 +328,7 @@ impl Default for Config {
             protection: ProtectionConfig::default(),
             bindings: Vec::new(),
             datasets: Vec::new(),
+            admin: AdminConfig::default(),
             base_dir: PathBuf::from("."),
         }
     }
@@ -471,6 +474,29 @@ impl AuthConfig {
     /// Nonce lifetime as a duration.
     pub fn nonce_ttl(&self) -> Duration {
         Duration::from_secs(self.nonce_ttl_s)
+    }
+}
+
+/// `[admin]`: the admin HTTP API (served by `strowger serve`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Serve the API at all (default true).
+    pub enabled: bool,
+    /// TCP address; default `127.0.0.1:8080` (loopback only).
+    pub listen: SocketAddr,
+    /// Bearer token for writes; none = `$STROWGER_ADMIN_TOKEN`; neither =
+    /// writes are refused (reads stay open).
+    pub token: Option<String>,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            enabled: true,
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            token: None,
+        }
     }
 }
 
@@ -1259,6 +1285,17 @@ impl Config {
                 "sip.max_udp_size ({}) must be between 200 and 65507",
                 self.sip.max_udp_size
             ));
+        }
+
+        // [admin]
+        if self.admin.enabled
+            && self
+                .admin
+                .token
+                .as_deref()
+                .is_some_and(|t| t.trim().len() < 8)
+        {
+            p.push("admin.token must be at least 8 characters".into());
         }
 
         // [auth]

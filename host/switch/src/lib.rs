@@ -7,11 +7,14 @@
 //! * [`transport`]: UDP/TCP/TLS listeners and connections (tokio).
 //! * [`server`]: the shell that runs the core, its timers, the plugin
 //!   decisions (spawned, never blocking the core) and the store.
+//! * [`control`]: the control plane's handle on a running switch (calls
+//!   list and hang-up, registrations, trunk status).
 
 pub mod auth;
 mod b2bua;
 pub mod civil;
 pub mod config;
+pub use b2bua::control;
 pub mod core;
 pub mod flow;
 pub mod location;

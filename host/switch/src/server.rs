@@ -37,6 +37,8 @@ pub struct Running {
     pub store: Store,
     /// The location service.
     pub location: Arc<RwLock<Location>>,
+    /// Control-plane handle (calls, hang-up, registrations, trunks).
+    pub control: crate::control::Control,
     shutdown: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -474,6 +476,12 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
             tracing::info!(bindings = n, "registrations reloaded from the store");
         }
     }
+    let (control, ctl_rx) = crate::control::Control::new(
+        location.clone(),
+        store.clone(),
+        cfg.sip.domain.clone(),
+        ccfg.users.clone(),
+    );
     let sip_ip = bound
         .first()
         .map(|l| l.addr.ip())
@@ -498,12 +506,13 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
         users: cfg.users.iter().map(|u| u.user.clone()).collect(),
         tz: cfg.calls.timezone_offset_minutes,
     };
-    let task = tokio::spawn(shell.run(net_rx, media_rx, shutdown_rx));
+    let task = tokio::spawn(shell.run(net_rx, media_rx, ctl_rx, shutdown_rx));
     Ok(Running {
         listeners: bound,
         runtime,
         store,
         location,
+        control,
         shutdown,
         task,
     })
@@ -524,6 +533,7 @@ impl Shell {
         mut self,
         mut net_rx: mpsc::Receiver<NetEvent>,
         media_rx: Option<mpsc::UnboundedReceiver<strowger_media::MediaEvent>>,
+        mut ctl_rx: mpsc::Receiver<crate::control::Command>,
         mut shutdown: watch::Receiver<bool>,
     ) {
         let mut media_rx = media_rx;
@@ -556,6 +566,9 @@ impl Shell {
                     if let Some((call, leg)) = crate::media::timeout_target(&ev) {
                         self.core.handle(Now::real(), Event::MediaTimeout { call, leg });
                     }
+                }
+                Some(cmd) = ctl_rx.recv() => {
+                    self.core.control(Now::real(), cmd);
                 }
                 _ = tokio::time::sleep_until(deadline) => {
                     self.core.poll_timers(Now::real());

@@ -78,6 +78,18 @@ impl SipMessage {
             .unwrap_or(0)
     }
 
+    /// Reason phrase of a response (empty for requests).
+    pub fn reason(&self) -> String {
+        if !self.is_response() {
+            return String::new();
+        }
+        self.start_line
+            .splitn(3, ' ')
+            .nth(2)
+            .unwrap_or("")
+            .to_string()
+    }
+
     /// Method of a request (or of the CSeq of a response).
     pub fn method(&self) -> String {
         if self.is_response() {

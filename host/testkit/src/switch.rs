@@ -33,6 +33,7 @@ pub struct Switch {
     ip: IpAddr,
     port: u16,
     tls_port: Option<u16>,
+    admin: Option<SocketAddr>,
     env: Vec<(String, String)>,
     child: Option<Child>,
 }
@@ -114,6 +115,27 @@ impl SwitchBuilder {
                 toml::Value::String(plugin_dir().display().to_string()),
             );
         }
+        // The admin API listens on a free port of 127.0.0.1 unless the test
+        // set `[admin] listen` (or `enabled = false`): parallel switches
+        // must not all claim the default 127.0.0.1:8080.
+        let admin_t = table
+            .entry("admin")
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+            .as_table_mut()
+            .expect("[admin] is a table");
+        let admin = if admin_t.get("enabled").and_then(toml::Value::as_bool) == Some(false) {
+            None
+        } else {
+            let addr = match admin_t.get("listen").and_then(toml::Value::as_str) {
+                Some(a) => a.parse().expect("[admin] listen is ip:port"),
+                None => {
+                    let ip: IpAddr = "127.0.0.1".parse().unwrap();
+                    SocketAddr::new(ip, free_udp_tcp_port(ip))
+                }
+            };
+            admin_t.insert("listen".into(), toml::Value::String(addr.to_string()));
+            Some(addr)
+        };
         let config_path = dir.path().join("strowger.toml");
         std::fs::write(&config_path, toml::to_string(&table).unwrap()).expect("write config");
         let mut sw = Switch {
@@ -123,6 +145,7 @@ impl SwitchBuilder {
             ip: self.ip,
             port,
             tls_port,
+            admin,
             env: self.env,
             child: None,
         };
@@ -244,6 +267,12 @@ impl Switch {
     /// TLS address, when started with [`SwitchBuilder::tls`].
     pub fn tls_addr(&self) -> Option<SocketAddr> {
         self.tls_port.map(|p| SocketAddr::new(self.ip, p))
+    }
+
+    /// Base URL of the admin API (`http://127.0.0.1:<port>`), unless the
+    /// test disabled it.
+    pub fn admin_url(&self) -> Option<String> {
+        self.admin.map(|a| format!("http://{a}"))
     }
 
     /// The switch's working dir (config, store, log).

@@ -1,0 +1,355 @@
+//! Control-plane access to a running switch (the admin API's view): calls
+//! in progress and hang-up, registrations and their removal, trunk status.
+//!
+//! The call state belongs to the single-threaded [`Core`]: the admin side
+//! holds a [`Control`] handle and sends [`Command`]s over a channel into the
+//! core task, which answers on a oneshot after touching its state (a hang-up
+//! produces the same BYE/CANCEL/CDR actions as any other end of a call).
+//! Registrations live in the shared location service and are read and
+//! removed directly (removals are persisted through the store).
+//!
+//! This module is a child of `b2bua` (declared there with `#[path]`) so the
+//! [`Core`] methods below can read call state without widening its fields.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use parking_lot::RwLock;
+use strowger_store::Store;
+use tokio::sync::{mpsc, oneshot};
+
+use super::{LegPhase, Phase, trunk_of};
+use crate::core::{Core, Ingress, Now, UserCred};
+use crate::flow::Transport;
+use crate::location::{ContactUpdate, Location, RegisterOp, aor_key};
+
+/// One call in progress.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CallSummary {
+    /// The host's call id (as in CDRs and logs).
+    pub id: String,
+    /// A number (after the plan's rewrites, when planned).
+    pub a_number: String,
+    /// B number.
+    pub b_number: String,
+    /// `trunk:<name>`, `user:<aor>` or `unknown`.
+    pub ingress: String,
+    /// Egress of the answered leg, else of the newest leg being tried.
+    pub egress: Option<String>,
+    /// `routing`, `trying`, `ringing` or `answered`.
+    pub state: &'static str,
+    /// Start (Unix ms).
+    pub start_ms: i64,
+    /// Policy generation that planned the call.
+    pub generation: Option<u64>,
+}
+
+/// Status of one configured trunk.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrunkSummary {
+    /// Name.
+    pub name: String,
+    /// `up` / `down` (OPTIONS qualify), `unknown` (not qualified) or
+    /// `unresolved` (its host did not resolve at start).
+    pub state: &'static str,
+    /// Calls in progress from or to it.
+    pub active_calls: u64,
+    /// Last qualify round trip.
+    pub latency_ms: Option<u32>,
+    /// Our registration to it, when it registers.
+    pub registration: Option<String>,
+}
+
+/// One registered contact.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RegistrationSummary {
+    /// Address of record.
+    pub aor: String,
+    /// Contact URI.
+    pub contact: String,
+    /// Seconds left.
+    pub expires_in_s: u64,
+    /// Source `ip:port` of the REGISTER.
+    pub source: String,
+    /// Transport.
+    pub transport: String,
+    /// User-Agent.
+    pub user_agent: Option<String>,
+}
+
+/// A request to the core task.
+pub(crate) enum Command {
+    Calls(oneshot::Sender<Vec<CallSummary>>),
+    Hangup(String, oneshot::Sender<bool>),
+    Trunks(oneshot::Sender<Vec<TrunkSummary>>),
+    Users(Vec<UserCred>, oneshot::Sender<usize>),
+}
+
+/// Handle on a running switch for the control plane. Cheap to clone.
+#[derive(Clone)]
+pub struct Control {
+    tx: mpsc::Sender<Command>,
+    location: Arc<RwLock<Location>>,
+    store: Store,
+    domain: String,
+    /// Users of the configuration file.
+    base_users: Vec<UserCred>,
+}
+
+impl Control {
+    pub(crate) fn new(
+        location: Arc<RwLock<Location>>,
+        store: Store,
+        domain: String,
+        base_users: Vec<UserCred>,
+    ) -> (Control, mpsc::Receiver<Command>) {
+        let (tx, rx) = mpsc::channel(64);
+        (
+            Control {
+                tx,
+                location,
+                store,
+                domain,
+                base_users,
+            },
+            rx,
+        )
+    }
+
+    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Option<T> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(make(tx)).await.ok()?;
+        rx.await.ok()
+    }
+
+    /// Calls in progress (empty once the switch stopped).
+    pub async fn calls(&self) -> Vec<CallSummary> {
+        self.ask(Command::Calls).await.unwrap_or_default()
+    }
+
+    /// Hang up call `id` (BYE to answered legs, CANCEL to ringing ones, a
+    /// final response to an unanswered caller); false if no such call.
+    pub async fn hangup(&self, id: &str) -> bool {
+        let id = id.to_string();
+        self.ask(|tx| Command::Hangup(id, tx))
+            .await
+            .unwrap_or(false)
+    }
+
+    /// Configured trunks with their status.
+    pub async fn trunks(&self) -> Vec<TrunkSummary> {
+        self.ask(Command::Trunks).await.unwrap_or_default()
+    }
+
+    /// Sets the users managed over the control plane: they may register and
+    /// call like the configuration file's users; one with the same user name
+    /// and domain as a configured user replaces it. Returns the number of
+    /// users now known.
+    pub async fn set_users(&self, managed: Vec<UserCred>) -> usize {
+        let mut all = managed;
+        for b in &self.base_users {
+            if !all.iter().any(|u| u.user == b.user && u.domain == b.domain) {
+                all.push(b.clone());
+            }
+        }
+        self.ask(|tx| Command::Users(all, tx)).await.unwrap_or(0)
+    }
+
+    /// Current registrations, sorted by AOR.
+    pub fn registrations(&self) -> Vec<RegistrationSummary> {
+        let now = Instant::now();
+        let loc = self.location.read();
+        let mut out: Vec<RegistrationSummary> = loc
+            .iter()
+            .flat_map(|(aor, list)| {
+                list.iter()
+                    .filter(|b| b.expires_at > now)
+                    .map(|b| RegistrationSummary {
+                        aor: aor.clone(),
+                        contact: b.contact.clone(),
+                        expires_in_s: b.expires_in(now) as u64,
+                        source: b.flow.remote.to_string(),
+                        transport: match b.flow.transport {
+                            Transport::Udp => "udp",
+                            Transport::Tcp => "tcp",
+                            Transport::Tls => "tls",
+                        }
+                        .to_string(),
+                        user_agent: b.user_agent.clone(),
+                    })
+            })
+            .collect();
+        out.sort_by(|a, b| (&a.aor, &a.contact).cmp(&(&b.aor, &b.contact)));
+        out
+    }
+
+    /// Remove the bindings of `aor` (only `contact` if given), in memory and
+    /// in the store; returns how many were removed.
+    pub fn remove_registration(&self, aor: &str, contact: Option<&str>) -> usize {
+        let key = aor_key(aor, &self.domain);
+        let now = Instant::now();
+        let removed = {
+            let mut loc = self.location.write();
+            let Some(flow) = loc.lookup(&key, now).first().map(|b| b.flow) else {
+                return 0;
+            };
+            let updates: Vec<ContactUpdate> = contact
+                .map(|c| ContactUpdate {
+                    contact: c.to_string(),
+                    expires: 0,
+                })
+                .into_iter()
+                .collect();
+            let op = RegisterOp {
+                contacts: &updates,
+                wildcard: contact.is_none(),
+                // a Call-ID of its own: never "out of order" against a device's REGISTERs
+                call_id: "strowger-admin-removal",
+                cseq: u32::MAX,
+                flow,
+                user_agent: None,
+                max_contacts: None,
+            };
+            match loc.apply(&key, &op, now, crate::civil::now_unix_ms()) {
+                Ok(ch) => ch.removed,
+                Err(_) => Vec::new(),
+            }
+        };
+        for c in &removed {
+            drop(self.store.remove_registration(&key, c));
+        }
+        removed.len()
+    }
+}
+
+fn ingress_text(i: &Ingress) -> String {
+    super::ingress_text(i)
+}
+
+impl Core {
+    /// Answers a control-plane command (called by the shell's core task).
+    pub(crate) fn control(&mut self, now: Now, cmd: Command) {
+        match cmd {
+            Command::Calls(tx) => {
+                let _ = tx.send(self.call_summaries());
+            }
+            Command::Hangup(id, tx) => {
+                let ok = self.hangup_call(now, &id);
+                let _ = tx.send(ok);
+            }
+            Command::Trunks(tx) => {
+                let _ = tx.send(self.trunk_summaries());
+            }
+            Command::Users(users, tx) => {
+                self.cfg.users = users;
+                let _ = tx.send(self.cfg.users.len());
+            }
+        }
+    }
+
+    /// Calls in progress (ended calls lingering for late messages are not listed).
+    pub fn call_summaries(&self) -> Vec<CallSummary> {
+        let mut out: Vec<CallSummary> = self
+            .calls
+            .values()
+            .filter(|c| c.phase != Phase::Ended)
+            .map(|c| {
+                let leg = c
+                    .winner
+                    .and_then(|w| c.bs.get(w as usize))
+                    .or_else(|| c.bs.last());
+                let state = match c.phase {
+                    Phase::Routing => "routing",
+                    Phase::Answered => "answered",
+                    _ if c.bs.iter().any(|l| l.got_provisional) => "ringing",
+                    _ => "trying",
+                };
+                let (a, b) = match &c.plan {
+                    Some(p) => (p.a_number.clone(), p.b_number.clone()),
+                    None => (c.facts.a_number.clone(), c.facts.b_number.clone()),
+                };
+                CallSummary {
+                    id: c.host_id.clone(),
+                    a_number: a,
+                    b_number: b,
+                    ingress: ingress_text(&c.facts.ingress),
+                    egress: leg.map(|l| l.egress.clone()),
+                    state,
+                    start_ms: c.facts.time_unix_ms,
+                    generation: c
+                        .plan
+                        .as_ref()
+                        .and_then(|p| p.generation.split_whitespace().next()?.parse().ok()),
+                }
+            })
+            .collect();
+        out.sort_by_key(|c| c.start_ms);
+        out
+    }
+
+    /// Hangs up call `id` (the host call id); false if no such call in progress.
+    pub fn hangup_call(&mut self, now: Now, id: &str) -> bool {
+        let Some((&call, c)) = self.calls.iter().find(|(_, c)| c.host_id == id) else {
+            return false;
+        };
+        match c.phase {
+            Phase::Ended => false,
+            Phase::Answered => {
+                self.hangup_both(now, call, None, "admin", 200, "Hung up by operator");
+                true
+            }
+            Phase::Routing | Phase::Trying => {
+                let legs = c.bs.len() as u32;
+                for l in 0..legs {
+                    self.cancel_leg(call, l, "hung up by operator");
+                }
+                self.fail_call(now, call, 480, "Hung up by operator", "admin");
+                true
+            }
+        }
+    }
+
+    /// Configured trunks with their call counts.
+    pub fn trunk_summaries(&self) -> Vec<TrunkSummary> {
+        self.cfg
+            .trunks
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let active = self
+                    .calls
+                    .values()
+                    .filter(|c| c.phase != Phase::Ended)
+                    .filter(|c| {
+                        c.facts.trunk.as_deref() == Some(t.name.as_str())
+                            || c.bs.iter().any(|l| {
+                                !matches!(l.phase, LegPhase::Failed | LegPhase::Terminated)
+                                    && trunk_of(&l.egress).as_deref() == Some(t.name.as_str())
+                            })
+                    })
+                    .count() as u64;
+                let rt = &self.trunks.rt[i];
+                TrunkSummary {
+                    name: t.name.clone(),
+                    state: if t.addr.is_none() && t.host != "dynamic" {
+                        "unresolved"
+                    } else if !rt.up {
+                        "down"
+                    } else if t.qualify.is_some() && rt.latency_ms.is_some() {
+                        "up"
+                    } else {
+                        "unknown"
+                    },
+                    active_calls: active,
+                    latency_ms: rt.latency_ms,
+                    registration: t.register.then(|| match &rt.reg {
+                        crate::trunks::RegStatus::Registered => "registered".to_string(),
+                        crate::trunks::RegStatus::Registering => "registering".to_string(),
+                        crate::trunks::RegStatus::Unregistered => "unregistered".to_string(),
+                        crate::trunks::RegStatus::Failed(why) => format!("failed: {why}"),
+                    }),
+                }
+            })
+            .collect()
+    }
+}
