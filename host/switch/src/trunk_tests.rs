@@ -262,11 +262,20 @@ fn outbound_registration_authenticates_refreshes_and_gives_up() {
     h.advance(Duration::from_secs(2));
     let r3 = registers(&mut h);
     assert_eq!(r3.len(), 1, "refreshed at 80 % of the grant");
-    // now the secret is refused: challenge, answer, challenge again = failure
+    // now the secret is refused: challenge, answer, a stale challenge is
+    // answered once more, a plain challenge to credentials = failure
     h.rx_msg("127.0.0.10:5060", challenge_for(&r3[0], "n2"));
     let r4 = registers(&mut h);
-    h.rx_msg("127.0.0.10:5060", challenge_for(&r4[0], "n3"));
+    let stale = strowger_sip::ResponseBuilder::new(&r4[0], 401)
+        .to_tag("reg")
+        .header(
+            "WWW-Authenticate",
+            "Digest realm=\"prov\", nonce=\"n3\", qop=\"auth\", algorithm=MD5, stale=true",
+        )
+        .build();
+    h.rx_msg("127.0.0.10:5060", stale);
     let r5 = registers(&mut h);
+    assert_eq!(r5.len(), 1, "a stale nonce gets one more round");
     h.rx_msg("127.0.0.10:5060", challenge_for(&r5[0], "n4"));
     assert!(registers(&mut h).is_empty());
     assert_eq!(

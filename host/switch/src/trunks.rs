@@ -731,11 +731,14 @@ impl Core {
                         self.refresh_trunk_view();
                     }
                     401 | 407
-                        if self.trunks.rt[i].reg_auth_rounds < 2
-                            && self.cfg.trunks[i].secret.is_some() =>
+                        if self.cfg.trunks[i].secret.is_some()
+                            && (self.trunks.rt[i].reg_auth_rounds == 0
+                                || (self.trunks.rt[i].reg_auth_rounds < 2
+                                    && challenge_is_stale(&msg))) =>
                     {
-                        // a stale nonce may need a second round; more means
-                        // the credentials are wrong
+                        // a challenge to our credentials means they are
+                        // wrong (RFC 3261 22.2: do not retry them) unless it
+                        // says stale=true (the nonce expired: one more round)
                         self.trunks.rt[i].reg_auth_rounds += 1;
                         self.send_register(now, i, Some(&msg));
                     }
@@ -952,4 +955,13 @@ fn granted_expires(msg: &Message, contact_user: &str) -> Option<u32> {
         })
     });
     from_contact.or_else(|| msg.expires())
+}
+
+/// True when a 401/407 carries a digest challenge with `stale=true`.
+fn challenge_is_stale(msg: &Message) -> bool {
+    ["WWW-Authenticate", "Proxy-Authenticate"].iter().any(|h| {
+        msg.headers(h)
+            .filter_map(|v| strowger_sip::digest::Challenge::parse(v).ok())
+            .any(|c| c.stale)
+    })
 }

@@ -53,6 +53,14 @@ impl SwitchBuilder {
         self
     }
 
+    /// Listen on this address instead of 127.0.0.1 (e.g. a
+    /// [`crate::unique_loopback`] address, so that peers can tell two
+    /// switches apart by source IP).
+    pub fn ip(mut self, ip: IpAddr) -> Self {
+        self.ip = ip;
+        self
+    }
+
     /// Environment variable for the switch process.
     pub fn env(mut self, k: &str, v: &str) -> Self {
         self.env.push((k.into(), v.into()));

@@ -25,7 +25,7 @@ pub fn scenario_with(name: &str, subst: &[(&str, &str)]) -> PathBuf {
     for (k, v) in subst {
         text = text.replace(&format!("@{k}@"), v);
         file.push('_');
-        file.push_str(&v.replace(' ', "_"));
+        file.push_str(&v.replace([' ', '/', '\n'], "_"));
     }
     let p = dir.path().join(format!("{file}.xml"));
     std::fs::write(&p, text).unwrap();
@@ -83,9 +83,14 @@ pub fn uas(scenario_path: PathBuf, calls: u64) -> RunningSipp {
 
 /// A SIPp UAC from `ip` to the switch calling `number`.
 pub fn uac(scenario_path: PathBuf, ip: IpAddr, sw: &Switch, number: &str) -> Sipp {
+    uac_to(scenario_path, ip, sw.addr(), number)
+}
+
+/// [`uac`] towards any SIP server (e.g. a Kamailio provider).
+pub fn uac_to(scenario_path: PathBuf, ip: IpAddr, remote: SocketAddr, number: &str) -> Sipp {
     Sipp::scenario(scenario_path)
         .local(ip, None)
-        .remote(sw.addr())
+        .remote(remote)
         .service(number)
         .key("caller", "5511999990000")
         .arg("-d")
@@ -124,4 +129,73 @@ pub fn fetch_bindings(sw: &Switch, user: &str, password: &str) -> Vec<String> {
         out.response
     );
     out.response.contacts()
+}
+
+/// The requests received in a SIPp message log (`-trace_msg`), as text
+/// (CRLF-normalised), in arrival order; retransmissions (same Call-ID and
+/// CSeq) are dropped.
+pub fn received_requests(log: &str) -> Vec<String> {
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    for block in log.split("\n-----------------------------------------------") {
+        let mut lines = block.lines();
+        lines.next(); // the separator's date (or the log's first line)
+        let is_received = lines.next().is_some_and(|l| l.contains("message received"));
+        let msg: String = lines
+            .skip_while(|l| l.trim().is_empty())
+            .map(|l| format!("{}\n", l.trim_end_matches('\r')))
+            .collect();
+        if !is_received || msg.starts_with("SIP/2.0") || msg.is_empty() {
+            continue;
+        }
+        let key = (header(&msg, "Call-ID", "i"), header(&msg, "CSeq", ""));
+        if seen.insert(key) {
+            out.push(msg);
+        }
+    }
+    out
+}
+
+/// How many distinct `method` requests a SIPp message log shows received.
+pub fn count_requests(log: &str, method: &str) -> usize {
+    received_requests(log)
+        .iter()
+        .filter(|m| m.starts_with(&format!("{method} ")))
+        .count()
+}
+
+/// The first `method` request received in a SIPp message log.
+pub fn received_request(log: &str, method: &str) -> Option<String> {
+    received_requests(log)
+        .into_iter()
+        .find(|m| m.starts_with(&format!("{method} ")))
+}
+
+/// A header's value in a message's text (full or compact name).
+pub fn header(msg: &str, name: &str, compact: &str) -> Option<String> {
+    msg.lines()
+        .take_while(|l| !l.trim().is_empty())
+        .skip(1)
+        .find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            let n = n.trim();
+            (n.eq_ignore_ascii_case(name)
+                || (!compact.is_empty() && n.eq_ignore_ascii_case(compact)))
+            .then(|| v.trim().to_string())
+        })
+}
+
+/// Register `user` from a fresh loopback address (SIPp `register_auth`),
+/// then start a SIPp UAS (`uas.xml`, one call) on that same address, so it
+/// receives the calls sent to the registration.
+pub fn registered_uas(sw: &Switch, user: &str, password: &str) -> RunningSipp {
+    let ip = unique_loopback();
+    let port = free_port(ip);
+    sipp_register(sw, ip, port, user, password);
+    Sipp::scenario(scenario("uas.xml"))
+        .local(ip, Some(port))
+        .calls(1)
+        .trace_msg()
+        .timeout(Duration::from_secs(60))
+        .spawn()
 }
