@@ -3,7 +3,7 @@
 //! GC control), a Rust<->Go hot swap under concurrent decisions, and the
 //! memory cap Go plugins are documented to fit in.
 //!
-//! Run: `scripts/build-guests.sh && cargo test -p strowger-plugin --test go_plugins`.
+//! Run: `scripts/build-guests.sh && cargo test --workspace --test go_plugins`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -114,7 +114,6 @@ fn trunks(d: &RouteDecision) -> Vec<String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "runtime load() refuses Go components: they import the types-only interfaces strowger:plugin/{types,routing-types,...} (see docs/decisions.md, Go section)"]
 async fn go_tod_router_routes_by_time_of_day() {
     let rt = runtime(RuntimeConfig::default());
     let g = tod_generation(&rt).await;
@@ -173,7 +172,6 @@ async fn go_tod_router_routes_by_time_of_day() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "runtime load() refuses Go components: they import the types-only interfaces strowger:plugin/{types,routing-types,...} (see docs/decisions.md, Go section)"]
 async fn go_bad_config_refuses_the_plugin_version() {
     let rt = runtime(RuntimeConfig::default());
     let plugin = rt
@@ -197,7 +195,6 @@ async fn go_bad_config_refuses_the_plugin_version() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "runtime load() refuses Go components: they import the types-only interfaces strowger:plugin/{types,routing-types,...} (see docs/decisions.md, Go section)"]
 async fn go_portability_exact_then_prefix() {
     let rt = runtime(RuntimeConfig::default());
     rt.datasets()
@@ -273,7 +270,6 @@ async fn go_portability_exact_then_prefix() {
 /// controls GC; the SDK does. 100,000 sequential decisions must run on ONE
 /// instance with no trap and no fallback.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "runtime load() refuses Go components: they import the types-only interfaces strowger:plugin/{types,routing-types,...} (see docs/decisions.md, Go section)"]
 async fn go_instance_survives_100k_decisions() {
     const N: u64 = 100_000;
     let rt = runtime(RuntimeConfig {
@@ -336,7 +332,6 @@ async fn go_instance_survives_100k_decisions() {
 /// Hot swap between a Rust and a Go implementation of the route world while
 /// decisions run concurrently: zero errors, both implementations answer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "runtime load() refuses Go components: they import the types-only interfaces strowger:plugin/{types,routing-types,...} (see docs/decisions.md, Go section)"]
 async fn hot_swap_rust_and_go_under_concurrent_decisions() {
     let rt = Arc::new(runtime(RuntimeConfig::default()));
     let go = tod_generation(&rt).await;
@@ -437,7 +432,6 @@ async fn hot_swap_rust_and_go_under_concurrent_decisions() {
 /// a cap far below the Go runtime's needs makes instantiation fail cleanly
 /// (fallback `unavailable` or a refused build), never a crash.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "runtime load() refuses Go components: they import the types-only interfaces strowger:plugin/{types,routing-types,...} (see docs/decisions.md, Go section)"]
 async fn go_plugin_below_its_memory_needs_fails_cleanly() {
     let rt = runtime(RuntimeConfig::default());
     let plugin = rt
@@ -473,7 +467,6 @@ async fn go_plugin_below_its_memory_needs_fails_cleanly() {
 /// `init(config)`), measured by forcing a fresh instance per decision.
 /// Prints numbers; asserts only correctness.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "runtime load() refuses Go components: they import the types-only interfaces strowger:plugin/{types,routing-types,...} (see docs/decisions.md, Go section)"]
 async fn go_instantiation_cost_report() {
     let rt = runtime(RuntimeConfig {
         recycle_after_calls: 1,
