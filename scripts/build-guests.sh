@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Builds every plugin in guest-examples/ (Rust and Go) into a component and
-# copies it to $STROWGER_PLUGIN_DIR as <name>.wasm.
+# Builds every plugin in guest-examples/ and benches/plugins/ (Rust and Go)
+# into a component and copies it to $STROWGER_PLUGIN_DIR as <name>.wasm.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$STROWGER_ROOT"
@@ -25,6 +25,19 @@ for d in guest-examples/rust/*/; do
     in="$CARGO_TARGET_DIR/wasm32-wasip2/release/${name//-/_}.wasm"
     strip_debug "$in" "$STROWGER_PLUGIN_DIR/$name.wasm"
     echo "build-guests: $name.wasm $(stat -c %s "$STROWGER_PLUGIN_DIR/$name.wasm") bytes ($(stat -c %s "$in") before stripping)"
+done
+
+# Benchmark plugins (benches/plugins/): the Go routing policy and its Rust
+# twin (its own Cargo workspace, outside the root one's members).
+for d in benches/plugins/*/; do
+    name="$(basename "$d")"
+    if [ -f "$d/Cargo.toml" ]; then
+        cargo build --release --target wasm32-wasip2 --manifest-path "$d/Cargo.toml"
+        strip_debug "$CARGO_TARGET_DIR/wasm32-wasip2/release/${name//-/_}.wasm" "$STROWGER_PLUGIN_DIR/$name.wasm"
+        echo "build-guests: $name.wasm $(stat -c %s "$STROWGER_PLUGIN_DIR/$name.wasm") bytes"
+    elif [ -f "$d/go.mod" ]; then
+        scripts/build-go-guest.sh "$d" "$STROWGER_PLUGIN_DIR/$name.wasm"
+    fi
 done
 
 if compgen -G "guest-examples/go/*/go.mod" > /dev/null; then

@@ -12,12 +12,12 @@ echo "== go lint ($(go version))"
 "$STROWGER_ROOT/sdk/go/tools/gopkg.sh"
 status=0
 
-unformatted="$(gofmt -l sdk/go guest-examples/go)"
+unformatted="$(gofmt -l sdk/go guest-examples/go benches/plugins)"
 if [ -n "$unformatted" ]; then
     echo "lint-go: not gofmt'ed:" >&2; echo "$unformatted" >&2; status=1
 fi
 
-for m in sdk/go guest-examples/go/*/; do
+for m in sdk/go guest-examples/go/*/ benches/plugins/*/; do
     [ -f "$m/go.mod" ] || continue
     (cd "$m" && go vet -unsafeptr=false ./... && GOOS=wasip1 GOARCH=wasm go vet -unsafeptr=false ./...) || { echo "lint-go: go vet failed in $m" >&2; status=1; }
     (cd "$m" && go mod tidy -diff >/dev/null) || { echo "lint-go: go.mod/go.sum of $m not tidy (run go mod tidy)" >&2; status=1; }
