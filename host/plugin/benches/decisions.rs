@@ -47,7 +47,7 @@ const PREFIX_CONFIG: &str = r#"{"from": "90", "to": "91", "trunk": "bench-uas"}"
 
 #[derive(Clone)]
 enum Req {
-    Route(Call),
+    Route(Box<Call>),
     Authorize(AuthRequest),
     Portability(PortabilityQuery),
     Rewrite(RewriteRequest),
@@ -98,7 +98,7 @@ fn specs() -> Vec<Spec> {
             label: "route-table",
             plugin: "route-table",
             config: None,
-            req: Req::Route(route_table_call),
+            req: Req::Route(Box::new(route_table_call)),
         },
         Spec {
             label: "registrar-policy",
@@ -122,25 +122,25 @@ fn specs() -> Vec<Spec> {
             label: "prefix: Rust",
             plugin: "bench-prefix-rust",
             config: Some(PREFIX_CONFIG),
-            req: Req::Route(prefix_call.clone()),
+            req: Req::Route(Box::new(prefix_call.clone())),
         },
         Spec {
             label: "prefix: Go",
             plugin: "bench-prefix-go",
             config: Some(PREFIX_CONFIG),
-            req: Req::Route(prefix_call),
+            req: Req::Route(Box::new(prefix_call)),
         },
         Spec {
             label: "tod: Rust route-table",
             plugin: "route-table",
             config: Some(TOD_RUST_CONFIG),
-            req: Req::Route(tod_call.clone()),
+            req: Req::Route(Box::new(tod_call.clone())),
         },
         Spec {
             label: "tod: Go tod-router",
             plugin: "tod-router",
             config: Some(TOD_GO_CONFIG),
-            req: Req::Route(tod_call),
+            req: Req::Route(Box::new(tod_call)),
         },
     ]
 }

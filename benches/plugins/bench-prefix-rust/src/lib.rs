@@ -100,7 +100,9 @@ mod tests {
         assert_eq!(f.attempts.len(), 1);
         assert!(matches!(&f.attempts[0].destination, Destination::Trunk(t) if t == "bench-uas"));
         assert_eq!(f.attempts[0].b_number.as_deref(), Some("9112345"));
-        assert!(matches!(r.route(call("8012345")).unwrap(), RouteDecision::Reject(j) if j.code == 404));
+        assert!(
+            matches!(r.route(call("8012345")).unwrap(), RouteDecision::Reject(j) if j.code == 404)
+        );
     }
 
     #[test]
