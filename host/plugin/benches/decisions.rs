@@ -420,11 +420,20 @@ fn bench(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap();
-    let rt = Runtime::new(RuntimeConfig {
+    let mut config = RuntimeConfig {
         max_instances: 64,
         utc_offset_minutes: -180,
         ..RuntimeConfig::default()
-    })
+    };
+    // Experiments only: the epoch tick (deadline check period), default 1 ms.
+    if let Some(ms) = std::env::var("STROWGER_BENCH_EPOCH_TICK_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        config.epoch_tick = Duration::from_millis(ms);
+        println!("epoch tick: {ms} ms");
+    }
+    let rt = Runtime::new(config)
     .unwrap();
     let subjects = subjects(&rt, &tok);
     table(&tok, &rt, &subjects);
