@@ -25,16 +25,8 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use strowger_plugin::types::*;
 use strowger_plugin::*;
 
-/// Same configuration as `host/plugin/tests/go_plugins.rs`.
-const TOD_GO_CONFIG: &str = r#"{
-  "primary": "trunk:carrier-a",
-  "overflow": "trunk:carrier-b",
-  "windows": [{"days": "mon-fri", "start": "08:00", "end": "18:00"}],
-  "retry_on": ["no-answer", "5xx", "486"],
-  "primary_ring_timeout_ms": 20000
-}"#;
-
-/// The same policy for route-table: primary in the window, overflow always.
+/// The same policy as tod-router's `example-config.json` for route-table:
+/// primary in the window, overflow always.
 const TOD_RUST_CONFIG: &str = r#"{
   "routes": [
     {"name": "primary", "priority": 0, "time": [{"hours": "08:00-18:00", "weekdays": "mon-fri"}],
@@ -56,7 +48,8 @@ enum Req {
 struct Spec {
     label: &'static str,
     plugin: &'static str,
-    /// Config text; `None` reads `guest-examples/rust/<plugin>/example-config.json`.
+    /// Config text; `None` reads the plugin's `example-config.json` in
+    /// `guest-examples/rust/` or `guest-examples/go/`.
     config: Option<&'static str>,
     req: Req,
 }
@@ -139,7 +132,7 @@ fn specs() -> Vec<Spec> {
         Spec {
             label: "tod: Go tod-router",
             plugin: "tod-router",
-            config: Some(TOD_GO_CONFIG),
+            config: None,
             req: Req::Route(Box::new(tod_call)),
         },
     ]
@@ -192,7 +185,11 @@ fn subjects(rt: &Runtime, tok: &tokio::runtime::Runtime) -> Vec<Subject> {
         if only.as_deref().is_some_and(|o| !spec.label.contains(o)) {
             continue;
         }
-        let src = root.join("guest-examples/rust").join(spec.plugin);
+        let src = ["rust", "go"]
+            .map(|lang| root.join("guest-examples").join(lang).join(spec.plugin))
+            .into_iter()
+            .find(|d| d.is_dir())
+            .unwrap_or_default();
         let config = match spec.config {
             Some(c) => c.to_string(),
             None => std::fs::read_to_string(src.join("example-config.json"))

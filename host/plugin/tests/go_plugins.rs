@@ -61,13 +61,11 @@ fn call(id: u64, b: &str, time: Datetime) -> Call {
     }
 }
 
-const TOD_CONFIG: &str = r#"{
-  "primary": "trunk:carrier-a",
-  "overflow": "trunk:carrier-b",
-  "windows": [{"days": "mon-fri", "start": "08:00", "end": "18:00"}],
-  "retry_on": ["no-answer", "5xx", "486"],
-  "primary_ring_timeout_ms": 20000
-}"#;
+/// The tod-router configuration the tests and the decisions bench use.
+fn tod_config() -> String {
+    let p = testing::workspace_root().join("guest-examples/go/tod-router/example-config.json");
+    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
 
 fn runtime(config: RuntimeConfig) -> Runtime {
     Runtime::new(RuntimeConfig {
@@ -91,7 +89,7 @@ async fn tod_generation(rt: &Runtime) -> Arc<Generation> {
     rt.build(Policy {
         bindings: vec![
             Binding::new(Hook::Route, plugin)
-                .config_json(TOD_CONFIG)
+                .config_json(tod_config())
                 .memory_limit(GO_MEMORY_CAP),
         ],
     })
@@ -442,7 +440,7 @@ async fn go_plugin_below_its_memory_needs_fails_cleanly() {
         .build(Policy {
             bindings: vec![
                 Binding::new(Hook::Route, plugin)
-                    .config_json(TOD_CONFIG)
+                    .config_json(tod_config())
                     .memory_limit(1 << 20),
             ],
         })
