@@ -25,16 +25,6 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use strowger_plugin::types::*;
 use strowger_plugin::*;
 
-/// The same policy as tod-router's `example-config.json` for route-table:
-/// primary in the window, overflow always.
-const TOD_RUST_CONFIG: &str = r#"{
-  "routes": [
-    {"name": "primary", "priority": 0, "time": [{"hours": "08:00-18:00", "weekdays": "mon-fri"}],
-     "destination": {"trunk": "carrier-a"}, "ring_timeout_s": 20, "retry_on": ["no-answer", "5xx", "486"]},
-    {"name": "overflow", "priority": 1, "destination": {"trunk": "carrier-b"}}
-  ]
-}"#;
-
 const PREFIX_CONFIG: &str = r#"{"from": "90", "to": "91", "trunk": "bench-uas"}"#;
 
 #[derive(Clone)]
@@ -48,8 +38,9 @@ enum Req {
 struct Spec {
     label: &'static str,
     plugin: &'static str,
-    /// Config text; `None` reads the plugin's `example-config.json` in
-    /// `guest-examples/rust/` or `guest-examples/go/`.
+    /// Config text if it starts with `{`, else the name of a file in the
+    /// plugin's directory in `guest-examples/rust/` or `guest-examples/go/`;
+    /// `None` means `example-config.json` there.
     config: Option<&'static str>,
     req: Req,
 }
@@ -126,7 +117,7 @@ fn specs() -> Vec<Spec> {
         Spec {
             label: "tod: Rust route-table",
             plugin: "route-table",
-            config: Some(TOD_RUST_CONFIG),
+            config: Some("tod-config.json"),
             req: Req::Route(Box::new(tod_call.clone())),
         },
         Spec {
@@ -191,12 +182,18 @@ fn subjects(rt: &Runtime, tok: &tokio::runtime::Runtime) -> Vec<Subject> {
             .find(|d| d.is_dir())
             .unwrap_or_default();
         let config = match spec.config {
-            Some(c) => c.to_string(),
-            None => std::fs::read_to_string(src.join("example-config.json"))
-                .unwrap_or_else(|e| panic!("{}: example-config.json: {e}", spec.plugin)),
+            Some(c) if c.starts_with('{') => c.to_string(),
+            file => {
+                let p = src.join(file.unwrap_or("example-config.json"));
+                std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+            }
         };
         let cfg_value: serde_json::Value = serde_json::from_str(&config).unwrap();
-        let datasets = load_datasets(rt, &src, &cfg_value);
+        let datasets = if src.as_os_str().is_empty() {
+            Vec::new()
+        } else {
+            load_datasets(rt, &src, &cfg_value)
+        };
         let plugin = match loaded.iter().find(|(n, _)| *n == spec.plugin) {
             Some((_, p)) => p.clone(),
             None => {
