@@ -11,7 +11,7 @@
 #     -ldflags=-checklinkname=0 (both mandatory) -> a wasip1 reactor module;
 #  3. wasm-tools component embed wit/ --world WORLD (component type metadata);
 #  4. wasm-tools component new --adapt with the WASI preview1 reactor adapter;
-#  5. wasm-tools validate.
+#  5. wasm-tools strip -d '^\.debug_' (DWARF), wasm-tools validate.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 source "$STROWGER_ROOT/sdk/go/tools/goenv.sh"
@@ -37,7 +37,10 @@ trap 'rm -rf "$tmp"' EXIT
 wasm-tools component embed "$STROWGER_ROOT/wit" --world "$world" "$tmp/core.wasm" -o "$tmp/embedded.wasm"
 wasm-tools component new "$tmp/embedded.wasm" \
     --adapt "wasi_snapshot_preview1=$adapter" -o "$tmp/component.wasm"
-wasm-tools validate "$tmp/component.wasm"
+# Go's linker writes no DWARF for wasm worth speaking of (~10 KB), but strip
+# as for Rust plugins.
+wasm-tools strip -d '^\.debug_' "$tmp/component.wasm" -o "$tmp/stripped.wasm"
+wasm-tools validate "$tmp/stripped.wasm"
 mkdir -p "$(dirname "$out")"
-mv "$tmp/component.wasm" "$out"
+mv "$tmp/stripped.wasm" "$out"
 echo "build-go-guest: $out ($(stat -c %s "$out") bytes, world $world)"

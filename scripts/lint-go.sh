@@ -12,12 +12,12 @@ echo "== go lint ($(go version))"
 "$STROWGER_ROOT/sdk/go/tools/gopkg.sh"
 status=0
 
-unformatted="$(gofmt -l sdk/go guest-examples/go)"
+unformatted="$(gofmt -l sdk/go guest-examples/go benches/plugins)"
 if [ -n "$unformatted" ]; then
     echo "lint-go: not gofmt'ed:" >&2; echo "$unformatted" >&2; status=1
 fi
 
-for m in sdk/go guest-examples/go/*/; do
+for m in sdk/go guest-examples/go/*/ benches/plugins/*/; do
     [ -f "$m/go.mod" ] || continue
     (cd "$m" && go vet -unsafeptr=false ./... && GOOS=wasip1 GOARCH=wasm go vet -unsafeptr=false ./...) || { echo "lint-go: go vet failed in $m" >&2; status=1; }
     (cd "$m" && go mod tidy -diff >/dev/null) || { echo "lint-go: go.mod/go.sum of $m not tidy (run go mod tidy)" >&2; status=1; }
@@ -26,14 +26,16 @@ done
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 sdk/go/generate.sh "$tmp"
+parts=(shared)
 for world in route authorize portability rewrite; do
-    for part in imports exports/wit_exports glue exports/export_strowger_plugin_lifecycle; do
-        if ! diff -r "$tmp/$world/$part" "sdk/go/internal/bindings/$world/$part" >"$tmp/diff" 2>&1; then
-            echo "lint-go: sdk/go/internal/bindings/$world/$part is stale; run sdk/go/generate.sh" >&2
-            head -n 40 "$tmp/diff" >&2
-            status=1
-        fi
-    done
+    parts+=("$world/imports" "$world/exports/wit_exports" "$world/exports/export_strowger_plugin_lifecycle")
+done
+for part in "${parts[@]}"; do
+    if ! diff -r "$tmp/$part" "sdk/go/internal/bindings/$part" >"$tmp/diff" 2>&1; then
+        echo "lint-go: sdk/go/internal/bindings/$part is stale; run sdk/go/generate.sh" >&2
+        head -n 40 "$tmp/diff" >&2
+        status=1
+    fi
 done
 [ "$status" -eq 0 ] && echo "lint-go: ok"
 exit "$status"

@@ -9,7 +9,7 @@ strowger_go_find || { echo "test-go: no Go >= $STROWGER_GO_MIN (run scripts/inst
 echo "test-go: $(go version)"
 "$STROWGER_ROOT/sdk/go/tools/gopkg.sh"
 status=0
-for m in sdk/go guest-examples/go/*/; do
+for m in sdk/go guest-examples/go/*/ benches/plugins/*/; do
     [ -f "$m/go.mod" ] || continue
     echo "== go test $m"
     (cd "$m" && go test -count=1 ./...) || status=1

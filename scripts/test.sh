@@ -12,5 +12,7 @@ scripts/build-guests.sh
 cargo build --workspace --bins
 export STROWGER_BIN="${STROWGER_BIN:-$CARGO_TARGET_DIR/debug/strowger}"
 cargo test --workspace --all-targets --no-fail-fast
+# the benchmark policy's Rust twin is a workspace of its own
+cargo test --manifest-path benches/plugins/bench-prefix-rust/Cargo.toml
 if [ -x scripts/test-go.sh ]; then scripts/test-go.sh; fi
 if [ -x scripts/test-policies.sh ]; then scripts/test-policies.sh; fi

@@ -21,11 +21,18 @@ wit-bindgen --version | grep -q '^wit-bindgen-cli 0\.63\.' \
 
 out="${1:-$here/internal/bindings}"
 mkdir -p "$out"
+# The `types` and `host` interfaces are the same in every world: wit-bindgen
+# go (no `with` mapping in 0.63) generates them per world, identical but for
+# import paths. They are kept once, in shared/imports/, with the glue package
+# (shared/glue/) that serves the SDK's host functions through them; each
+# world's generated code is pointed there.
+rm -rf "$out/shared"
+mkdir -p "$out/shared/imports" "$out/shared/glue"
 for world in route authorize portability rewrite; do
-    # Generated parts: imports/ and exports/wit_exports/ (wit-bindgen), glue/
-    # and exports/export_strowger_plugin_lifecycle/ (templates in tools/glue,
-    # identical for every world). The hook's export package
-    # (exports/export_strowger_plugin_<hook>/) is hand-written and kept.
+    # Generated parts: imports/ and exports/wit_exports/ (wit-bindgen) and
+    # exports/export_strowger_plugin_lifecycle/ (template in tools/glue).
+    # The hook's export package (exports/export_strowger_plugin_<hook>/) is
+    # hand-written and kept.
     rm -rf "$out/$world/imports" "$out/$world/exports/wit_exports" \
         "$out/$world/glue" "$out/$world/exports/export_strowger_plugin_lifecycle"
     wit-bindgen go "$root/wit" --quiet --world "$world" \
@@ -33,8 +40,19 @@ for world in route authorize portability rewrite; do
         --out-dir "$out/$world" >"$out/.wit-bindgen.log" 2>&1 \
         || { cat "$out/.wit-bindgen.log" >&2; exit 1; }
     rm -f "$out/.wit-bindgen.log"
-    mkdir -p "$out/$world/glue" "$out/$world/exports/export_strowger_plugin_lifecycle"
-    sed "s/WORLD/$world/g" "$here/tools/glue/glue.go.tmpl" >"$out/$world/glue/glue.go"
+    for iface in strowger_plugin_host strowger_plugin_types; do
+        if [ "$world" = route ]; then
+            mv "$out/$world/imports/$iface" "$out/shared/imports/$iface"
+        else
+            rm -rf "$out/$world/imports/$iface"
+        fi
+    done
+    find "$out/$world" -name '*.go' -path "*/imports/*" -o -name '*.go' -path "*/wit_exports/*" |
+        xargs sed -i "s#internal/bindings/$world/imports/strowger_plugin_\(host\|types\)\"#internal/bindings/shared/imports/strowger_plugin_\1\"#"
+    mkdir -p "$out/$world/exports/export_strowger_plugin_lifecycle"
     sed "s/WORLD/$world/g" "$here/tools/glue/lifecycle.go.tmpl" \
         >"$out/$world/exports/export_strowger_plugin_lifecycle/lifecycle.go"
 done
+sed -i "s#internal/bindings/route/imports/strowger_plugin_types\"#internal/bindings/shared/imports/strowger_plugin_types\"#" \
+    "$out/shared/imports/strowger_plugin_host/"*.go
+cp "$here/tools/glue/glue.go.tmpl" "$out/shared/glue/glue.go"

@@ -17,50 +17,42 @@ pub mod route {
     });
 }
 
-/// The `authorize` world.
-pub mod authorize {
-    wasmtime::component::bindgen!({
-        world: "authorize",
-        path: "../../wit",
-        imports: { default: async },
-        exports: { default: async },
-        additional_derives: [serde::Serialize, serde::Deserialize, PartialEq],
-        with: {
-            "strowger:plugin/types": super::route::strowger::plugin::types,
-            "strowger:plugin/host": super::route::strowger::plugin::host,
-        },
-    });
+/// A hook world other than `route`: the same bindgen settings, with the
+/// shared `types` and `host` interfaces mapped onto the `route` module's.
+macro_rules! hook_world {
+    ($(#[$doc:meta])* $module:ident, $world:literal) => {
+        $(#[$doc])*
+        pub mod $module {
+            wasmtime::component::bindgen!({
+                world: $world,
+                path: "../../wit",
+                imports: { default: async },
+                exports: { default: async },
+                additional_derives: [serde::Serialize, serde::Deserialize, PartialEq],
+                with: {
+                    "strowger:plugin/types": super::route::strowger::plugin::types,
+                    "strowger:plugin/host": super::route::strowger::plugin::host,
+                },
+            });
+        }
+    };
 }
 
-/// The `portability` world.
-pub mod portability {
-    wasmtime::component::bindgen!({
-        world: "portability",
-        path: "../../wit",
-        imports: { default: async },
-        exports: { default: async },
-        additional_derives: [serde::Serialize, serde::Deserialize, PartialEq],
-        with: {
-            "strowger:plugin/types": super::route::strowger::plugin::types,
-            "strowger:plugin/host": super::route::strowger::plugin::host,
-        },
-    });
-}
-
-/// The `rewrite` world.
-pub mod rewrite {
-    wasmtime::component::bindgen!({
-        world: "rewrite",
-        path: "../../wit",
-        imports: { default: async },
-        exports: { default: async },
-        additional_derives: [serde::Serialize, serde::Deserialize, PartialEq],
-        with: {
-            "strowger:plugin/types": super::route::strowger::plugin::types,
-            "strowger:plugin/host": super::route::strowger::plugin::host,
-        },
-    });
-}
+hook_world!(
+    /// The `authorize` world.
+    authorize,
+    "authorize"
+);
+hook_world!(
+    /// The `portability` world.
+    portability,
+    "portability"
+);
+hook_world!(
+    /// The `rewrite` world.
+    rewrite,
+    "rewrite"
+);
 
 use crate::host::InstanceState;
 use wasmtime::component::{HasSelf, Linker};

@@ -7,8 +7,9 @@
 //! while guest code runs, compares the CPU time the decision has used
 //! (`CLOCK_THREAD_CPUTIME_ID`, paused while a host import awaits) with its
 //! budget. A guest that was merely descheduled on a loaded machine is not
-//! killed; one that spins is stopped within budget + one tick of CPU. A
-//! wall-clock hard limit backs this up.
+//! killed; one that spins is stopped within budget + one tick of CPU (the
+//! clock is read from the first tick on, see `CpuBudget`). A wall-clock hard
+//! limit backs this up.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -43,6 +44,7 @@ pub(crate) fn on_epoch(
     mut ctx: StoreContextMut<'_, InstanceState>,
 ) -> wasmtime::Result<UpdateDeadline> {
     let cpu = &mut ctx.data_mut().call.cpu;
+    cpu.tick();
     let over_wall = cpu.wall_deadline.is_some_and(|d| Instant::now() >= d);
     if over_wall || cpu.used() >= cpu.budget_ns {
         cpu.expired = true;

@@ -87,6 +87,13 @@ pub(crate) struct BindingEnv {
 }
 
 /// CPU-time budget of the running decision (see `crate::deadline`).
+///
+/// Reading a thread's CPU clock is a system call (~0.5 µs, no vDSO), so a
+/// decision's first segment starts lazily, at the first epoch tick that
+/// finds guest code running: a decision that ends before the next tick
+/// (nearly all do) never reads the clock. The CPU used before that first
+/// tick is not counted, so a spinning guest is stopped within its budget
+/// plus at most one tick, the same slack as after a thread switch.
 #[derive(Default)]
 pub(crate) struct CpuBudget {
     /// Budget in CPU nanoseconds.
@@ -95,8 +102,9 @@ pub(crate) struct CpuBudget {
     pub used_ns: u64,
     /// Thread CPU clock at the start of the current segment.
     pub seg_start_ns: u64,
-    /// The thread whose clock `seg_start_ns` is from.
-    pub seg_thread: u64,
+    /// The thread whose clock `seg_start_ns` is from; `None` while the
+    /// current segment has not started counting.
+    pub seg_thread: Option<u64>,
     /// Wall-clock hard limit.
     pub wall_deadline: Option<Instant>,
     /// Set when the epoch callback interrupted the guest.
@@ -104,28 +112,45 @@ pub(crate) struct CpuBudget {
 }
 
 impl CpuBudget {
+    /// Starts a decision (or instantiation) with `budget` of CPU time; the
+    /// clock starts at the first epoch tick ([`CpuBudget::tick`]).
     pub fn start(&mut self, budget: Duration, wall_limit: Duration) {
         self.budget_ns = budget.as_nanos().min(u64::MAX as u128) as u64;
         self.used_ns = 0;
-        self.resume();
+        self.seg_thread = None;
         self.wall_deadline = Some(Instant::now() + wall_limit);
         self.expired = false;
     }
+    /// Before a host await: bank the CPU used so far.
     pub fn pause(&mut self) {
         self.used_ns = self.used();
+        self.seg_thread = None;
     }
+    /// After a host await: count from now (eagerly, so that a guest cannot
+    /// escape counting by calling the host often).
     pub fn resume(&mut self) {
         self.seg_start_ns = crate::deadline::thread_cpu_ns();
-        self.seg_thread = crate::deadline::thread_id();
+        self.seg_thread = Some(crate::deadline::thread_id());
+    }
+    /// At an epoch tick: start counting if the segment has not started yet.
+    pub fn tick(&mut self) {
+        if self.seg_thread.is_none() {
+            self.resume();
+        }
     }
     /// CPU used so far. If the guest was resumed on another thread (after
     /// an async WASI or host call), the current segment restarts there: at
     /// most one epoch tick of CPU goes uncounted.
     pub fn used(&mut self) -> u64 {
-        if self.seg_thread != crate::deadline::thread_id() {
-            self.resume();
+        match self.seg_thread {
+            None => self.used_ns,
+            Some(t) => {
+                if t != crate::deadline::thread_id() {
+                    self.resume();
+                }
+                self.used_ns + crate::deadline::thread_cpu_ns().saturating_sub(self.seg_start_ns)
+            }
         }
-        self.used_ns + crate::deadline::thread_cpu_ns().saturating_sub(self.seg_start_ns)
     }
 }
 

@@ -289,8 +289,7 @@ async fn route_table_demo_config_and_bad_config() {
             ],
         })
         .await
-        .err()
-        .expect("bad config must be refused");
+        .expect_err("bad config must be refused");
     assert!(err.to_string().contains("unterminated"), "{err}");
 }
 

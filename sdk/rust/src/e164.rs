@@ -156,18 +156,18 @@ impl Plan {
         nsn.to_string()
     }
 
-    fn from_nsn(&self, nsn: &str) -> Option<String> {
+    fn e164_of_nsn(&self, nsn: &str) -> Option<String> {
         self.national_lengths
             .contains(&nsn.len())
             .then(|| format!("{}{}", self.country_code, self.nsn_fixup(nsn)))
     }
 
-    fn from_international(&self, digits: &str) -> Option<String> {
+    fn e164_of_international(&self, digits: &str) -> Option<String> {
         if !all_digits(digits) || digits.len() < 7 || digits.len() > 15 {
             return None;
         }
         match digits.strip_prefix(self.country_code.as_str()) {
-            Some(nsn) if self.national_lengths.contains(&nsn.len()) => self.from_nsn(nsn),
+            Some(nsn) if self.national_lengths.contains(&nsn.len()) => self.e164_of_nsn(nsn),
             _ => Some(digits.to_string()),
         }
     }
@@ -178,7 +178,7 @@ impl Plan {
     pub fn to_e164(&self, number: &str) -> Option<String> {
         let n = clean(number);
         if let Some(rest) = n.strip_prefix('+') {
-            return self.from_international(rest);
+            return self.e164_of_international(rest);
         }
         if !all_digits(&n) {
             return None;
@@ -199,25 +199,25 @@ impl Plan {
             } else {
                 rest
             };
-            return self.from_international(rest);
+            return self.e164_of_international(rest);
         }
         if !self.national_prefix.is_empty()
             && let Some(rest) = n.strip_prefix(self.national_prefix.as_str())
         {
             let nsn = csp(rest, &self.national_lengths)?;
-            return self.from_nsn(&nsn);
+            return self.e164_of_nsn(&nsn);
         }
         if self.national_lengths.contains(&n.len()) {
-            return self.from_nsn(&n);
+            return self.e164_of_nsn(&n);
         }
         if self.local_lengths.contains(&n.len()) {
             let area = self.area_code.as_deref()?;
-            return self.from_nsn(&format!("{area}{n}"));
+            return self.e164_of_nsn(&format!("{area}{n}"));
         }
         if let Some(nsn) = n.strip_prefix(self.country_code.as_str())
             && self.national_lengths.contains(&nsn.len())
         {
-            return self.from_nsn(nsn);
+            return self.e164_of_nsn(nsn);
         }
         None
     }

@@ -476,7 +476,7 @@ impl Route {
         }
         if !self.carriers.is_empty() || self.ported.is_some() {
             let p = call.portability.as_ref()?;
-            if !self.carriers.is_empty() && !self.carriers.iter().any(|c| *c == p.carrier) {
+            if !self.carriers.is_empty() && !self.carriers.contains(&p.carrier) {
                 return None;
             }
             if self.ported.is_some_and(|want| want != p.ported) {

@@ -7,8 +7,8 @@ import (
 
 	witTypes "go.bytecodealliance.org/pkg/wit/types"
 	strowger "strowger.dev/sdk/go"
-	"strowger.dev/sdk/go/internal/bindings/authorize/glue"
 	at "strowger.dev/sdk/go/internal/bindings/authorize/imports/strowger_plugin_authorize_types"
+	"strowger.dev/sdk/go/internal/bindings/shared/glue"
 	"strowger.dev/sdk/go/internal/guest"
 )
 

@@ -12,7 +12,7 @@ import (
 	"strowger.dev/sdk/go/internal/bindings/authorize/exports/export_strowger_plugin_authorizer"
 	"strowger.dev/sdk/go/internal/bindings/authorize/exports/export_strowger_plugin_lifecycle"
 	"strowger.dev/sdk/go/internal/bindings/authorize/imports/strowger_plugin_authorize_types"
-	"strowger.dev/sdk/go/internal/bindings/authorize/imports/strowger_plugin_types"
+	"strowger.dev/sdk/go/internal/bindings/shared/imports/strowger_plugin_types"
 	"unsafe"
 )
 

@@ -7,7 +7,7 @@ package strowger_plugin_authorize_types
 
 import (
 	witTypes "go.bytecodealliance.org/pkg/wit/types"
-	"strowger.dev/sdk/go/internal/bindings/authorize/imports/strowger_plugin_types"
+	"strowger.dev/sdk/go/internal/bindings/shared/imports/strowger_plugin_types"
 )
 
 type Endpoint = strowger_plugin_types.Endpoint

@@ -6,9 +6,9 @@ package export_strowger_plugin_portability_lookup
 import (
 	witTypes "go.bytecodealliance.org/pkg/wit/types"
 	strowger "strowger.dev/sdk/go"
-	"strowger.dev/sdk/go/internal/bindings/portability/glue"
 	pt "strowger.dev/sdk/go/internal/bindings/portability/imports/strowger_plugin_portability_types"
-	types "strowger.dev/sdk/go/internal/bindings/portability/imports/strowger_plugin_types"
+	"strowger.dev/sdk/go/internal/bindings/shared/glue"
+	types "strowger.dev/sdk/go/internal/bindings/shared/imports/strowger_plugin_types"
 	"strowger.dev/sdk/go/internal/guest"
 )
 

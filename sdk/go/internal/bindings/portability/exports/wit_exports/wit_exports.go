@@ -12,7 +12,7 @@ import (
 	"strowger.dev/sdk/go/internal/bindings/portability/exports/export_strowger_plugin_lifecycle"
 	"strowger.dev/sdk/go/internal/bindings/portability/exports/export_strowger_plugin_portability_lookup"
 	"strowger.dev/sdk/go/internal/bindings/portability/imports/strowger_plugin_portability_types"
-	"strowger.dev/sdk/go/internal/bindings/portability/imports/strowger_plugin_types"
+	"strowger.dev/sdk/go/internal/bindings/shared/imports/strowger_plugin_types"
 	"unsafe"
 )
 

@@ -7,7 +7,7 @@ package strowger_plugin_portability_lookup
 
 import (
 	"strowger.dev/sdk/go/internal/bindings/portability/imports/strowger_plugin_portability_types"
-	"strowger.dev/sdk/go/internal/bindings/portability/imports/strowger_plugin_types"
+	"strowger.dev/sdk/go/internal/bindings/shared/imports/strowger_plugin_types"
 )
 
 type PortabilityResult = strowger_plugin_types.PortabilityResult

@@ -6,7 +6,7 @@
 package strowger_plugin_portability_types
 
 import (
-	"strowger.dev/sdk/go/internal/bindings/portability/imports/strowger_plugin_types"
+	"strowger.dev/sdk/go/internal/bindings/shared/imports/strowger_plugin_types"
 )
 
 type Ingress = strowger_plugin_types.Ingress

@@ -5,8 +5,8 @@ package export_strowger_plugin_rewriter
 import (
 	witTypes "go.bytecodealliance.org/pkg/wit/types"
 	strowger "strowger.dev/sdk/go"
-	"strowger.dev/sdk/go/internal/bindings/rewrite/glue"
 	rw "strowger.dev/sdk/go/internal/bindings/rewrite/imports/strowger_plugin_rewrite_types"
+	"strowger.dev/sdk/go/internal/bindings/shared/glue"
 	"strowger.dev/sdk/go/internal/guest"
 )
 

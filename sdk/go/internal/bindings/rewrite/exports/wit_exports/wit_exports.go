@@ -12,7 +12,7 @@ import (
 	"strowger.dev/sdk/go/internal/bindings/rewrite/exports/export_strowger_plugin_lifecycle"
 	"strowger.dev/sdk/go/internal/bindings/rewrite/exports/export_strowger_plugin_rewriter"
 	"strowger.dev/sdk/go/internal/bindings/rewrite/imports/strowger_plugin_rewrite_types"
-	"strowger.dev/sdk/go/internal/bindings/rewrite/imports/strowger_plugin_types"
+	"strowger.dev/sdk/go/internal/bindings/shared/imports/strowger_plugin_types"
 	"unsafe"
 )
 

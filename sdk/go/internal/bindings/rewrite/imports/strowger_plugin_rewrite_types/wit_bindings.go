@@ -7,7 +7,7 @@ package strowger_plugin_rewrite_types
 
 import (
 	witTypes "go.bytecodealliance.org/pkg/wit/types"
-	"strowger.dev/sdk/go/internal/bindings/rewrite/imports/strowger_plugin_types"
+	"strowger.dev/sdk/go/internal/bindings/shared/imports/strowger_plugin_types"
 )
 
 type Ingress = strowger_plugin_types.Ingress

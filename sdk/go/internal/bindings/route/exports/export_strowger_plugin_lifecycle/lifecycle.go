@@ -6,7 +6,7 @@ package export_strowger_plugin_lifecycle
 
 import (
 	witTypes "go.bytecodealliance.org/pkg/wit/types"
-	_ "strowger.dev/sdk/go/internal/bindings/route/glue"
+	_ "strowger.dev/sdk/go/internal/bindings/shared/glue"
 	"strowger.dev/sdk/go/internal/guest"
 )
 

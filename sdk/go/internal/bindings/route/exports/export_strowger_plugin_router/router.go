@@ -9,8 +9,8 @@ import (
 
 	witTypes "go.bytecodealliance.org/pkg/wit/types"
 	strowger "strowger.dev/sdk/go"
-	"strowger.dev/sdk/go/internal/bindings/route/glue"
 	rt "strowger.dev/sdk/go/internal/bindings/route/imports/strowger_plugin_routing_types"
+	"strowger.dev/sdk/go/internal/bindings/shared/glue"
 	"strowger.dev/sdk/go/internal/guest"
 )
 

@@ -12,7 +12,7 @@ import (
 	"strowger.dev/sdk/go/internal/bindings/route/exports/export_strowger_plugin_lifecycle"
 	"strowger.dev/sdk/go/internal/bindings/route/exports/export_strowger_plugin_router"
 	"strowger.dev/sdk/go/internal/bindings/route/imports/strowger_plugin_routing_types"
-	"strowger.dev/sdk/go/internal/bindings/route/imports/strowger_plugin_types"
+	"strowger.dev/sdk/go/internal/bindings/shared/imports/strowger_plugin_types"
 	"unsafe"
 )
 

@@ -9,7 +9,7 @@ import (
 	witRuntime "go.bytecodealliance.org/pkg/wit/runtime"
 	witTypes "go.bytecodealliance.org/pkg/wit/types"
 	"runtime"
-	"strowger.dev/sdk/go/internal/bindings/rewrite/imports/strowger_plugin_types"
+	"strowger.dev/sdk/go/internal/bindings/shared/imports/strowger_plugin_types"
 	"unsafe"
 )
 
