@@ -9,6 +9,7 @@ use strowger_sip::{Message, Method, NameAddr, RequestBuilder, ResponseBuilder};
 
 use strowger_store::{Cdr, CdrAttempt};
 
+use crate::config::DtmfMode;
 use crate::core::{
     Action, CallFacts, Cause, Core, Dest, Ingress, Now, Party, Plan, PlanDecision, PlannedAttempt,
     TimerKind, TxKey,
@@ -772,6 +773,17 @@ impl Core {
             .codecs
             .clone()
             .or_else(|| trunk.and_then(|t| t.codecs.clone()));
+        let caller_dtmf = c
+            .facts
+            .trunk
+            .as_deref()
+            .and_then(|n| self.cfg.trunks.iter().find(|t| t.name == n))
+            .map_or(DtmfMode::Rfc2833, |t| t.dtmf);
+        let callee_dtmf = trunk.map_or(DtmfMode::Rfc2833, |t| t.dtmf);
+        if (caller_dtmf, callee_dtmf) != (DtmfMode::Rfc2833, DtmfMode::Rfc2833) {
+            let leg = u64::from(leg_no);
+            self.media.set_leg_dtmf(call, leg, caller_dtmf, callee_dtmf);
+        }
         let body = crate::media::body_for(
             &mut *self.media,
             call,
@@ -1507,7 +1519,8 @@ impl Core {
         }
         self.stats.active_calls = self.stats.active_calls.saturating_sub(1);
         let c = &self.calls[&call];
-        let cdr = build_cdr(c, now, code, reason, by);
+        let mut cdr = build_cdr(c, now, code, reason, by);
+        cdr.media = self.media.cdr_media(call);
         self.out.push(Action::Cdr(Box::new(cdr)));
         self.out.push(Action::CallEnded { call });
         self.media.release(call);
@@ -1946,6 +1959,40 @@ impl Core {
         self.hangup_both(now, call, None, "switch", 200, reason);
     }
 
+    /// The relay took a DTMF digit out of the RTP of one side of leg `leg`
+    /// (RFC 4733): send it to the other side as SIP INFO
+    /// (`application/dtmf-relay`). Only on the answered leg of a call.
+    pub(crate) fn on_media_dtmf(
+        &mut self,
+        call: u64,
+        leg: u64,
+        from_caller: bool,
+        signal: char,
+        duration_ms: u32,
+    ) {
+        let Some(c) = self.calls.get(&call) else {
+            return;
+        };
+        let Some(w) = c.winner.filter(|w| u64::from(*w) == leg) else {
+            return;
+        };
+        if c.phase != Phase::Answered {
+            return;
+        }
+        let to = if from_caller { Side::B(w) } else { Side::A };
+        tracing::debug!(call = %c.host_id, %signal, duration_ms, "DTMF: RFC 2833 -> INFO");
+        let body = crate::media::dtmf_relay_body(signal, duration_ms);
+        self.send_in_dialog(
+            call,
+            to,
+            Method::Info,
+            None,
+            body.as_bytes(),
+            Some("application/dtmf-relay"),
+            &[],
+        );
+    }
+
     /// Sends BYE to every answered side except `except` and ends the call.
     fn hangup_both(
         &mut self,
@@ -2206,6 +2253,7 @@ fn build_cdr(c: &CallState, now: Now, code: u16, reason: &str, by: &str) -> Cdr 
         plugins,
         policy_generation: gen_no,
         attempts: attempts.into_iter().map(|(_, a)| a).collect(),
+        media: None,
     }
 }
 

@@ -14,7 +14,11 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use strowger_media::calls::parse_session_key;
-use strowger_media::{CallMedia, MediaConfig, MediaError, MediaEvent, MediaRelay};
+use strowger_media::{
+    CallMedia, Leg, MediaConfig, MediaError, MediaEvent, MediaRelay, SessionOptions,
+};
+
+use crate::config::DtmfMode;
 
 /// Which way an SDP body travels, and whether it is an offer or an answer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -80,10 +84,21 @@ pub trait MediaHandler: Send {
         relay: Option<bool>,
         codecs: Option<&[String]>,
     ) -> Result<Vec<u8>, MediaRefusal>;
+    /// DTMF modes of the caller's side and of outbound leg `leg` (called
+    /// before the leg's first offer when either is not RFC 2833): RFC 2833
+    /// events from a side whose peer wants INFO become
+    /// [`crate::core::Event::MediaDtmf`]; offers to an in-band side lose
+    /// telephone-event.
+    fn set_leg_dtmf(&mut self, _call: u64, _leg: u64, _caller: DtmfMode, _callee: DtmfMode) {}
     /// Outbound leg `leg` of `call` failed or lost: free what it holds.
     fn release_leg(&mut self, _call: u64, _leg: u64) {}
     /// The call ended: release its resources.
     fn release(&mut self, call: u64);
+    /// Media counters of `call` for its CDR (called before `release`);
+    /// `None` when nothing was relayed.
+    fn cdr_media(&self, _call: u64) -> Option<serde_json::Value> {
+        None
+    }
 }
 
 /// Pass-through: SDP is relayed as is, media flows end to end.
@@ -246,11 +261,35 @@ pub fn start_relay(settings: &MediaSettings, sip_ip: IpAddr) -> anyhow::Result<O
     }))
 }
 
-/// `(call, leg)` of a media-timeout event.
-pub fn timeout_target(ev: &MediaEvent) -> Option<(u64, u64)> {
+/// The core event for a relay event (None for events of unknown sessions
+/// and for DTMF events that have no `application/dtmf-relay` signal).
+pub fn core_event(ev: &MediaEvent) -> Option<crate::core::Event> {
     match ev {
-        MediaEvent::Timeout { call_id, .. } => parse_session_key(call_id),
+        MediaEvent::Timeout { call_id, .. } => {
+            let (call, leg) = parse_session_key(call_id)?;
+            Some(crate::core::Event::MediaTimeout { call, leg })
+        }
+        MediaEvent::Dtmf {
+            call_id,
+            from,
+            event,
+            duration_ms,
+        } => {
+            let (call, leg) = parse_session_key(call_id)?;
+            Some(crate::core::Event::MediaDtmf {
+                call,
+                leg,
+                from_caller: *from == Leg::A,
+                signal: strowger_media::dtmf_signal(*event)?,
+                duration_ms: *duration_ms,
+            })
+        }
     }
+}
+
+/// `application/dtmf-relay` body of a digit (SIP INFO).
+pub fn dtmf_relay_body(signal: char, duration_ms: u32) -> String {
+    format!("Signal={signal}\r\nDuration={duration_ms}\r\n")
 }
 
 /// [`MediaHandler`] on the built-in relay: one relay session per (call,
@@ -314,6 +353,43 @@ impl MediaHandler for RelayMedia {
         self.calls.release_leg(call, leg);
     }
 
+    fn set_leg_dtmf(&mut self, call: u64, leg: u64, caller: DtmfMode, callee: DtmfMode) {
+        self.calls.set_options(
+            call,
+            leg,
+            SessionOptions {
+                // RFC 2833 from one side becomes INFO towards an `info` side
+                dtmf_events: [callee == DtmfMode::Info, caller == DtmfMode::Info],
+                no_telephone_event: [caller == DtmfMode::Inband, callee == DtmfMode::Inband],
+                ..Default::default()
+            },
+        );
+    }
+
+    fn cdr_media(&self, call: u64) -> Option<serde_json::Value> {
+        let legs: Vec<serde_json::Value> = self
+            .calls
+            .stats(call)
+            .into_iter()
+            .filter(|(_, s)| s.anchored && !s.streams.is_empty())
+            .map(|(leg, s)| {
+                let streams: Vec<serde_json::Value> = s
+                    .streams
+                    .iter()
+                    .map(|st| {
+                        serde_json::json!({
+                            "index": st.index,
+                            "caller": side_counters(&st.legs[0]),
+                            "callee": side_counters(&st.legs[1]),
+                        })
+                    })
+                    .collect();
+                serde_json::json!({"leg": leg, "streams": streams})
+            })
+            .collect();
+        (!legs.is_empty()).then(|| serde_json::Value::Array(legs))
+    }
+
     fn release(&mut self, call: u64) {
         for (leg, s) in self.calls.stats(call) {
             for st in &s.streams {
@@ -332,6 +408,24 @@ impl MediaHandler for RelayMedia {
         }
         self.calls.release(call);
     }
+}
+
+/// CDR counters of one side of a stream: what the relay received from that
+/// phone (`packets`, `bytes`, `lost` from sequence gaps, `jitter_ms`) and
+/// forwarded to it (`sent_packets`, `sent_bytes`).
+fn side_counters(l: &strowger_media::LegStats) -> serde_json::Value {
+    serde_json::json!({
+        "packets": l.rtp.packets,
+        "bytes": l.rtp.bytes,
+        "lost": l.rtp.lost,
+        "jitter_ms": (l.rtp.jitter_ms * 1000.0).round() / 1000.0,
+        "rtcp_packets": l.rtcp_packets,
+        "sent_packets": l.sent_packets,
+        "sent_bytes": l.sent_bytes,
+        "foreign_dropped": l.foreign_dropped,
+        "dtmf_packets": l.dtmf_packets,
+        "remote": l.remote.map(|a| a.to_string()),
+    })
 }
 
 /// Body for `dir`: SDP bodies (`application/sdp`, or no content type) go

@@ -303,6 +303,43 @@ fn relayed_call_sdp_points_at_the_switch_and_rtp_reaches_the_callee() {
         HashSet::from([SocketAddr::new(sw.addr().ip(), port)]),
         "RTP must come from the relay port offered to the callee"
     );
+
+    // The CDR carries the relay's counters of the call.
+    let mut sw = sw;
+    assert!(sw.stop().is_some(), "switch did not exit on SIGTERM");
+    let cdr = only_cdr(&sw, "5511333344444");
+    let media = cdr
+        .media
+        .as_ref()
+        .unwrap_or_else(|| panic!("no media in {cdr:#?}"));
+    let stream = &media[0]["streams"][0];
+    let from_caller = stream["caller"]["packets"].as_u64().unwrap_or(0);
+    assert!(
+        from_caller >= u64::from(PCAP_PACKETS) * 9 / 10,
+        "CDR counts {from_caller} packets from the caller: {media}"
+    );
+    assert_eq!(
+        stream["callee"]["sent_packets"], stream["caller"]["packets"],
+        "{media}"
+    );
+    assert!(
+        stream["caller"]["bytes"].as_u64().unwrap_or(0) >= from_caller * 172,
+        "{media}"
+    );
+    assert_eq!(stream["caller"]["lost"], 0, "{media}");
+}
+
+/// The one CDR of a stopped switch whose A or B number is `number`.
+fn only_cdr(sw: &Switch, number: &str) -> strowger_store::Cdr {
+    let store = Store::open(sw.store_path()).expect("open the switch's store");
+    let mut cdrs = store
+        .query_cdrs_blocking(&CdrFilter {
+            number: Some(number.into()),
+            ..CdrFilter::default()
+        })
+        .unwrap();
+    assert_eq!(cdrs.len(), 1, "{cdrs:#?}");
+    cdrs.remove(0)
 }
 
 #[test]
@@ -423,17 +460,10 @@ fn silent_call_is_ended_by_media_timeout() {
     drop(counter.finish());
 
     assert!(sw.stop().is_some(), "switch did not exit on SIGTERM");
-    let store = Store::open(sw.store_path()).expect("open the switch's store");
-    let cdrs = store
-        .query_cdrs_blocking(&CdrFilter {
-            number: Some("5511333344444".into()),
-            ..CdrFilter::default()
-        })
-        .unwrap();
-    assert_eq!(cdrs.len(), 1, "{cdrs:#?}");
-    assert_eq!(cdrs[0].cause, "media-timeout", "{:#?}", cdrs[0]);
-    assert_eq!(cdrs[0].hangup_side.as_deref(), Some("switch"));
-    let billable = cdrs[0].billable_ms();
+    let cdr = only_cdr(&sw, "5511333344444");
+    assert_eq!(cdr.cause, "media-timeout", "{cdr:#?}");
+    assert_eq!(cdr.hangup_side.as_deref(), Some("switch"));
+    let billable = cdr.billable_ms();
     assert!(
         (1500..12_000).contains(&billable),
         "answered for {billable} ms before the timeout"
