@@ -1147,5 +1147,165 @@ fn failed_leg_frees_its_relay_ports_before_the_call_ends() {
     assert_eq!(relay.stats().ports_free, total - 2);
 }
 
+/// RFC 4733 packet (PT 101) with the end bit set or not.
+fn te_packet(seq: u16, ts: u32, event: u8, end: bool) -> Vec<u8> {
+    let mut p = vec![0x80, 101];
+    p.extend_from_slice(&seq.to_be_bytes());
+    p.extend_from_slice(&ts.to_be_bytes());
+    p.extend_from_slice(&0x0101_0101u32.to_be_bytes());
+    p.extend_from_slice(&[event, if end { 0x8a } else { 0x0a }]);
+    p.extend_from_slice(&(if end { 1280u16 } else { 320 }).to_be_bytes());
+    p
+}
+
+#[test]
+fn rfc2833_from_the_caller_becomes_sip_info_on_an_info_trunk() {
+    use crate::media::{MediaSettings, Mode, RelayMedia};
+    use std::net::UdpSocket;
+    let mut h = H::with(|cfg| cfg.trunks[1].dtmf = crate::config::DtmfMode::Info);
+    let settings = MediaSettings {
+        port_min: 42600,
+        port_max: 42700,
+        workers: 1,
+        ..Default::default()
+    };
+    let relay =
+        strowger_media::MediaRelay::start(settings.relay_config("127.0.0.1".parse().unwrap()))
+            .unwrap();
+    let mut events = relay.take_events().unwrap();
+    h.core.media = Box::new(RelayMedia::new(std::sync::Arc::new(relay), Mode::Relay));
+    let caller = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let callee = UdpSocket::bind("127.0.0.1:0").unwrap();
+    callee
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let offer = format!(
+        "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+         m=audio {} RTP/AVP 8 101\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\n\
+         a=fmtp:101 0-16\r\n",
+        caller.local_addr().unwrap().port()
+    );
+    let inv = invite("5511", "999", "A-dt", "z9hG4bKdt", TRUNK).replace(
+        "Content-Length: 40\n\nv=0\nm=audio 4000 RTP/AVP 0 8\na=x:yz12345\n",
+        &format!(
+            "Content-Length: {}\n\n{}",
+            offer.len(),
+            offer.replace("\r\n", "\n")
+        ),
+    );
+    h.rx(TRUNK, &inv);
+    h.take_sent();
+    let call = plan_to(
+        &mut h,
+        vec![attempt(Dest::Trunk("backup".into()))],
+        vec![],
+        false,
+    );
+    let s = h.take_sent();
+    let b_inv = s[0].1.clone();
+    // The info trunk is still offered telephone-event (its answer decides).
+    assert!(
+        b_inv.body().windows(15).any(|w| w == b"telephone-event"),
+        "{b_inv:?}"
+    );
+    let answer_sdp = offer.replace(
+        &format!("m=audio {} ", caller.local_addr().unwrap().port()),
+        &format!("m=audio {} ", callee.local_addr().unwrap().port()),
+    );
+    let ok = strowger_sip::ResponseBuilder::new(&b_inv, 200)
+        .to_tag("bt")
+        .contact("sip:gw@127.0.0.10:5060")
+        .body("application/sdp", answer_sdp.as_bytes())
+        .build();
+    h.rx_msg("127.0.0.10:5060", ok);
+    let s = h.take_sent();
+    let a_port = sdp_addr(s[0].1.body()).1;
+    let a_tag = s[0].1.to_tag().unwrap().to_string();
+    let relay_a: SocketAddr = format!("127.0.0.1:{a_port}").parse().unwrap();
+
+    // Digit 7: two progress packets, the end packet three times; then audio.
+    for (i, end) in [false, false, true, true, true].into_iter().enumerate() {
+        caller
+            .send_to(&te_packet(10 + i as u16, 800, 7, end), relay_a)
+            .unwrap();
+    }
+    let mut audio = te_packet(15, 2400, 0, false);
+    audio[1] = 8;
+    audio.resize(172, 0xd5);
+    caller.send_to(&audio, relay_a).unwrap();
+    // Only the audio packet reaches the callee.
+    let mut buf = [0u8; 2048];
+    let (n, _) = callee.recv_from(&mut buf).expect("audio relayed");
+    assert_eq!((n, buf[1]), (172, 8));
+    assert!(callee.recv_from(&mut buf).is_err(), "an event leaked");
+
+    // One relay event for the digit; the core turns it into one INFO.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let mut evs = Vec::new();
+    while std::time::Instant::now() < deadline {
+        match events.try_recv() {
+            Ok(e) => evs.push(e),
+            Err(_) if !evs.is_empty() => break,
+            Err(_) => std::thread::sleep(Duration::from_millis(10)),
+        }
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    while let Ok(e) = events.try_recv() {
+        evs.push(e);
+    }
+    assert_eq!(evs.len(), 1, "{evs:?}");
+    let ev = crate::media::core_event(&evs[0]).expect("a core event");
+    assert!(
+        matches!(ev, Event::MediaDtmf { call: c, leg: 0, from_caller: true, signal: '7', duration_ms: 160 } if c == call),
+        "{ev:?}"
+    );
+    h.core.handle(h.now, ev);
+    h.collect();
+    let s = h.take_sent();
+    assert_eq!(s.len(), 1, "{s:?}");
+    let (to, info) = &s[0];
+    assert_eq!(to.addr(), "127.0.0.10:5060".parse::<SocketAddr>().unwrap());
+    assert_eq!(info.method(), Some(&strowger_sip::Method::Info));
+    assert_eq!(info.call_id(), b_inv.call_id());
+    assert_eq!(info.to_tag(), Some("bt"));
+    assert_eq!(info.content_type(), Some("application/dtmf-relay"));
+    assert_eq!(info.body(), b"Signal=7\r\nDuration=160\r\n");
+    // A digit for an unknown leg or call is ignored.
+    for (c, leg) in [(call, 5), (call + 9, 0)] {
+        h.core.handle(
+            h.now,
+            Event::MediaDtmf {
+                call: c,
+                leg,
+                from_caller: true,
+                signal: '1',
+                duration_ms: 100,
+            },
+        );
+    }
+    h.collect();
+    assert!(h.take_sent().is_empty());
+
+    // The CDR carries the media counters, DTMF packets included.
+    h.rx(TRUNK, &in_dialog("BYE", TRUNK, "a1", &a_tag, "A-dt", 2, ""));
+    let _ = h.take_sent();
+    let cdr = h
+        .take_actions()
+        .into_iter()
+        .find_map(|a| match a {
+            Action::Cdr(c) => Some(c),
+            _ => None,
+        })
+        .expect("CDR");
+    let media = cdr.media.expect("media counters in the CDR");
+    let caller_side = &media[0]["streams"][0]["caller"];
+    assert_eq!(caller_side["packets"], 6, "{media}");
+    assert_eq!(caller_side["dtmf_packets"], 5, "{media}");
+    assert_eq!(
+        media[0]["streams"][0]["callee"]["sent_packets"], 1,
+        "{media}"
+    );
+}
+
 #[path = "trunk_tests.rs"]
 mod trunk_tests;
