@@ -1158,14 +1158,29 @@ fn te_packet(seq: u16, ts: u32, event: u8, end: bool) -> Vec<u8> {
     p
 }
 
-#[test]
-fn rfc2833_from_the_caller_becomes_sip_info_on_an_info_trunk() {
+/// A relayed call from trunk `carrier` to trunk `backup` where trunk
+/// number `info_trunk` has `dtmf = "info"`, answered; real UDP sockets
+/// play the two phones.
+struct DtmfCall {
+    h: H,
+    events: tokio::sync::mpsc::UnboundedReceiver<strowger_media::MediaEvent>,
+    caller: std::net::UdpSocket,
+    callee: std::net::UdpSocket,
+    call: u64,
+    b_inv: Message,
+    a_tag: String,
+    /// Relay ports the caller / the callee send to.
+    relay_a: SocketAddr,
+    relay_b: SocketAddr,
+}
+
+fn dtmf_call(info_trunk: usize, port_min: u16, call_id: &str) -> DtmfCall {
     use crate::media::{MediaSettings, Mode, RelayMedia};
     use std::net::UdpSocket;
-    let mut h = H::with(|cfg| cfg.trunks[1].dtmf = crate::config::DtmfMode::Info);
+    let mut h = H::with(|cfg| cfg.trunks[info_trunk].dtmf = crate::config::DtmfMode::Info);
     let settings = MediaSettings {
-        port_min: 42600,
-        port_max: 42700,
+        port_min,
+        port_max: port_min + 100,
         workers: 1,
         ..Default::default()
     };
@@ -1176,16 +1191,17 @@ fn rfc2833_from_the_caller_becomes_sip_info_on_an_info_trunk() {
     h.core.media = Box::new(RelayMedia::new(std::sync::Arc::new(relay), Mode::Relay));
     let caller = UdpSocket::bind("127.0.0.1:0").unwrap();
     let callee = UdpSocket::bind("127.0.0.1:0").unwrap();
-    callee
-        .set_read_timeout(Some(Duration::from_millis(300)))
-        .unwrap();
+    for s in [&caller, &callee] {
+        s.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+    }
     let offer = format!(
         "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
          m=audio {} RTP/AVP 8 101\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\n\
          a=fmtp:101 0-16\r\n",
         caller.local_addr().unwrap().port()
     );
-    let inv = invite("5511", "999", "A-dt", "z9hG4bKdt", TRUNK).replace(
+    let inv = invite("5511", "999", call_id, &format!("z9hG4bK{call_id}"), TRUNK).replace(
         "Content-Length: 40\n\nv=0\nm=audio 4000 RTP/AVP 0 8\na=x:yz12345\n",
         &format!(
             "Content-Length: {}\n\n{}",
@@ -1203,7 +1219,7 @@ fn rfc2833_from_the_caller_becomes_sip_info_on_an_info_trunk() {
     );
     let s = h.take_sent();
     let b_inv = s[0].1.clone();
-    // The info trunk is still offered telephone-event (its answer decides).
+    // Telephone-event is still offered (the answer decides).
     assert!(
         b_inv.body().windows(15).any(|w| w == b"telephone-event"),
         "{b_inv:?}"
@@ -1223,6 +1239,54 @@ fn rfc2833_from_the_caller_becomes_sip_info_on_an_info_trunk() {
     let a_tag = s[0].1.to_tag().unwrap().to_string();
     let relay_a: SocketAddr = format!("127.0.0.1:{a_port}").parse().unwrap();
 
+    let relay_b: SocketAddr = format!("127.0.0.1:{}", sdp_addr(b_inv.body()).1)
+        .parse()
+        .unwrap();
+    DtmfCall {
+        h,
+        events,
+        caller,
+        callee,
+        call,
+        b_inv,
+        a_tag,
+        relay_a,
+        relay_b,
+    }
+}
+
+/// The relay events that arrive within a short wait (at least one expected).
+fn relay_events(
+    events: &mut tokio::sync::mpsc::UnboundedReceiver<strowger_media::MediaEvent>,
+) -> Vec<strowger_media::MediaEvent> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let mut evs = Vec::new();
+    while evs.is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+        while let Ok(e) = events.try_recv() {
+            evs.push(e);
+        }
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    while let Ok(e) = events.try_recv() {
+        evs.push(e);
+    }
+    evs
+}
+
+#[test]
+fn rfc2833_from_the_caller_becomes_sip_info_on_an_info_trunk() {
+    let DtmfCall {
+        mut h,
+        mut events,
+        caller,
+        callee,
+        call,
+        b_inv,
+        a_tag,
+        relay_a,
+        ..
+    } = dtmf_call(1, 42600, "A-dt");
     // Digit 7: two progress packets, the end packet three times; then audio.
     for (i, end) in [false, false, true, true, true].into_iter().enumerate() {
         caller
@@ -1240,19 +1304,7 @@ fn rfc2833_from_the_caller_becomes_sip_info_on_an_info_trunk() {
     assert!(callee.recv_from(&mut buf).is_err(), "an event leaked");
 
     // One relay event for the digit; the core turns it into one INFO.
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    let mut evs = Vec::new();
-    while std::time::Instant::now() < deadline {
-        match events.try_recv() {
-            Ok(e) => evs.push(e),
-            Err(_) if !evs.is_empty() => break,
-            Err(_) => std::thread::sleep(Duration::from_millis(10)),
-        }
-    }
-    std::thread::sleep(Duration::from_millis(100));
-    while let Ok(e) = events.try_recv() {
-        evs.push(e);
-    }
+    let evs = relay_events(&mut events);
     assert_eq!(evs.len(), 1, "{evs:?}");
     let ev = crate::media::core_event(&evs[0]).expect("a core event");
     assert!(
@@ -1305,6 +1357,51 @@ fn rfc2833_from_the_caller_becomes_sip_info_on_an_info_trunk() {
         media[0]["streams"][0]["callee"]["sent_packets"], 1,
         "{media}"
     );
+}
+
+#[test]
+fn rfc2833_from_the_callee_becomes_sip_info_to_an_info_caller() {
+    let DtmfCall {
+        mut h,
+        mut events,
+        caller,
+        callee,
+        call,
+        relay_a,
+        relay_b,
+        ..
+    } = dtmf_call(0, 42800, "A-dt2");
+    // The caller's own events still reach the callee (it does RFC 2833).
+    caller
+        .send_to(&te_packet(1, 160, 3, true), relay_a)
+        .unwrap();
+    let mut buf = [0u8; 2048];
+    let (n, _) = callee.recv_from(&mut buf).expect("caller event relayed");
+    assert_eq!((n, buf[1]), (16, 101));
+    // '*' from the callee: one event, not forwarded, INFO on the A dialog.
+    for (i, end) in [false, true, true, true].into_iter().enumerate() {
+        callee
+            .send_to(&te_packet(20 + i as u16, 4000, 10, end), relay_b)
+            .unwrap();
+    }
+    assert!(caller.recv_from(&mut buf).is_err(), "an event leaked");
+    let evs = relay_events(&mut events);
+    assert_eq!(evs.len(), 1, "{evs:?}");
+    let ev = crate::media::core_event(&evs[0]).expect("a core event");
+    assert!(
+        matches!(ev, Event::MediaDtmf { call: c, leg: 0, from_caller: false, signal: '*', .. } if c == call),
+        "{ev:?}"
+    );
+    h.core.handle(h.now, ev);
+    h.collect();
+    let s = h.take_sent();
+    assert_eq!(s.len(), 1, "{s:?}");
+    let (to, info) = &s[0];
+    assert_eq!(to.addr(), TRUNK.parse::<SocketAddr>().unwrap());
+    assert_eq!(info.method(), Some(&strowger_sip::Method::Info));
+    assert_eq!(info.call_id(), "A-dt2");
+    assert_eq!(info.to_tag(), Some("a1"));
+    assert_eq!(info.body(), b"Signal=*\r\nDuration=160\r\n");
 }
 
 #[path = "trunk_tests.rs"]
