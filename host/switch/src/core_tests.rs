@@ -1187,7 +1187,7 @@ fn dtmf_call(info_trunk: usize, port_min: u16, call_id: &str) -> DtmfCall {
     let relay =
         strowger_media::MediaRelay::start(settings.relay_config("127.0.0.1".parse().unwrap()))
             .unwrap();
-    let mut events = relay.take_events().unwrap();
+    let events = relay.take_events().unwrap();
     h.core.media = Box::new(RelayMedia::new(std::sync::Arc::new(relay), Mode::Relay));
     let caller = UdpSocket::bind("127.0.0.1:0").unwrap();
     let callee = UdpSocket::bind("127.0.0.1:0").unwrap();

@@ -387,7 +387,7 @@ impl MediaHandler for RelayMedia {
                 serde_json::json!({"leg": leg, "streams": streams})
             })
             .collect();
-        (!legs.is_empty()).then(|| serde_json::Value::Array(legs))
+        (!legs.is_empty()).then_some(serde_json::Value::Array(legs))
     }
 
     fn release(&mut self, call: u64) {
