@@ -120,6 +120,22 @@ impl CallMedia {
         r
     }
 
+    /// Send a DTMF digit as RFC 4733 RTP to the caller (`to_caller`) or
+    /// the callee of (call, leg); see [`Session::send_dtmf`].
+    pub fn send_dtmf(
+        &self,
+        call: u64,
+        leg: u64,
+        to_caller: bool,
+        event: u8,
+        duration_ms: u32,
+    ) -> bool {
+        let to = if to_caller { Leg::A } else { Leg::B };
+        self.sessions
+            .get(&(call, leg))
+            .is_some_and(|s| s.send_dtmf(to, event, duration_ms))
+    }
+
     /// Whether (call, leg) has a session.
     pub fn has_leg(&self, call: u64, leg: u64) -> bool {
         self.sessions.contains_key(&(call, leg))

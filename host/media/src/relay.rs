@@ -147,6 +147,18 @@ pub fn dtmf_signal(event: u8) -> Option<char> {
     }
 }
 
+/// Inverse of [`dtmf_signal`] (letters in either case).
+pub fn dtmf_event(signal: char) -> Option<u8> {
+    match signal.to_ascii_uppercase() {
+        c @ '0'..='9' => Some(c as u8 - b'0'),
+        '*' => Some(10),
+        '#' => Some(11),
+        c @ 'A'..='D' => Some(c as u8 - b'A' + 12),
+        '!' => Some(16),
+        _ => None,
+    }
+}
+
 /// Per-session options.
 #[derive(Debug, Clone, Default)]
 pub struct SessionOptions {
@@ -710,6 +722,30 @@ impl Session {
             held,
             streams,
         }
+    }
+
+    /// Send DTMF `event` (RFC 4733 code) of `duration_ms` to leg `to` as
+    /// telephone-event RTP from the relay port that leg receives media
+    /// from (the digit came as SIP INFO from the other leg). Uses the
+    /// telephone-event payload type of `to`'s SDP (else the other leg's)
+    /// and a source of its own (SSRC, sequence); the start packet (marker
+    /// bit) and the end packet three times go out at once. `false` when
+    /// nothing could be sent (bypass, no RTP stream, no telephone-event
+    /// negotiated, address of `to` unknown).
+    pub fn send_dtmf(&self, to: Leg, event: u8, duration_ms: u32) -> bool {
+        if self.inner.bypass {
+            return false;
+        }
+        let st = self.inner.state.lock();
+        if st.closed {
+            return false;
+        }
+        let now = self.inner.shared.epoch.elapsed();
+        st.streams
+            .iter()
+            .flatten()
+            .find(|s| s.state.lock().rtp)
+            .is_some_and(|s| s.send_dtmf(to.idx(), event, duration_ms, now))
     }
 
     /// Whether a leg has signalled hold (timeout is off while held).

@@ -214,6 +214,10 @@ pub(crate) struct StreamState {
     /// DTMF digits taken out of the RTP since the worker last looked
     /// (legs with `dtmf_report`); the worker drains it into events.
     pub dtmf_out: Vec<DtmfDigit>,
+    /// Sequence number of the next synthesized telephone-event packet per
+    /// leg (digits that came as SIP INFO), and the SSRC they use.
+    pub dtmf_tx_seq: [u16; 2],
+    pub dtmf_tx_ssrc: u32,
 }
 
 impl StreamState {
@@ -224,6 +228,8 @@ impl StreamState {
             relatch_after,
             strict,
             dtmf_out: Vec::new(),
+            dtmf_tx_seq: [0; 2],
+            dtmf_tx_ssrc: 0,
         }
     }
 
@@ -343,6 +349,52 @@ impl Stream {
 
     pub fn slot(&self) -> usize {
         self.slot.load(Ordering::Acquire)
+    }
+
+    /// See [`crate::Session::send_dtmf`]; `now` is relay time.
+    pub fn send_dtmf(&self, to: usize, event: u8, duration_ms: u32, now: Duration) -> bool {
+        let mut st = self.state.lock();
+        let Some(dest) = st.legs[to].dest(0) else {
+            return false;
+        };
+        let Some(pt) = st.legs[to].te_pt.or(st.legs[1 - to].te_pt) else {
+            return false;
+        };
+        let rate = st.legs[to].clock[pt as usize].max(1);
+        if st.dtmf_tx_ssrc == 0 {
+            // distinct from the forwarded stream's SSRC, stable per stream
+            st.dtmf_tx_ssrc = 0x5354_0000 | u32::from(self.ports[to]);
+        }
+        let ssrc = st.dtmf_tx_ssrc;
+        let ts = (now.as_millis() as u64 * u64::from(rate) / 1000) as u32;
+        let total = (u64::from(duration_ms) * u64::from(rate) / 1000).min(0xffff) as u16;
+        let start = total.min((rate / 50) as u16); // 20 ms so far
+        let mut sent = 0u64;
+        for (marker, end, dur) in [
+            (true, false, start),
+            (false, true, total),
+            (false, true, total),
+            (false, true, total),
+        ] {
+            let seq = st.dtmf_tx_seq[to];
+            st.dtmf_tx_seq[to] = seq.wrapping_add(1);
+            let mut p = [0u8; 16];
+            p[0] = 0x80;
+            p[1] = pt | if marker { 0x80 } else { 0 };
+            p[2..4].copy_from_slice(&seq.to_be_bytes());
+            p[4..8].copy_from_slice(&ts.to_be_bytes());
+            p[8..12].copy_from_slice(&ssrc.to_be_bytes());
+            p[12] = event;
+            p[13] = if end { 0x80 | 10 } else { 10 };
+            p[14..16].copy_from_slice(&dur.to_be_bytes());
+            if self.sockets[to][0].send_to(&p, dest).is_ok() {
+                sent += 1;
+            }
+        }
+        let l = &mut st.legs[to];
+        l.sent_packets += sent;
+        l.sent_bytes += sent * 16;
+        sent > 0
     }
 
     /// Hand the digits collected in `st` to the switch (called by the

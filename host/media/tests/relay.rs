@@ -824,3 +824,58 @@ fn offers_to_an_inband_leg_lose_telephone_event() {
         .unwrap();
     assert!(to_a.contains("RTP/AVP 0 101\r\n"), "{to_a}");
 }
+
+#[test]
+fn dtmf_sent_by_the_relay_uses_the_legs_payload_type() {
+    let r = relay(45600, None);
+    let s = r.create_session("info", Default::default());
+    let (a, b) = (phone(), phone());
+    establish(
+        &s,
+        a.local_addr().unwrap().port(),
+        b.local_addr().unwrap().port(),
+        "",
+        "",
+    );
+    assert!(s.send_dtmf(Leg::B, 11, 100));
+    assert!(s.send_dtmf(Leg::B, 4, 100));
+    let mut buf = [0u8; 64];
+    let mut got = Vec::new();
+    while let Ok((n, _)) = b.recv_from(&mut buf) {
+        got.push(buf[..n].to_vec());
+    }
+    assert_eq!(got.len(), 8, "{got:?}");
+    let seqs: Vec<u16> = got
+        .iter()
+        .map(|p| u16::from_be_bytes([p[2], p[3]]))
+        .collect();
+    assert!(
+        seqs.windows(2).all(|w| w[1] == w[0].wrapping_add(1)),
+        "{seqs:?}"
+    );
+    assert_eq!((got[0][1], got[0][12]), (0x80 | 101, 11));
+    assert_eq!((got[4][1], got[4][12]), (0x80 | 101, 4));
+    assert_eq!(u16::from_be_bytes([got[3][14], got[3][15]]), 800);
+    assert_eq!(recv_for(&a, Duration::from_millis(100)), 0);
+    // No telephone-event negotiated: nothing to send.
+    let plain = r.create_session("plain", Default::default());
+    let to_b = plain
+        .offer(
+            Leg::A,
+            &sdp(5000, ""),
+            &CodecPolicy::allow(&["PCMU"]).without_dtmf(),
+        )
+        .unwrap();
+    assert!(!to_b.contains("telephone-event"));
+    plain
+        .answer(
+            Leg::B,
+            &sdp(6000, "").replace(" 101\r\n", "\r\n").replace(
+                "a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\n",
+                "",
+            ),
+        )
+        .unwrap();
+    assert!(!plain.send_dtmf(Leg::B, 1, 100));
+    assert!(!plain.send_dtmf(Leg::A, 1, 100));
+}

@@ -1773,6 +1773,9 @@ impl Core {
             self.reply(&req, flow, 481, None);
             return;
         };
+        if method == Method::Info && self.info_dtmf_to_rtp(call, lr.side, other, &req, flow) {
+            return;
+        }
         // relay across
         let ct = req.content_type().map(str::to_string);
         let body = if matches!(method, Method::Invite | Method::Update) {
@@ -1991,6 +1994,65 @@ impl Core {
             Some("application/dtmf-relay"),
             &[],
         );
+    }
+
+    /// DTMF mode of a side of `call`: the ingress trunk's for the caller,
+    /// the egress trunk's for an outbound leg (RFC 2833 otherwise).
+    fn side_dtmf(&self, call: u64, side: Side) -> DtmfMode {
+        let Some(c) = self.calls.get(&call) else {
+            return DtmfMode::Rfc2833;
+        };
+        let name = match side {
+            Side::A => c.facts.trunk.as_deref(),
+            Side::B(l) => {
+                c.bs.get(l as usize)
+                    .and_then(|l| l.egress.strip_prefix("trunk:"))
+            }
+        };
+        name.and_then(|n| self.cfg.trunks.iter().find(|t| t.name == n))
+            .map_or(DtmfMode::Rfc2833, |t| t.dtmf)
+    }
+
+    /// An INFO with `application/dtmf-relay` from an `info` side towards a
+    /// side that is not: answer it 200 here and send the digit as RFC 4733
+    /// RTP through the relay. `false` = not converted (relay the INFO).
+    fn info_dtmf_to_rtp(
+        &mut self,
+        call: u64,
+        from: Side,
+        to: Side,
+        req: &Message,
+        flow: Flow,
+    ) -> bool {
+        let dtmf_relay = req
+            .content_type()
+            .is_some_and(|c| c.trim().eq_ignore_ascii_case("application/dtmf-relay"));
+        if !dtmf_relay
+            || self.side_dtmf(call, from) != DtmfMode::Info
+            || self.side_dtmf(call, to) == DtmfMode::Info
+        {
+            return false;
+        }
+        let Some((event, ms)) = crate::media::parse_dtmf_relay(req.body()) else {
+            return false;
+        };
+        let Some(leg) = self.calls.get(&call).and_then(|c| c.winner) else {
+            return false;
+        };
+        let to_caller = to == Side::A;
+        if !self
+            .media
+            .send_dtmf(call, u64::from(leg), to_caller, event, ms)
+        {
+            return false;
+        }
+        let tag = req.to_tag().unwrap_or_default().to_string();
+        let data = ResponseBuilder::new(req, 200)
+            .to_tag(&tag)
+            .header("Server", &self.cfg.user_agent)
+            .build();
+        self.respond(req, flow, data);
+        true
     }
 
     /// Sends BYE to every answered side except `except` and ends the call.

@@ -1404,5 +1404,60 @@ fn rfc2833_from_the_callee_becomes_sip_info_to_an_info_caller() {
     assert_eq!(info.body(), b"Signal=*\r\nDuration=160\r\n");
 }
 
+#[test]
+fn sip_info_from_an_info_trunk_becomes_rfc2833_towards_the_caller() {
+    let DtmfCall {
+        mut h,
+        caller,
+        b_inv,
+        ..
+    } = dtmf_call(1, 43000, "A-dt3");
+    let body = "Signal=9\r\nDuration=200\r\n";
+    let info = format!(
+        "INFO sip:strowger@127.0.0.1:5060 SIP/2.0\nVia: SIP/2.0/UDP 127.0.0.10:5060;branch=z9hG4bKinfo1\nMax-Forwards: 70\nFrom: <sip:gw@x>;tag=bt\nTo: <sip:y@x>;tag={}\nCall-ID: {}\nCSeq: 7 INFO\nContent-Type: application/dtmf-relay\nContent-Length: {}\n\n{}",
+        b_inv.from_tag().unwrap(),
+        b_inv.call_id(),
+        body.len(),
+        body.replace("\r\n", "\n")
+    );
+    h.rx("127.0.0.10:5060", &info);
+    // Answered here; nothing goes to the caller's signalling.
+    let s = h.take_sent();
+    assert_eq!(s.len(), 1, "{s:?}");
+    assert_eq!(s[0].1.status(), Some(200));
+    assert_eq!(s[0].1.cseq().seq, 7);
+    // The caller's RTP address gets the digit as RFC 4733 from the relay:
+    // start (marker) + the end packet three times, one timestamp.
+    let mut got = Vec::new();
+    let mut buf = [0u8; 2048];
+    while let Ok((n, _)) = caller.recv_from(&mut buf) {
+        got.push(buf[..n].to_vec());
+    }
+    assert_eq!(got.len(), 4, "{got:?}");
+    for (i, p) in got.iter().enumerate() {
+        assert_eq!(p.len(), 16);
+        assert_eq!(p[1] & 0x7f, 101, "telephone-event PT of the caller's SDP");
+        assert_eq!(p[1] & 0x80 != 0, i == 0, "marker on the first packet only");
+        assert_eq!(p[12], 9, "event");
+        assert_eq!(p[13] & 0x80 != 0, i > 0, "end bit");
+        assert_eq!(p[4..8], got[0][4..8], "one timestamp");
+    }
+    assert_eq!(
+        u16::from_be_bytes([got[3][14], got[3][15]]),
+        1600,
+        "200 ms at 8 kHz"
+    );
+    // An INFO of another kind is relayed as before.
+    let other = info
+        .replace("application/dtmf-relay", "application/x-custom")
+        .replace("CSeq: 7", "CSeq: 8")
+        .replace("branch=z9hG4bKinfo1", "branch=z9hG4bKinfo2");
+    h.rx("127.0.0.10:5060", &other);
+    let s = h.take_sent();
+    assert_eq!(s.len(), 1, "{s:?}");
+    assert_eq!(s[0].1.method(), Some(&strowger_sip::Method::Info));
+    assert_eq!(s[0].1.call_id(), "A-dt3");
+}
+
 #[path = "trunk_tests.rs"]
 mod trunk_tests;

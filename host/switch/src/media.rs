@@ -90,6 +90,12 @@ pub trait MediaHandler: Send {
     /// [`crate::core::Event::MediaDtmf`]; offers to an in-band side lose
     /// telephone-event.
     fn set_leg_dtmf(&mut self, _call: u64, _leg: u64, _caller: DtmfMode, _callee: DtmfMode) {}
+    /// Send a DTMF digit (RFC 4733 event code) that came as SIP INFO as
+    /// telephone-event RTP to the caller (`to_caller`) or the callee of
+    /// leg `leg`. `false` = not possible (no relayed media): relay the INFO.
+    fn send_dtmf(&mut self, _call: u64, _leg: u64, _to_caller: bool, _event: u8, _ms: u32) -> bool {
+        false
+    }
     /// Outbound leg `leg` of `call` failed or lost: free what it holds.
     fn release_leg(&mut self, _call: u64, _leg: u64) {}
     /// The call ended: release its resources.
@@ -287,6 +293,39 @@ pub fn core_event(ev: &MediaEvent) -> Option<crate::core::Event> {
     }
 }
 
+/// (RFC 4733 event code, duration in ms) of an `application/dtmf-relay`
+/// body (`Signal=5`, `Duration=160`; keys in any case, duration 250 ms when
+/// absent). `None` without a usable `Signal`.
+pub fn parse_dtmf_relay(body: &[u8]) -> Option<(u8, u32)> {
+    let text = std::str::from_utf8(body).ok()?;
+    let mut event = None;
+    let mut ms = 250;
+    for line in text.lines() {
+        let Some((k, v)) = line.split_once('=') else {
+            continue;
+        };
+        let v = v.trim();
+        match k.trim().to_ascii_lowercase().as_str() {
+            "signal" => {
+                let mut ch = v.chars();
+                event = match (ch.next(), ch.next()) {
+                    (Some(c), None) => strowger_media::dtmf_event(c),
+                    _ => None,
+                };
+            }
+            "duration" => {
+                ms = v
+                    .parse()
+                    .ok()
+                    .filter(|d| *d > 0 && *d <= 10_000)
+                    .unwrap_or(ms)
+            }
+            _ => {}
+        }
+    }
+    Some((event?, ms))
+}
+
 /// `application/dtmf-relay` body of a digit (SIP INFO).
 pub fn dtmf_relay_body(signal: char, duration_ms: u32) -> String {
     format!("Signal={signal}\r\nDuration={duration_ms}\r\n")
@@ -351,6 +390,10 @@ impl MediaHandler for RelayMedia {
 
     fn release_leg(&mut self, call: u64, leg: u64) {
         self.calls.release_leg(call, leg);
+    }
+
+    fn send_dtmf(&mut self, call: u64, leg: u64, to_caller: bool, event: u8, ms: u32) -> bool {
+        self.calls.send_dtmf(call, leg, to_caller, event, ms)
     }
 
     fn set_leg_dtmf(&mut self, call: u64, leg: u64, caller: DtmfMode, callee: DtmfMode) {
@@ -602,6 +645,22 @@ mod tests {
                 .unwrap()
                 .contains("c=IN IP4 127.0.0.1")
         );
+    }
+
+    #[test]
+    fn dtmf_relay_bodies() {
+        assert_eq!(
+            parse_dtmf_relay(b"Signal=5\r\nDuration=160\r\n"),
+            Some((5, 160))
+        );
+        assert_eq!(parse_dtmf_relay(b"signal= #\nduration=90"), Some((11, 90)));
+        assert_eq!(parse_dtmf_relay(b"Signal=b"), Some((13, 250)));
+        assert_eq!(parse_dtmf_relay(b"Signal=*\r\nDuration=x"), Some((10, 250)));
+        assert_eq!(parse_dtmf_relay(b"Signal=12\r\n"), None);
+        assert_eq!(parse_dtmf_relay(b"Duration=160"), None);
+        assert_eq!(parse_dtmf_relay(&[0xff, 0xfe]), None);
+        let body = dtmf_relay_body('#', 160);
+        assert_eq!(parse_dtmf_relay(body.as_bytes()), Some((11, 160)));
     }
 
     #[test]
