@@ -201,6 +201,25 @@ a=x:yz12345
     )
 }
 
+/// [`invite`] carrying `sdp` (CRLF or LF lines) as its body.
+fn invite_with_sdp(
+    from_user: &str,
+    to: &str,
+    call_id: &str,
+    branch: &str,
+    src: &str,
+    sdp: &str,
+) -> String {
+    invite(from_user, to, call_id, branch, src).replace(
+        "Content-Length: 40\n\nv=0\nm=audio 4000 RTP/AVP 0 8\na=x:yz12345\n",
+        &format!(
+            "Content-Length: {}\n\n{}",
+            sdp.len(),
+            sdp.replace("\r\n", "\n")
+        ),
+    )
+}
+
 fn plan_to(
     h: &mut H,
     attempts: Vec<PlannedAttempt>,
@@ -1014,14 +1033,7 @@ fn relay_anchors_initial_and_reinvite_sdp() {
     h.register(PHONE, "1002", "sip:1002@127.0.0.1:7001", 3600, 1);
     h.take_actions();
     let offer = sdp("10.1.1.1", 4000, "sendrecv");
-    let inv = invite("5511", "1002", "A-rl", "z9hG4bKrl", TRUNK).replace(
-        "Content-Length: 40\n\nv=0\nm=audio 4000 RTP/AVP 0 8\na=x:yz12345\n",
-        &format!(
-            "Content-Length: {}\n\n{}",
-            offer.len(),
-            offer.replace("\r\n", "\n")
-        ),
-    );
+    let inv = invite_with_sdp("5511", "1002", "A-rl", "z9hG4bKrl", TRUNK, &offer);
     h.rx(TRUNK, &inv);
     h.take_sent();
     plan_to(
@@ -1111,14 +1123,7 @@ fn failed_leg_frees_its_relay_ports_before_the_call_ends() {
     h.core.media = Box::new(RelayMedia::new(relay.clone(), Mode::Relay));
     let total = relay.stats().ports_free;
     let offer = sdp("10.1.1.1", 4000, "sendrecv");
-    let inv = invite("5511", "999", "A-fr", "z9hG4bKfr", TRUNK).replace(
-        "Content-Length: 40\n\nv=0\nm=audio 4000 RTP/AVP 0 8\na=x:yz12345\n",
-        &format!(
-            "Content-Length: {}\n\n{}",
-            offer.len(),
-            offer.replace("\r\n", "\n")
-        ),
-    );
+    let inv = invite_with_sdp("5511", "999", "A-fr", "z9hG4bKfr", TRUNK, &offer);
     h.rx(TRUNK, &inv);
     h.take_sent();
     plan_to(
@@ -1201,13 +1206,13 @@ fn dtmf_call(info_trunk: usize, port_min: u16, call_id: &str) -> DtmfCall {
          a=fmtp:101 0-16\r\n",
         caller.local_addr().unwrap().port()
     );
-    let inv = invite("5511", "999", call_id, &format!("z9hG4bK{call_id}"), TRUNK).replace(
-        "Content-Length: 40\n\nv=0\nm=audio 4000 RTP/AVP 0 8\na=x:yz12345\n",
-        &format!(
-            "Content-Length: {}\n\n{}",
-            offer.len(),
-            offer.replace("\r\n", "\n")
-        ),
+    let inv = invite_with_sdp(
+        "5511",
+        "999",
+        call_id,
+        &format!("z9hG4bK{call_id}"),
+        TRUNK,
+        &offer,
     );
     h.rx(TRUNK, &inv);
     h.take_sent();
