@@ -14,6 +14,8 @@ use crate::{CodecPolicy, Leg, MediaError, MediaRelay, Session, SessionOptions, S
 pub struct CallMedia {
     relay: Arc<MediaRelay>,
     sessions: HashMap<(u64, u64), Session>,
+    /// Options for sessions not created yet ([`CallMedia::set_options`]).
+    options: HashMap<(u64, u64), SessionOptions>,
 }
 
 /// Session id used for (call, leg) in [`crate::MediaEvent::Timeout`].
@@ -33,11 +35,20 @@ impl CallMedia {
         CallMedia {
             relay,
             sessions: HashMap::new(),
+            options: HashMap::new(),
         }
+    }
+
+    /// Options (DTMF conversion, strict source) for the session of (call,
+    /// leg), applied when it is created by the next offer; `bypass` is
+    /// always taken from that offer's `anchor`.
+    pub fn set_options(&mut self, call: u64, leg: u64, opts: SessionOptions) {
+        self.options.insert((call, leg), opts);
     }
 
     fn session(&mut self, call: u64, leg: u64, anchor: bool) -> Session {
         let relay = &self.relay;
+        let opts = &self.options;
         self.sessions
             .entry((call, leg))
             .or_insert_with(|| {
@@ -45,7 +56,7 @@ impl CallMedia {
                     &session_key(call, leg),
                     SessionOptions {
                         bypass: !anchor,
-                        ..Default::default()
+                        ..opts.get(&(call, leg)).cloned().unwrap_or_default()
                     },
                 )
             })
@@ -109,6 +120,22 @@ impl CallMedia {
         r
     }
 
+    /// Send a DTMF digit as RFC 4733 RTP to the caller (`to_caller`) or
+    /// the callee of (call, leg); see [`Session::send_dtmf`].
+    pub fn send_dtmf(
+        &self,
+        call: u64,
+        leg: u64,
+        to_caller: bool,
+        event: u8,
+        duration_ms: u32,
+    ) -> bool {
+        let to = if to_caller { Leg::A } else { Leg::B };
+        self.sessions
+            .get(&(call, leg))
+            .is_some_and(|s| s.send_dtmf(to, event, duration_ms))
+    }
+
     /// Whether (call, leg) has a session.
     pub fn has_leg(&self, call: u64, leg: u64) -> bool {
         self.sessions.contains_key(&(call, leg))
@@ -128,6 +155,7 @@ impl CallMedia {
 
     /// An outbound leg ended (fork lost, CANCELled, failed): free its ports.
     pub fn release_leg(&mut self, call: u64, leg: u64) {
+        self.options.remove(&(call, leg));
         if let Some(s) = self.sessions.remove(&(call, leg)) {
             s.close();
         }
@@ -135,6 +163,7 @@ impl CallMedia {
 
     /// The call ended: free every leg's ports.
     pub fn release(&mut self, call: u64) {
+        self.options.retain(|(c, _), _| *c != call);
         let legs: Vec<(u64, u64)> = self
             .sessions
             .keys()

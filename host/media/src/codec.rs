@@ -49,12 +49,29 @@ impl CodecPolicy {
         }
     }
 
+    /// The same policy without `telephone-event` (a leg doing in-band DTMF).
+    pub fn without_dtmf(&self) -> Self {
+        CodecPolicy {
+            allow: self
+                .allow
+                .iter()
+                .filter(|a| !a.eq_ignore_ascii_case("telephone-event"))
+                .cloned()
+                .collect(),
+            dtmf: false,
+        }
+    }
+
     /// Whether an encoding name passes this policy.
     pub fn permits(&self, name: &str) -> bool {
+        let te = name.eq_ignore_ascii_case("telephone-event");
+        if te && !self.dtmf && !self.allow.iter().any(|a| a.eq_ignore_ascii_case(name)) {
+            return false;
+        }
         if self.allow.is_empty() {
             return true;
         }
-        if name.eq_ignore_ascii_case("telephone-event") && self.dtmf {
+        if te && self.dtmf {
             return true;
         }
         self.allow.iter().any(|a| a.eq_ignore_ascii_case(name))

@@ -28,6 +28,6 @@ pub use codec::CodecPolicy;
 pub use pool::PortPool;
 pub use relay::{
     MediaConfig, MediaError, MediaEvent, MediaRelay, RelayStats, Session, SessionOptions,
-    SessionStats, StreamStats,
+    SessionStats, StreamStats, dtmf_event, dtmf_signal,
 };
 pub use stream::{Leg, LegStats};

@@ -118,6 +118,45 @@ pub enum MediaEvent {
         /// How long the session has been silent.
         idle: Duration,
     },
+    /// A DTMF digit taken out of a leg's RTP (RFC 4733 telephone-event,
+    /// reported once per event when it ends) on a session whose
+    /// [`SessionOptions::dtmf_events`] asks for it; those packets are not
+    /// forwarded. The switch sends it on the other leg as SIP INFO.
+    Dtmf {
+        /// The session's call id.
+        call_id: String,
+        /// Leg whose RTP carried it.
+        from: Leg,
+        /// RFC 4733 event code (0-9, 10 = `*`, 11 = `#`, 12-15 = A-D, 16 = flash).
+        event: u8,
+        /// Duration in milliseconds.
+        duration_ms: u32,
+    },
+}
+
+/// The `application/dtmf-relay` `Signal` of an RFC 4733 event code
+/// (`0`-`9`, `*`, `#`, `A`-`D`, `!` for flash); `None` for other events.
+pub fn dtmf_signal(event: u8) -> Option<char> {
+    match event {
+        0..=9 => Some(char::from(b'0' + event)),
+        10 => Some('*'),
+        11 => Some('#'),
+        12..=15 => Some(char::from(b'A' + event - 12)),
+        16 => Some('!'),
+        _ => None,
+    }
+}
+
+/// Inverse of [`dtmf_signal`] (letters in either case).
+pub fn dtmf_event(signal: char) -> Option<u8> {
+    match signal.to_ascii_uppercase() {
+        c @ '0'..='9' => Some(c as u8 - b'0'),
+        '*' => Some(10),
+        '#' => Some(11),
+        c @ 'A'..='D' => Some(c as u8 - b'A' + 12),
+        '!' => Some(16),
+        _ => None,
+    }
 }
 
 /// Per-session options.
@@ -130,6 +169,13 @@ pub struct SessionOptions {
     /// each leg signalled in SDP (any port). For trunks with fixed media
     /// addresses; breaks phones behind NAT. Default off (latching).
     pub strict_source: bool,
+    /// Per leg [A, B]: take RFC 4733 telephone-event packets out of that
+    /// leg's RTP and report them as [`MediaEvent::Dtmf`] instead of
+    /// forwarding them (the other leg wants SIP INFO). Anchored sessions only.
+    pub dtmf_events: [bool; 2],
+    /// Per leg [A, B]: offers towards that leg lose `telephone-event`
+    /// (the leg does DTMF in-band).
+    pub no_telephone_event: [bool; 2],
 }
 
 /// Counters of one stream (one `m=` line).
@@ -287,6 +333,8 @@ impl MediaRelay {
             shared: self.shared.clone(),
             bypass: opts.bypass,
             strict: opts.strict_source,
+            dtmf_events: opts.dtmf_events,
+            no_te: opts.no_telephone_event,
             state: Mutex::new(SessionState::default()),
         });
         self.shared
@@ -398,6 +446,8 @@ pub(crate) struct SessionInner {
     shared: Arc<Shared>,
     bypass: bool,
     strict: bool,
+    dtmf_events: [bool; 2],
+    no_te: [bool; 2],
     state: Mutex<SessionState>,
 }
 
@@ -424,6 +474,7 @@ struct Remote {
     held: bool,
     disabled: bool,
     clocks: Vec<(u8, u32)>,
+    te_pt: Option<u8>,
 }
 
 fn remote_of(sdp: &Sdp, i: usize) -> Remote {
@@ -447,6 +498,11 @@ fn remote_of(sdp: &Sdp, i: usize) -> Remote {
             .iter()
             .map(|r| (r.pt & 0x7f, r.clock_rate))
             .collect(),
+        te_pt: m
+            .rtpmaps()
+            .iter()
+            .find(|r| r.name.eq_ignore_ascii_case("telephone-event"))
+            .map(|r| r.pt & 0x7f),
     }
 }
 
@@ -465,6 +521,9 @@ fn apply_remote(st: &mut StreamState, leg: Leg, r: &Remote) {
     for &(pt, c) in &r.clocks {
         l.clock[pt as usize] = c;
     }
+    if r.te_pt.is_some() {
+        l.te_pt = r.te_pt;
+    }
 }
 
 impl Session {
@@ -480,6 +539,13 @@ impl Session {
     /// when it fails.
     pub fn offer(&self, from: Leg, sdp: &str, policy: &CodecPolicy) -> Result<String, MediaError> {
         let mut s = Sdp::parse(sdp)?;
+        let stripped;
+        let policy = if self.inner.no_te[from.other().idx()] {
+            stripped = policy.without_dtmf();
+            &stripped
+        } else {
+            policy
+        };
         let offered = codec::filter_offer(&mut s, policy)?;
         let sh = &self.inner.shared;
         let mut st = self.inner.state.lock();
@@ -516,9 +582,24 @@ impl Session {
                 }
             };
             let w = sh.next_worker.fetch_add(1, Ordering::Relaxed) % sh.workers.len();
-            let state = StreamState::new(m.is_rtp(), sh.cfg.relatch_after, self.inner.strict);
+            let mut state = StreamState::new(m.is_rtp(), sh.cfg.relatch_after, self.inner.strict);
+            for (l, on) in self.inner.dtmf_events.iter().enumerate() {
+                state.legs[l].dtmf_report = *on;
+            }
+            let sink = self
+                .inner
+                .dtmf_events
+                .contains(&true)
+                .then(|| (self.inner.call_id.clone(), sh.events.clone()));
             let (a, b) = if from == Leg::A { (a, b) } else { (b, a) };
-            fresh.push(Some(Arc::new(Stream::new(sh.pool.clone(), a, b, state, w))));
+            fresh.push(Some(Arc::new(Stream::new(
+                sh.pool.clone(),
+                a,
+                b,
+                state,
+                w,
+                sink,
+            ))));
         }
         // Apply.
         if st.streams.len() < n {
@@ -641,6 +722,30 @@ impl Session {
             held,
             streams,
         }
+    }
+
+    /// Send DTMF `event` (RFC 4733 code) of `duration_ms` to leg `to` as
+    /// telephone-event RTP from the relay port that leg receives media
+    /// from (the digit came as SIP INFO from the other leg). Uses the
+    /// telephone-event payload type of `to`'s SDP (else the other leg's)
+    /// and a source of its own (SSRC, sequence); the start packet (marker
+    /// bit) and the end packet three times go out at once. `false` when
+    /// nothing could be sent (bypass, no RTP stream, no telephone-event
+    /// negotiated, address of `to` unknown).
+    pub fn send_dtmf(&self, to: Leg, event: u8, duration_ms: u32) -> bool {
+        if self.inner.bypass {
+            return false;
+        }
+        let st = self.inner.state.lock();
+        if st.closed {
+            return false;
+        }
+        let now = self.inner.shared.epoch.elapsed();
+        st.streams
+            .iter()
+            .flatten()
+            .find(|s| s.state.lock().rtp)
+            .is_some_and(|s| s.send_dtmf(to.idx(), event, duration_ms, now))
     }
 
     /// Whether a leg has signalled hold (timeout is off while held).

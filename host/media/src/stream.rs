@@ -13,7 +13,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use parking_lot::Mutex;
+use tokio::sync::mpsc::UnboundedSender;
 
+use crate::MediaEvent;
 use crate::pool::PortPool;
 use crate::stats::{RtpHeader, RtpStats, RtpStatsSnapshot, is_rtcp};
 
@@ -120,6 +122,40 @@ pub(crate) struct LegState {
     pub sent_bytes: u64,
     /// Packets that could not be forwarded to this phone (no address yet).
     pub undeliverable: u64,
+    /// Payload type of `telephone-event` in this leg's SDP.
+    pub te_pt: Option<u8>,
+    /// RFC 4733 telephone-event packets from this phone are reported as
+    /// DTMF digits (see [`StreamState::dtmf_out`]) instead of forwarded.
+    pub dtmf_report: bool,
+    /// RTP timestamp of the last event reported (the end packet is sent
+    /// three times with the same timestamp: one report).
+    pub dtmf_last_ts: Option<u32>,
+    /// Telephone-event packets received from this phone and not forwarded.
+    pub dtmf_packets: u64,
+}
+
+/// One DTMF digit taken out of a leg's RTP (RFC 4733 event with the end bit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct DtmfDigit {
+    /// Leg that sent it.
+    pub leg: usize,
+    /// Event code (0-9, 10 = `*`, 11 = `#`, 12-15 = A-D, 16 = flash).
+    pub event: u8,
+    /// Duration in milliseconds.
+    pub duration_ms: u32,
+}
+
+/// The RFC 4733 payload of an RTP packet: (event, end bit, duration in
+/// timestamp units). `None` if the packet is too short.
+pub(crate) fn telephone_event(pkt: &[u8]) -> Option<(u8, bool, u16)> {
+    let cc = usize::from(pkt.first()? & 0x0f);
+    let mut off = 12 + 4 * cc;
+    if pkt[0] & 0x10 != 0 {
+        let words = u16::from_be_bytes([*pkt.get(off + 2)?, *pkt.get(off + 3)?]);
+        off += 4 + 4 * usize::from(words);
+    }
+    let p = pkt.get(off..off + 4)?;
+    Some((p[0], p[1] & 0x80 != 0, u16::from_be_bytes([p[2], p[3]])))
 }
 
 impl Default for LegState {
@@ -144,6 +180,10 @@ impl Default for LegState {
             sent_packets: 0,
             sent_bytes: 0,
             undeliverable: 0,
+            te_pt: None,
+            dtmf_report: false,
+            dtmf_last_ts: None,
+            dtmf_packets: 0,
         }
     }
 }
@@ -171,6 +211,13 @@ pub(crate) struct StreamState {
     pub relatch_after: Option<Duration>,
     /// Strict source: accept only the SDP-signalled IP address.
     pub strict: bool,
+    /// DTMF digits taken out of the RTP since the worker last looked
+    /// (legs with `dtmf_report`); the worker drains it into events.
+    pub dtmf_out: Vec<DtmfDigit>,
+    /// Sequence number of the next synthesized telephone-event packet per
+    /// leg (digits that came as SIP INFO), and the SSRC they use.
+    pub dtmf_tx_seq: [u16; 2],
+    pub dtmf_tx_ssrc: u32,
 }
 
 impl StreamState {
@@ -180,6 +227,9 @@ impl StreamState {
             rtp,
             relatch_after,
             strict,
+            dtmf_out: Vec::new(),
+            dtmf_tx_seq: [0; 2],
+            dtmf_tx_ssrc: 0,
         }
     }
 
@@ -197,6 +247,7 @@ impl StreamState {
         let relatch = self.relatch_after;
         let strict = self.strict;
         let rtp_stream = self.rtp;
+        let other_te = self.legs[1 - leg].te_pt;
         let l = &mut self.legs[leg];
         if !l.ep[comp].accept(src, now, relatch, strict) {
             l.foreign += 1;
@@ -209,6 +260,23 @@ impl StreamState {
         } else if let Some(h) = rtp_stream.then(|| RtpHeader::parse(pkt)).flatten() {
             let rate = l.clock[h.pt as usize];
             l.rtp.on_packet(&h, pkt.len(), now, rate);
+            if l.dtmf_report && (l.te_pt == Some(h.pt) || other_te == Some(h.pt)) {
+                // RFC 4733 event: reported once per event (end bit, first
+                // of the repeated end packets), never forwarded.
+                l.dtmf_packets += 1;
+                if let Some((event, true, dur)) = telephone_event(pkt)
+                    && l.dtmf_last_ts != Some(h.ts)
+                {
+                    l.dtmf_last_ts = Some(h.ts);
+                    let duration_ms = u32::from(dur) * 1000 / rate.max(1);
+                    self.dtmf_out.push(DtmfDigit {
+                        leg,
+                        event,
+                        duration_ms,
+                    });
+                }
+                return None;
+            }
         } else {
             // STUN keepalives, DTLS, udptl: forwarded, not RTP-counted; they
             // still count as media activity for the timeout.
@@ -244,6 +312,8 @@ pub(crate) struct Stream {
     pub worker: usize,
     /// Slot in the worker's table (set by the worker).
     pub slot: AtomicUsize,
+    /// Where DTMF digits taken out of the RTP go: (session id, events).
+    pub dtmf_sink: Option<(String, UnboundedSender<MediaEvent>)>,
 }
 
 impl Stream {
@@ -253,6 +323,7 @@ impl Stream {
         b: (u16, UdpSocket, UdpSocket),
         state: StreamState,
         worker: usize,
+        dtmf_sink: Option<(String, UnboundedSender<MediaEvent>)>,
     ) -> Stream {
         let fds = [
             [a.1.as_raw_fd(), a.2.as_raw_fd()],
@@ -266,6 +337,7 @@ impl Stream {
             pool,
             worker,
             slot: AtomicUsize::new(usize::MAX),
+            dtmf_sink,
         }
     }
 
@@ -277,6 +349,69 @@ impl Stream {
 
     pub fn slot(&self) -> usize {
         self.slot.load(Ordering::Acquire)
+    }
+
+    /// See [`crate::Session::send_dtmf`]; `now` is relay time.
+    pub fn send_dtmf(&self, to: usize, event: u8, duration_ms: u32, now: Duration) -> bool {
+        let mut st = self.state.lock();
+        let Some(dest) = st.legs[to].dest(0) else {
+            return false;
+        };
+        let Some(pt) = st.legs[to].te_pt.or(st.legs[1 - to].te_pt) else {
+            return false;
+        };
+        let rate = st.legs[to].clock[pt as usize].max(1);
+        if st.dtmf_tx_ssrc == 0 {
+            // distinct from the forwarded stream's SSRC, stable per stream
+            st.dtmf_tx_ssrc = 0x5354_0000 | u32::from(self.ports[to]);
+        }
+        let ssrc = st.dtmf_tx_ssrc;
+        let ts = (now.as_millis() as u64 * u64::from(rate) / 1000) as u32;
+        let total = (u64::from(duration_ms) * u64::from(rate) / 1000).min(0xffff) as u16;
+        let start = total.min((rate / 50) as u16); // 20 ms so far
+        let mut sent = 0u64;
+        for (marker, end, dur) in [
+            (true, false, start),
+            (false, true, total),
+            (false, true, total),
+            (false, true, total),
+        ] {
+            let seq = st.dtmf_tx_seq[to];
+            st.dtmf_tx_seq[to] = seq.wrapping_add(1);
+            let mut p = [0u8; 16];
+            p[0] = 0x80;
+            p[1] = pt | if marker { 0x80 } else { 0 };
+            p[2..4].copy_from_slice(&seq.to_be_bytes());
+            p[4..8].copy_from_slice(&ts.to_be_bytes());
+            p[8..12].copy_from_slice(&ssrc.to_be_bytes());
+            p[12] = event;
+            p[13] = if end { 0x80 | 10 } else { 10 };
+            p[14..16].copy_from_slice(&dur.to_be_bytes());
+            if self.sockets[to][0].send_to(&p, dest).is_ok() {
+                sent += 1;
+            }
+        }
+        let l = &mut st.legs[to];
+        l.sent_packets += sent;
+        l.sent_bytes += sent * 16;
+        sent > 0
+    }
+
+    /// Hand the digits collected in `st` to the switch (called by the
+    /// worker after a batch; digits are rare, so this allocates).
+    pub fn report_dtmf(&self, st: &mut StreamState) {
+        let Some((id, tx)) = &self.dtmf_sink else {
+            st.dtmf_out.clear();
+            return;
+        };
+        for d in st.dtmf_out.drain(..) {
+            let _ = tx.send(MediaEvent::Dtmf {
+                call_id: id.clone(),
+                from: if d.leg == 0 { Leg::A } else { Leg::B },
+                event: d.event,
+                duration_ms: d.duration_ms,
+            });
+        }
     }
 }
 
@@ -317,6 +452,9 @@ pub struct LegStats {
     pub sent_bytes: u64,
     /// Packets for this phone dropped because its address was unknown.
     pub undeliverable: u64,
+    /// RFC 4733 telephone-event packets from the phone turned into DTMF
+    /// events (SIP INFO on the other leg) instead of forwarded.
+    pub dtmf_packets: u64,
     /// Wall-clock time of the last RTP (or other media) packet from the
     /// phone, Unix milliseconds.
     pub last_packet_unix_ms: Option<u64>,
@@ -340,8 +478,125 @@ impl StreamState {
             sent_packets: l.sent_packets,
             sent_bytes: l.sent_bytes,
             undeliverable: l.undeliverable,
+            dtmf_packets: l.dtmf_packets,
             last_packet_unix_ms: None,
             idle_ms: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn te(seq: u16, ts: u32, event: u8, end: bool, dur: u16) -> Vec<u8> {
+        let mut p = vec![0x80, 101];
+        p.extend_from_slice(&seq.to_be_bytes());
+        p.extend_from_slice(&ts.to_be_bytes());
+        p.extend_from_slice(&7u32.to_be_bytes());
+        p.extend_from_slice(&[event, if end { 0x8a } else { 0x0a }]);
+        p.extend_from_slice(&dur.to_be_bytes());
+        p
+    }
+
+    fn audio(seq: u16, ts: u32) -> Vec<u8> {
+        let mut p = te(seq, ts, 0, false, 0);
+        p[1] = 8;
+        p.resize(172, 0xd5);
+        p
+    }
+
+    fn state(report: bool) -> (StreamState, SocketAddr, SocketAddr) {
+        let a: SocketAddr = "127.0.0.1:4000".parse().unwrap();
+        let b: SocketAddr = "127.0.0.1:6000".parse().unwrap();
+        let mut st = StreamState::new(true, None, false);
+        st.legs[0].ep[0].sdp = Some(a);
+        st.legs[1].ep[0].sdp = Some(b);
+        st.legs[0].te_pt = Some(101);
+        st.legs[0].dtmf_report = report;
+        (st, a, b)
+    }
+
+    #[test]
+    fn telephone_events_become_one_digit_each_and_are_not_forwarded() {
+        let (mut st, a, b) = state(true);
+        let t = |ms: u64| Duration::from_millis(ms);
+        // Audio passes.
+        assert_eq!(st.route(0, 0, a, &audio(1, 0), t(0)), Some((1, 0, b)));
+        // Digit 5: three progress packets, three end packets (one timestamp).
+        let mut seq = 2;
+        for (i, (end, dur)) in [
+            (false, 160),
+            (false, 320),
+            (false, 480),
+            (true, 1280),
+            (true, 1280),
+            (true, 1280),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            assert_eq!(
+                st.route(0, 0, a, &te(seq, 160, 5, end, dur), t(20 + i as u64 * 20)),
+                None
+            );
+            seq += 1;
+        }
+        // '#' (11) right after, new timestamp.
+        for _ in 0..3 {
+            assert_eq!(
+                st.route(0, 0, a, &te(seq, 1600, 11, true, 800), t(200)),
+                None
+            );
+            seq += 1;
+        }
+        assert_eq!(
+            st.dtmf_out,
+            vec![
+                DtmfDigit {
+                    leg: 0,
+                    event: 5,
+                    duration_ms: 160
+                },
+                DtmfDigit {
+                    leg: 0,
+                    event: 11,
+                    duration_ms: 100
+                },
+            ]
+        );
+        assert_eq!(st.legs[0].dtmf_packets, 9);
+        assert_eq!(
+            st.legs[1].sent_packets, 1,
+            "only the audio packet was forwarded"
+        );
+        assert_eq!(
+            st.legs[0].rtp.packets, 10,
+            "events still count as received RTP"
+        );
+        // The other direction is untouched: B's events are forwarded.
+        let mut from_b = te(1, 0, 1, true, 800);
+        from_b[8..12].copy_from_slice(&9u32.to_be_bytes());
+        assert_eq!(st.route(1, 0, b, &from_b, t(300)), Some((0, 0, a)));
+    }
+
+    #[test]
+    fn without_conversion_events_are_forwarded() {
+        let (mut st, a, b) = state(false);
+        assert_eq!(
+            st.route(0, 0, a, &te(1, 160, 5, true, 1280), Duration::ZERO),
+            Some((1, 0, b))
+        );
+        assert!(st.dtmf_out.is_empty());
+    }
+
+    #[test]
+    fn event_payload_after_csrcs_and_extension() {
+        let mut p = vec![0x91, 101, 0, 1, 0, 0, 0, 160, 0, 0, 0, 7];
+        p.extend_from_slice(&[1, 2, 3, 4]); // one CSRC
+        p.extend_from_slice(&[0xbe, 0xde, 0, 1, 9, 9, 9, 9]); // extension, 1 word
+        p.extend_from_slice(&[10, 0x80, 0x03, 0x20]);
+        assert_eq!(telephone_event(&p), Some((10, true, 800)));
+        assert_eq!(telephone_event(&p[..p.len() - 1]), None);
     }
 }

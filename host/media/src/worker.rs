@@ -295,6 +295,9 @@ pub(crate) fn run(h: Arc<WorkerHandle>, epoch: Instant, coalesce: std::time::Dur
                         out[i] = (stream.fd(ol, oc), Some(dst));
                     }
                 }
+                if !st.dtmf_out.is_empty() {
+                    stream.report_dtmf(&mut st);
+                }
             }
             // Send runs of packets with the same socket and destination.
             let mut i = 0;

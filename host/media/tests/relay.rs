@@ -714,3 +714,168 @@ fn strict_source_accepts_only_the_signalled_ip() {
     assert_eq!(recv_n(&b, 1).0, 1);
     assert_eq!(s.stats().streams[0].legs[0].foreign_dropped, 1);
 }
+
+/// RFC 4733 packet: PT 101, `event`, end bit, duration (8 kHz units).
+fn telephone_event(seq: u16, ts: u32, event: u8, end: bool, dur: u16) -> [u8; 16] {
+    let mut p = [0u8; 16];
+    p[0] = 0x80;
+    p[1] = 101;
+    p[2..4].copy_from_slice(&seq.to_be_bytes());
+    p[4..8].copy_from_slice(&ts.to_be_bytes());
+    p[8..12].copy_from_slice(&0x4444u32.to_be_bytes());
+    p[12] = event;
+    p[13] = if end { 0x8a } else { 0x0a };
+    p[14..16].copy_from_slice(&dur.to_be_bytes());
+    p
+}
+
+#[test]
+fn dtmf_events_from_a_are_reported_once_and_not_forwarded() {
+    let r = relay(45200, None);
+    let mut events = r.take_events().unwrap();
+    let s = r.create_session(
+        "dtmf",
+        strowger_media::SessionOptions {
+            dtmf_events: [true, false],
+            ..Default::default()
+        },
+    );
+    let (a, b) = (phone(), phone());
+    let (a_port, b_port) = (
+        a.local_addr().unwrap().port(),
+        b.local_addr().unwrap().port(),
+    );
+    let (to_a, to_b) = establish(&s, a_port, b_port, "", "");
+    // Audio from A, then digits 1 and # (each: 2 progress + 3 end packets).
+    a.send_to(&rtp(1, 0, 0x4444), local(to_a)).unwrap();
+    let mut seq = 2;
+    for (ts, ev) in [(160u32, 1u8), (2000, 11)] {
+        for (end, dur) in [
+            (false, 160),
+            (false, 320),
+            (true, 800),
+            (true, 800),
+            (true, 800),
+        ] {
+            a.send_to(&telephone_event(seq, ts, ev, end, dur), local(to_a))
+                .unwrap();
+            seq += 1;
+        }
+    }
+    a.send_to(&rtp(seq, 4000, 0x4444), local(to_a)).unwrap();
+    // B gets the two audio packets only.
+    let (got, _) = recv_n(&b, 2);
+    assert_eq!(got, 2);
+    assert_eq!(
+        recv_for(&b, Duration::from_millis(300)),
+        0,
+        "events leaked to B"
+    );
+    let mut digits = Vec::new();
+    let end = Instant::now() + WAIT;
+    while digits.len() < 2 && Instant::now() < end {
+        match events.try_recv() {
+            Ok(MediaEvent::Dtmf {
+                call_id,
+                from,
+                event,
+                duration_ms,
+            }) => {
+                assert_eq!((call_id.as_str(), from), ("dtmf", Leg::A));
+                digits.push((strowger_media::dtmf_signal(event).unwrap(), duration_ms));
+            }
+            Ok(other) => panic!("unexpected {other:?}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(10)),
+        }
+    }
+    assert_eq!(digits, [('1', 100), ('#', 100)]);
+    assert!(events.try_recv().is_err(), "one event per digit");
+    // B's telephone-events still reach A (no conversion that way).
+    b.send_to(&telephone_event(1, 160, 5, true, 800), local(to_b))
+        .unwrap();
+    assert_eq!(recv_n(&a, 1).0, 1);
+    let st = s.stats();
+    assert_eq!(st.streams[0].legs[0].dtmf_packets, 10);
+    assert_eq!(st.streams[0].legs[0].rtp.packets, 12);
+    assert_eq!(st.streams[0].legs[1].sent_packets, 2);
+}
+
+#[test]
+fn offers_to_an_inband_leg_lose_telephone_event() {
+    let r = relay(45400, None);
+    let s = r.create_session(
+        "inband",
+        strowger_media::SessionOptions {
+            no_telephone_event: [false, true],
+            ..Default::default()
+        },
+    );
+    let to_b = s
+        .offer(Leg::A, &sdp(5000, ""), &CodecPolicy::allow_all())
+        .unwrap();
+    assert!(to_b.contains("RTP/AVP 0 8\r\n"), "{to_b}");
+    assert!(
+        !to_b.contains("telephone-event") && !to_b.contains("fmtp:101"),
+        "{to_b}"
+    );
+    // The callee's own offer towards the caller keeps it.
+    let to_a = s
+        .offer(Leg::B, &sdp(6000, ""), &CodecPolicy::allow(&["PCMU"]))
+        .unwrap();
+    assert!(to_a.contains("RTP/AVP 0 101\r\n"), "{to_a}");
+}
+
+#[test]
+fn dtmf_sent_by_the_relay_uses_the_legs_payload_type() {
+    let r = relay(45600, None);
+    let s = r.create_session("info", Default::default());
+    let (a, b) = (phone(), phone());
+    establish(
+        &s,
+        a.local_addr().unwrap().port(),
+        b.local_addr().unwrap().port(),
+        "",
+        "",
+    );
+    assert!(s.send_dtmf(Leg::B, 11, 100));
+    assert!(s.send_dtmf(Leg::B, 4, 100));
+    let mut buf = [0u8; 64];
+    let mut got = Vec::new();
+    while let Ok((n, _)) = b.recv_from(&mut buf) {
+        got.push(buf[..n].to_vec());
+    }
+    assert_eq!(got.len(), 8, "{got:?}");
+    let seqs: Vec<u16> = got
+        .iter()
+        .map(|p| u16::from_be_bytes([p[2], p[3]]))
+        .collect();
+    assert!(
+        seqs.windows(2).all(|w| w[1] == w[0].wrapping_add(1)),
+        "{seqs:?}"
+    );
+    assert_eq!((got[0][1], got[0][12]), (0x80 | 101, 11));
+    assert_eq!((got[4][1], got[4][12]), (0x80 | 101, 4));
+    assert_eq!(u16::from_be_bytes([got[3][14], got[3][15]]), 800);
+    assert_eq!(recv_for(&a, Duration::from_millis(100)), 0);
+    // No telephone-event negotiated: nothing to send.
+    let plain = r.create_session("plain", Default::default());
+    let to_b = plain
+        .offer(
+            Leg::A,
+            &sdp(5000, ""),
+            &CodecPolicy::allow(&["PCMU"]).without_dtmf(),
+        )
+        .unwrap();
+    assert!(!to_b.contains("telephone-event"));
+    plain
+        .answer(
+            Leg::B,
+            &sdp(6000, "").replace(" 101\r\n", "\r\n").replace(
+                "a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\n",
+                "",
+            ),
+        )
+        .unwrap();
+    assert!(!plain.send_dtmf(Leg::B, 1, 100));
+    assert!(!plain.send_dtmf(Leg::A, 1, 100));
+}

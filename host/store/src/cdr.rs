@@ -55,6 +55,11 @@ pub struct Cdr {
     pub policy_generation: Option<u64>,
     /// Outbound attempts in the order they were tried.
     pub attempts: Vec<CdrAttempt>,
+    /// Media counters of the call's relayed streams (JSON, stored as text):
+    /// per outbound leg and stream, packets/bytes/loss/jitter received
+    /// from each side. `None` for bypassed calls or without the relay.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media: Option<serde_json::Value>,
 }
 
 impl Cdr {
@@ -121,8 +126,8 @@ pub(crate) fn insert(conn: &Connection, cdr: &Cdr) -> Result<(), StoreError> {
     let mut st = conn.prepare_cached(
         "INSERT INTO cdrs (call_id, sip_call_id, start_ms, answer_ms, end_ms, a_number, b_number, \
          a_number_out, b_number_out, ingress, ingress_trunk, source, egress, egress_trunk, final_code, \
-         final_reason, cause, hangup_side, plugins, policy_generation) VALUES \
-         (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
+         final_reason, cause, hangup_side, plugins, policy_generation, media) VALUES \
+         (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)",
     )?;
     st.execute(params![
         cdr.call_id,
@@ -145,6 +150,7 @@ pub(crate) fn insert(conn: &Connection, cdr: &Cdr) -> Result<(), StoreError> {
         cdr.hangup_side,
         cdr.plugins,
         cdr.policy_generation.map(|g| g as i64),
+        cdr.media.as_ref().map(|m| m.to_string()),
     ])?;
     let id = conn.last_insert_rowid();
     let mut st = conn.prepare_cached(
@@ -196,6 +202,10 @@ fn cdr_from_row(row: &Row<'_>) -> rusqlite::Result<(i64, Cdr)> {
                 .get::<_, Option<i64>>("policy_generation")?
                 .map(|g| g as u64),
             attempts: Vec::new(),
+            // unreadable JSON (hand-edited row) reads as no counters
+            media: row
+                .get::<_, Option<String>>("media")?
+                .and_then(|t| serde_json::from_str(&t).ok()),
         },
     ))
 }

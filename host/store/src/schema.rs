@@ -147,6 +147,8 @@ CREATE TABLE audit_log (
 );
 CREATE INDEX audit_log_at ON audit_log (at_ms);
 "#,
+    // 2: per-call media counters (JSON text) on CDRs.
+    "ALTER TABLE cdrs ADD COLUMN media TEXT;",
 ];
 
 /// The schema version this build writes.

@@ -70,6 +70,8 @@ fn cdr(id: &str, start_ms: i64, a: &str, b: &str) -> Cdr {
                 cause: None,
             },
         ],
+        media: Some(serde_json::json!([{"leg": 1, "streams": [{"index": 0,
+            "caller": {"packets": 50, "bytes": 8600, "lost": 0, "jitter_ms": 0.25}}]}])),
     }
 }
 
@@ -321,6 +323,40 @@ fn group_commit_batches_concurrent_writes() {
         "expected group commit: {commits} commits for {writes} writes"
     );
     assert_eq!(store.load_registrations_blocking().unwrap().len(), 2000);
+}
+
+#[test]
+fn version_1_database_gets_the_media_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v1.db");
+    {
+        // Make a schema-1 database: no media column, one CDR in it.
+        let store = Store::open(&path).unwrap();
+        store
+            .write(|c| {
+                c.execute_batch(
+                    "ALTER TABLE cdrs DROP COLUMN media; UPDATE schema_version SET version = 1; \
+                     INSERT INTO cdrs (call_id, start_ms, end_ms, a_number, b_number, ingress, \
+                     final_code, final_reason, cause, plugins) \
+                     VALUES ('old', 1, 2, '1', '2', 'unknown', 200, 'OK', 'normal', '{}')",
+                )?;
+                Ok(1)
+            })
+            .wait()
+            .unwrap();
+    }
+    let store = Store::open(&path).unwrap();
+    let c = cdr("new", 5, "1", "2");
+    assert!(c.media.is_some());
+    store.insert_cdr(c.clone()).wait().unwrap();
+    let all = store.query_cdrs_blocking(&CdrFilter::default()).unwrap();
+    assert_eq!(all.len(), 2);
+    assert_eq!((all[0].call_id.as_str(), &all[0].media), ("old", &None));
+    assert_eq!(all[1], c);
+    let v: u32 = store
+        .read_blocking(|c| Ok(c.query_row("SELECT version FROM schema_version", [], |r| r.get(0))?))
+        .unwrap();
+    assert_eq!(v, SCHEMA_VERSION);
 }
 
 #[test]

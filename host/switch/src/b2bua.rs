@@ -9,6 +9,7 @@ use strowger_sip::{Message, Method, NameAddr, RequestBuilder, ResponseBuilder};
 
 use strowger_store::{Cdr, CdrAttempt};
 
+use crate::config::DtmfMode;
 use crate::core::{
     Action, CallFacts, Cause, Core, Dest, Ingress, Now, Party, Plan, PlanDecision, PlannedAttempt,
     TimerKind, TxKey,
@@ -785,6 +786,17 @@ impl Core {
             .codecs
             .clone()
             .or_else(|| trunk.and_then(|t| t.codecs.clone()));
+        let caller_dtmf = c
+            .facts
+            .trunk
+            .as_deref()
+            .and_then(|n| self.cfg.trunks.iter().find(|t| t.name == n))
+            .map_or(DtmfMode::Rfc2833, |t| t.dtmf);
+        let callee_dtmf = trunk.map_or(DtmfMode::Rfc2833, |t| t.dtmf);
+        if (caller_dtmf, callee_dtmf) != (DtmfMode::Rfc2833, DtmfMode::Rfc2833) {
+            let leg = u64::from(leg_no);
+            self.media.set_leg_dtmf(call, leg, caller_dtmf, callee_dtmf);
+        }
         let body = crate::media::body_for(
             &mut *self.media,
             call,
@@ -1566,7 +1578,8 @@ impl Core {
         }
         self.stats.active_calls = self.stats.active_calls.saturating_sub(1);
         let c = &self.calls[&call];
-        let cdr = build_cdr(c, now, code, reason, by);
+        let mut cdr = build_cdr(c, now, code, reason, by);
+        cdr.media = self.media.cdr_media(call);
         self.out.push(Action::Cdr(Box::new(cdr)));
         self.out.push(Action::CallEnded { call });
         self.media.release(call);
@@ -1821,6 +1834,9 @@ impl Core {
         };
         if matches!(method, Method::Invite | Method::Update) {
             self.session_refreshed(now, call, lr.side == Side::A);
+        }
+        if method == Method::Info && self.info_dtmf_to_rtp(call, lr.side, other, &req, flow) {
+            return;
         }
         // relay across
         let ct = req.content_type().map(str::to_string);
@@ -2126,6 +2142,99 @@ impl Core {
         );
     }
 
+    /// The relay took a DTMF digit out of the RTP of one side of leg `leg`
+    /// (RFC 4733): send it to the other side as SIP INFO
+    /// (`application/dtmf-relay`). Only on the answered leg of a call.
+    pub(crate) fn on_media_dtmf(
+        &mut self,
+        call: u64,
+        leg: u64,
+        from_caller: bool,
+        signal: char,
+        duration_ms: u32,
+    ) {
+        let Some(c) = self.calls.get(&call) else {
+            return;
+        };
+        let Some(w) = c.winner.filter(|w| u64::from(*w) == leg) else {
+            return;
+        };
+        if c.phase != Phase::Answered {
+            return;
+        }
+        let to = if from_caller { Side::B(w) } else { Side::A };
+        tracing::debug!(call = %c.host_id, %signal, duration_ms, "DTMF: RFC 2833 -> INFO");
+        let body = crate::media::dtmf_relay_body(signal, duration_ms);
+        self.send_in_dialog(
+            call,
+            to,
+            Method::Info,
+            None,
+            body.as_bytes(),
+            Some("application/dtmf-relay"),
+            &[],
+        );
+    }
+
+    /// DTMF mode of a side of `call`: the ingress trunk's for the caller,
+    /// the egress trunk's for an outbound leg (RFC 2833 otherwise).
+    fn side_dtmf(&self, call: u64, side: Side) -> DtmfMode {
+        let Some(c) = self.calls.get(&call) else {
+            return DtmfMode::Rfc2833;
+        };
+        let name = match side {
+            Side::A => c.facts.trunk.as_deref(),
+            Side::B(l) => {
+                c.bs.get(l as usize)
+                    .and_then(|l| l.egress.strip_prefix("trunk:"))
+            }
+        };
+        name.and_then(|n| self.cfg.trunks.iter().find(|t| t.name == n))
+            .map_or(DtmfMode::Rfc2833, |t| t.dtmf)
+    }
+
+    /// An INFO with `application/dtmf-relay` from an `info` side towards a
+    /// side that is not: answer it 200 here and send the digit as RFC 4733
+    /// RTP through the relay. `false` = not converted (relay the INFO).
+    fn info_dtmf_to_rtp(
+        &mut self,
+        call: u64,
+        from: Side,
+        to: Side,
+        req: &Message,
+        flow: Flow,
+    ) -> bool {
+        let dtmf_relay = req
+            .content_type()
+            .is_some_and(|c| c.trim().eq_ignore_ascii_case("application/dtmf-relay"));
+        if !dtmf_relay
+            || self.side_dtmf(call, from) != DtmfMode::Info
+            || self.side_dtmf(call, to) == DtmfMode::Info
+        {
+            return false;
+        }
+        let Some((event, ms)) = crate::media::parse_dtmf_relay(req.body()) else {
+            return false;
+        };
+        let Some(leg) = self.calls.get(&call).and_then(|c| c.winner) else {
+            return false;
+        };
+        let to_caller = to == Side::A;
+        if !self
+            .media
+            .send_dtmf(call, u64::from(leg), to_caller, event, ms)
+        {
+            return false;
+        }
+        let tag = req.to_tag().unwrap_or_default().to_string();
+        let data = ResponseBuilder::new(req, 200)
+            .to_tag(&tag)
+            .header("Server", &self.cfg.user_agent)
+            .build();
+        self.respond(req, flow, data);
+        true
+    }
+
     /// Sends BYE to every answered side except `except` and ends the call.
     fn hangup_both(
         &mut self,
@@ -2387,6 +2496,7 @@ fn build_cdr(c: &CallState, now: Now, code: u16, reason: &str, by: &str) -> Cdr 
         plugins,
         policy_generation: gen_no,
         attempts: attempts.into_iter().map(|(_, a)| a).collect(),
+        media: None,
     }
 }
 

@@ -167,6 +167,20 @@ pub enum Event {
         /// The outbound leg.
         leg: u64,
     },
+    /// The relay took a DTMF digit (RFC 4733) out of the RTP of one side
+    /// of outbound leg `leg` because the other side wants SIP INFO.
+    MediaDtmf {
+        /// The call.
+        call: u64,
+        /// The outbound leg.
+        leg: u64,
+        /// The digit came from the caller (else from the callee).
+        from_caller: bool,
+        /// `application/dtmf-relay` signal (`0`-`9`, `*`, `#`, `A`-`D`, `!`).
+        signal: char,
+        /// Duration in milliseconds.
+        duration_ms: u32,
+    },
 }
 
 /// Source classification of a request (mirrors the WIT `ingress`).
@@ -674,6 +688,13 @@ impl Core {
             Event::AuthDecided { pending, verdict } => self.on_auth_decided(now, pending, verdict),
             Event::CallPlanned { call, plan } => self.on_call_planned(now, call, plan),
             Event::MediaTimeout { call, leg } => self.on_media_timeout(now, call, leg),
+            Event::MediaDtmf {
+                call,
+                leg,
+                from_caller,
+                signal,
+                duration_ms,
+            } => self.on_media_dtmf(call, leg, from_caller, signal, duration_ms),
         }
     }
 

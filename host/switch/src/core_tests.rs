@@ -201,6 +201,25 @@ a=x:yz12345
     )
 }
 
+/// [`invite`] carrying `sdp` (CRLF or LF lines) as its body.
+fn invite_with_sdp(
+    from_user: &str,
+    to: &str,
+    call_id: &str,
+    branch: &str,
+    src: &str,
+    sdp: &str,
+) -> String {
+    invite(from_user, to, call_id, branch, src).replace(
+        "Content-Length: 40\n\nv=0\nm=audio 4000 RTP/AVP 0 8\na=x:yz12345\n",
+        &format!(
+            "Content-Length: {}\n\n{}",
+            sdp.len(),
+            sdp.replace("\r\n", "\n")
+        ),
+    )
+}
+
 fn plan_to(
     h: &mut H,
     attempts: Vec<PlannedAttempt>,
@@ -1014,14 +1033,7 @@ fn relay_anchors_initial_and_reinvite_sdp() {
     h.register(PHONE, "1002", "sip:1002@127.0.0.1:7001", 3600, 1);
     h.take_actions();
     let offer = sdp("10.1.1.1", 4000, "sendrecv");
-    let inv = invite("5511", "1002", "A-rl", "z9hG4bKrl", TRUNK).replace(
-        "Content-Length: 40\n\nv=0\nm=audio 4000 RTP/AVP 0 8\na=x:yz12345\n",
-        &format!(
-            "Content-Length: {}\n\n{}",
-            offer.len(),
-            offer.replace("\r\n", "\n")
-        ),
-    );
+    let inv = invite_with_sdp("5511", "1002", "A-rl", "z9hG4bKrl", TRUNK, &offer);
     h.rx(TRUNK, &inv);
     h.take_sent();
     plan_to(
@@ -1111,14 +1123,7 @@ fn failed_leg_frees_its_relay_ports_before_the_call_ends() {
     h.core.media = Box::new(RelayMedia::new(relay.clone(), Mode::Relay));
     let total = relay.stats().ports_free;
     let offer = sdp("10.1.1.1", 4000, "sendrecv");
-    let inv = invite("5511", "999", "A-fr", "z9hG4bKfr", TRUNK).replace(
-        "Content-Length: 40\n\nv=0\nm=audio 4000 RTP/AVP 0 8\na=x:yz12345\n",
-        &format!(
-            "Content-Length: {}\n\n{}",
-            offer.len(),
-            offer.replace("\r\n", "\n")
-        ),
-    );
+    let inv = invite_with_sdp("5511", "999", "A-fr", "z9hG4bKfr", TRUNK, &offer);
     h.rx(TRUNK, &inv);
     h.take_sent();
     plan_to(
@@ -1145,6 +1150,318 @@ fn failed_leg_frees_its_relay_ports_before_the_call_ends() {
         std::thread::sleep(Duration::from_millis(10));
     }
     assert_eq!(relay.stats().ports_free, total - 2);
+}
+
+/// RFC 4733 packet (PT 101) with the end bit set or not.
+fn te_packet(seq: u16, ts: u32, event: u8, end: bool) -> Vec<u8> {
+    let mut p = vec![0x80, 101];
+    p.extend_from_slice(&seq.to_be_bytes());
+    p.extend_from_slice(&ts.to_be_bytes());
+    p.extend_from_slice(&0x0101_0101u32.to_be_bytes());
+    p.extend_from_slice(&[event, if end { 0x8a } else { 0x0a }]);
+    p.extend_from_slice(&(if end { 1280u16 } else { 320 }).to_be_bytes());
+    p
+}
+
+/// A relayed call from trunk `carrier` to trunk `backup` where trunk
+/// number `info_trunk` has `dtmf = "info"`, answered; real UDP sockets
+/// play the two phones.
+struct DtmfCall {
+    h: H,
+    events: tokio::sync::mpsc::UnboundedReceiver<strowger_media::MediaEvent>,
+    caller: std::net::UdpSocket,
+    callee: std::net::UdpSocket,
+    call: u64,
+    b_inv: Message,
+    a_tag: String,
+    /// Relay ports the caller / the callee send to.
+    relay_a: SocketAddr,
+    relay_b: SocketAddr,
+}
+
+fn dtmf_call(info_trunk: usize, port_min: u16, call_id: &str) -> DtmfCall {
+    use crate::media::{MediaSettings, Mode, RelayMedia};
+    use std::net::UdpSocket;
+    let mut h = H::with(|cfg| cfg.trunks[info_trunk].dtmf = crate::config::DtmfMode::Info);
+    let settings = MediaSettings {
+        port_min,
+        port_max: port_min + 100,
+        workers: 1,
+        ..Default::default()
+    };
+    let relay =
+        strowger_media::MediaRelay::start(settings.relay_config("127.0.0.1".parse().unwrap()))
+            .unwrap();
+    let events = relay.take_events().unwrap();
+    h.core.media = Box::new(RelayMedia::new(std::sync::Arc::new(relay), Mode::Relay));
+    let caller = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let callee = UdpSocket::bind("127.0.0.1:0").unwrap();
+    for s in [&caller, &callee] {
+        s.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+    }
+    let offer = format!(
+        "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+         m=audio {} RTP/AVP 8 101\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\n\
+         a=fmtp:101 0-16\r\n",
+        caller.local_addr().unwrap().port()
+    );
+    let inv = invite_with_sdp(
+        "5511",
+        "999",
+        call_id,
+        &format!("z9hG4bK{call_id}"),
+        TRUNK,
+        &offer,
+    );
+    h.rx(TRUNK, &inv);
+    h.take_sent();
+    let call = plan_to(
+        &mut h,
+        vec![attempt(Dest::Trunk("backup".into()))],
+        vec![],
+        false,
+    );
+    let s = h.take_sent();
+    let b_inv = s[0].1.clone();
+    // Telephone-event is still offered (the answer decides).
+    assert!(
+        b_inv.body().windows(15).any(|w| w == b"telephone-event"),
+        "{b_inv:?}"
+    );
+    let answer_sdp = offer.replace(
+        &format!("m=audio {} ", caller.local_addr().unwrap().port()),
+        &format!("m=audio {} ", callee.local_addr().unwrap().port()),
+    );
+    let ok = strowger_sip::ResponseBuilder::new(&b_inv, 200)
+        .to_tag("bt")
+        .contact("sip:gw@127.0.0.10:5060")
+        .body("application/sdp", answer_sdp.as_bytes())
+        .build();
+    h.rx_msg("127.0.0.10:5060", ok);
+    let s = h.take_sent();
+    let a_port = sdp_addr(s[0].1.body()).1;
+    let a_tag = s[0].1.to_tag().unwrap().to_string();
+    let relay_a: SocketAddr = format!("127.0.0.1:{a_port}").parse().unwrap();
+
+    let relay_b: SocketAddr = format!("127.0.0.1:{}", sdp_addr(b_inv.body()).1)
+        .parse()
+        .unwrap();
+    DtmfCall {
+        h,
+        events,
+        caller,
+        callee,
+        call,
+        b_inv,
+        a_tag,
+        relay_a,
+        relay_b,
+    }
+}
+
+/// The relay events that arrive within a short wait (at least one expected).
+fn relay_events(
+    events: &mut tokio::sync::mpsc::UnboundedReceiver<strowger_media::MediaEvent>,
+) -> Vec<strowger_media::MediaEvent> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let mut evs = Vec::new();
+    while evs.is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+        while let Ok(e) = events.try_recv() {
+            evs.push(e);
+        }
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    while let Ok(e) = events.try_recv() {
+        evs.push(e);
+    }
+    evs
+}
+
+#[test]
+fn rfc2833_from_the_caller_becomes_sip_info_on_an_info_trunk() {
+    let DtmfCall {
+        mut h,
+        mut events,
+        caller,
+        callee,
+        call,
+        b_inv,
+        a_tag,
+        relay_a,
+        ..
+    } = dtmf_call(1, 42600, "A-dt");
+    // Digit 7: two progress packets, the end packet three times; then audio.
+    for (i, end) in [false, false, true, true, true].into_iter().enumerate() {
+        caller
+            .send_to(&te_packet(10 + i as u16, 800, 7, end), relay_a)
+            .unwrap();
+    }
+    let mut audio = te_packet(15, 2400, 0, false);
+    audio[1] = 8;
+    audio.resize(172, 0xd5);
+    caller.send_to(&audio, relay_a).unwrap();
+    // Only the audio packet reaches the callee.
+    let mut buf = [0u8; 2048];
+    let (n, _) = callee.recv_from(&mut buf).expect("audio relayed");
+    assert_eq!((n, buf[1]), (172, 8));
+    assert!(callee.recv_from(&mut buf).is_err(), "an event leaked");
+
+    // One relay event for the digit; the core turns it into one INFO.
+    let evs = relay_events(&mut events);
+    assert_eq!(evs.len(), 1, "{evs:?}");
+    let ev = crate::media::core_event(&evs[0]).expect("a core event");
+    assert!(
+        matches!(ev, Event::MediaDtmf { call: c, leg: 0, from_caller: true, signal: '7', duration_ms: 160 } if c == call),
+        "{ev:?}"
+    );
+    h.core.handle(h.now, ev);
+    h.collect();
+    let s = h.take_sent();
+    assert_eq!(s.len(), 1, "{s:?}");
+    let (to, info) = &s[0];
+    assert_eq!(to.addr(), "127.0.0.10:5060".parse::<SocketAddr>().unwrap());
+    assert_eq!(info.method(), Some(&strowger_sip::Method::Info));
+    assert_eq!(info.call_id(), b_inv.call_id());
+    assert_eq!(info.to_tag(), Some("bt"));
+    assert_eq!(info.content_type(), Some("application/dtmf-relay"));
+    assert_eq!(info.body(), b"Signal=7\r\nDuration=160\r\n");
+    // A digit for an unknown leg or call is ignored.
+    for (c, leg) in [(call, 5), (call + 9, 0)] {
+        h.core.handle(
+            h.now,
+            Event::MediaDtmf {
+                call: c,
+                leg,
+                from_caller: true,
+                signal: '1',
+                duration_ms: 100,
+            },
+        );
+    }
+    h.collect();
+    assert!(h.take_sent().is_empty());
+
+    // The CDR carries the media counters, DTMF packets included.
+    h.rx(TRUNK, &in_dialog("BYE", TRUNK, "a1", &a_tag, "A-dt", 2, ""));
+    let _ = h.take_sent();
+    let cdr = h
+        .take_actions()
+        .into_iter()
+        .find_map(|a| match a {
+            Action::Cdr(c) => Some(c),
+            _ => None,
+        })
+        .expect("CDR");
+    let media = cdr.media.expect("media counters in the CDR");
+    let caller_side = &media[0]["streams"][0]["caller"];
+    assert_eq!(caller_side["packets"], 6, "{media}");
+    assert_eq!(caller_side["dtmf_packets"], 5, "{media}");
+    assert_eq!(
+        media[0]["streams"][0]["callee"]["sent_packets"], 1,
+        "{media}"
+    );
+}
+
+#[test]
+fn rfc2833_from_the_callee_becomes_sip_info_to_an_info_caller() {
+    let DtmfCall {
+        mut h,
+        mut events,
+        caller,
+        callee,
+        call,
+        relay_a,
+        relay_b,
+        ..
+    } = dtmf_call(0, 42800, "A-dt2");
+    // The caller's own events still reach the callee (it does RFC 2833).
+    caller
+        .send_to(&te_packet(1, 160, 3, true), relay_a)
+        .unwrap();
+    let mut buf = [0u8; 2048];
+    let (n, _) = callee.recv_from(&mut buf).expect("caller event relayed");
+    assert_eq!((n, buf[1]), (16, 101));
+    // '*' from the callee: one event, not forwarded, INFO on the A dialog.
+    for (i, end) in [false, true, true, true].into_iter().enumerate() {
+        callee
+            .send_to(&te_packet(20 + i as u16, 4000, 10, end), relay_b)
+            .unwrap();
+    }
+    assert!(caller.recv_from(&mut buf).is_err(), "an event leaked");
+    let evs = relay_events(&mut events);
+    assert_eq!(evs.len(), 1, "{evs:?}");
+    let ev = crate::media::core_event(&evs[0]).expect("a core event");
+    assert!(
+        matches!(ev, Event::MediaDtmf { call: c, leg: 0, from_caller: false, signal: '*', .. } if c == call),
+        "{ev:?}"
+    );
+    h.core.handle(h.now, ev);
+    h.collect();
+    let s = h.take_sent();
+    assert_eq!(s.len(), 1, "{s:?}");
+    let (to, info) = &s[0];
+    assert_eq!(to.addr(), TRUNK.parse::<SocketAddr>().unwrap());
+    assert_eq!(info.method(), Some(&strowger_sip::Method::Info));
+    assert_eq!(info.call_id(), "A-dt2");
+    assert_eq!(info.to_tag(), Some("a1"));
+    assert_eq!(info.body(), b"Signal=*\r\nDuration=160\r\n");
+}
+
+#[test]
+fn sip_info_from_an_info_trunk_becomes_rfc2833_towards_the_caller() {
+    let DtmfCall {
+        mut h,
+        caller,
+        b_inv,
+        ..
+    } = dtmf_call(1, 43000, "A-dt3");
+    let body = "Signal=9\r\nDuration=200\r\n";
+    let info = format!(
+        "INFO sip:strowger@127.0.0.1:5060 SIP/2.0\nVia: SIP/2.0/UDP 127.0.0.10:5060;branch=z9hG4bKinfo1\nMax-Forwards: 70\nFrom: <sip:gw@x>;tag=bt\nTo: <sip:y@x>;tag={}\nCall-ID: {}\nCSeq: 7 INFO\nContent-Type: application/dtmf-relay\nContent-Length: {}\n\n{}",
+        b_inv.from_tag().unwrap(),
+        b_inv.call_id(),
+        body.len(),
+        body.replace("\r\n", "\n")
+    );
+    h.rx("127.0.0.10:5060", &info);
+    // Answered here; nothing goes to the caller's signalling.
+    let s = h.take_sent();
+    assert_eq!(s.len(), 1, "{s:?}");
+    assert_eq!(s[0].1.status(), Some(200));
+    assert_eq!(s[0].1.cseq().seq, 7);
+    // The caller's RTP address gets the digit as RFC 4733 from the relay:
+    // start (marker) + the end packet three times, one timestamp.
+    let mut got = Vec::new();
+    let mut buf = [0u8; 2048];
+    while let Ok((n, _)) = caller.recv_from(&mut buf) {
+        got.push(buf[..n].to_vec());
+    }
+    assert_eq!(got.len(), 4, "{got:?}");
+    for (i, p) in got.iter().enumerate() {
+        assert_eq!(p.len(), 16);
+        assert_eq!(p[1] & 0x7f, 101, "telephone-event PT of the caller's SDP");
+        assert_eq!(p[1] & 0x80 != 0, i == 0, "marker on the first packet only");
+        assert_eq!(p[12], 9, "event");
+        assert_eq!(p[13] & 0x80 != 0, i > 0, "end bit");
+        assert_eq!(p[4..8], got[0][4..8], "one timestamp");
+    }
+    assert_eq!(
+        u16::from_be_bytes([got[3][14], got[3][15]]),
+        1600,
+        "200 ms at 8 kHz"
+    );
+    // An INFO of another kind is relayed as before.
+    let other = info
+        .replace("application/dtmf-relay", "application/x-custom")
+        .replace("CSeq: 7", "CSeq: 8")
+        .replace("branch=z9hG4bKinfo1", "branch=z9hG4bKinfo2");
+    h.rx("127.0.0.10:5060", &other);
+    let s = h.take_sent();
+    assert_eq!(s.len(), 1, "{s:?}");
+    assert_eq!(s[0].1.method(), Some(&strowger_sip::Method::Info));
+    assert_eq!(s[0].1.call_id(), "A-dt3");
 }
 
 #[path = "trunk_tests.rs"]

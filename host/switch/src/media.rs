@@ -14,7 +14,11 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use strowger_media::calls::parse_session_key;
-use strowger_media::{CallMedia, MediaConfig, MediaError, MediaEvent, MediaRelay};
+use strowger_media::{
+    CallMedia, Leg, MediaConfig, MediaError, MediaEvent, MediaRelay, SessionOptions,
+};
+
+use crate::config::DtmfMode;
 
 /// Which way an SDP body travels, and whether it is an offer or an answer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -80,10 +84,27 @@ pub trait MediaHandler: Send {
         relay: Option<bool>,
         codecs: Option<&[String]>,
     ) -> Result<Vec<u8>, MediaRefusal>;
+    /// DTMF modes of the caller's side and of outbound leg `leg` (called
+    /// before the leg's first offer when either is not RFC 2833): RFC 2833
+    /// events from a side whose peer wants INFO become
+    /// [`crate::core::Event::MediaDtmf`]; offers to an in-band side lose
+    /// telephone-event.
+    fn set_leg_dtmf(&mut self, _call: u64, _leg: u64, _caller: DtmfMode, _callee: DtmfMode) {}
+    /// Send a DTMF digit (RFC 4733 event code) that came as SIP INFO as
+    /// telephone-event RTP to the caller (`to_caller`) or the callee of
+    /// leg `leg`. `false` = not possible (no relayed media): relay the INFO.
+    fn send_dtmf(&mut self, _call: u64, _leg: u64, _to_caller: bool, _event: u8, _ms: u32) -> bool {
+        false
+    }
     /// Outbound leg `leg` of `call` failed or lost: free what it holds.
     fn release_leg(&mut self, _call: u64, _leg: u64) {}
     /// The call ended: release its resources.
     fn release(&mut self, call: u64);
+    /// Media counters of `call` for its CDR (called before `release`);
+    /// `None` when nothing was relayed.
+    fn cdr_media(&self, _call: u64) -> Option<serde_json::Value> {
+        None
+    }
 }
 
 /// Pass-through: SDP is relayed as is, media flows end to end.
@@ -246,11 +267,68 @@ pub fn start_relay(settings: &MediaSettings, sip_ip: IpAddr) -> anyhow::Result<O
     }))
 }
 
-/// `(call, leg)` of a media-timeout event.
-pub fn timeout_target(ev: &MediaEvent) -> Option<(u64, u64)> {
+/// The core event for a relay event (None for events of unknown sessions
+/// and for DTMF events that have no `application/dtmf-relay` signal).
+pub fn core_event(ev: &MediaEvent) -> Option<crate::core::Event> {
     match ev {
-        MediaEvent::Timeout { call_id, .. } => parse_session_key(call_id),
+        MediaEvent::Timeout { call_id, .. } => {
+            let (call, leg) = parse_session_key(call_id)?;
+            Some(crate::core::Event::MediaTimeout { call, leg })
+        }
+        MediaEvent::Dtmf {
+            call_id,
+            from,
+            event,
+            duration_ms,
+        } => {
+            let (call, leg) = parse_session_key(call_id)?;
+            Some(crate::core::Event::MediaDtmf {
+                call,
+                leg,
+                from_caller: *from == Leg::A,
+                signal: strowger_media::dtmf_signal(*event)?,
+                duration_ms: *duration_ms,
+            })
+        }
     }
+}
+
+/// (RFC 4733 event code, duration in ms) of an `application/dtmf-relay`
+/// body (`Signal=5`, `Duration=160`; keys in any case, duration 250 ms when
+/// absent). `None` without a usable `Signal`.
+pub fn parse_dtmf_relay(body: &[u8]) -> Option<(u8, u32)> {
+    let text = std::str::from_utf8(body).ok()?;
+    let mut event = None;
+    let mut ms = 250;
+    for line in text.lines() {
+        let Some((k, v)) = line.split_once('=') else {
+            continue;
+        };
+        let v = v.trim();
+        match k.trim().to_ascii_lowercase().as_str() {
+            "signal" => {
+                let mut ch = v.chars();
+                event = match (ch.next(), ch.next()) {
+                    (Some(c), None) => strowger_media::dtmf_event(c),
+                    _ => None,
+                };
+            }
+            "duration" => {
+                ms = v
+                    .parse()
+                    .ok()
+                    .filter(|d| *d > 0 && *d <= 10_000)
+                    .unwrap_or(ms)
+            }
+            _ => {}
+        }
+    }
+    Some((event?, ms))
+}
+
+/// `application/dtmf-relay` body of a digit (SIP INFO).
+pub fn dtmf_relay_body(signal: char, duration_ms: u32) -> String {
+    format!("Signal={signal}\r\nDuration={duration_ms}\r\n")
 }
 
 /// [`MediaHandler`] on the built-in relay: one relay session per (call,
@@ -314,6 +392,47 @@ impl MediaHandler for RelayMedia {
         self.calls.release_leg(call, leg);
     }
 
+    fn send_dtmf(&mut self, call: u64, leg: u64, to_caller: bool, event: u8, ms: u32) -> bool {
+        self.calls.send_dtmf(call, leg, to_caller, event, ms)
+    }
+
+    fn set_leg_dtmf(&mut self, call: u64, leg: u64, caller: DtmfMode, callee: DtmfMode) {
+        self.calls.set_options(
+            call,
+            leg,
+            SessionOptions {
+                // RFC 2833 from one side becomes INFO towards an `info` side
+                dtmf_events: [callee == DtmfMode::Info, caller == DtmfMode::Info],
+                no_telephone_event: [caller == DtmfMode::Inband, callee == DtmfMode::Inband],
+                ..Default::default()
+            },
+        );
+    }
+
+    fn cdr_media(&self, call: u64) -> Option<serde_json::Value> {
+        let legs: Vec<serde_json::Value> = self
+            .calls
+            .stats(call)
+            .into_iter()
+            .filter(|(_, s)| s.anchored && !s.streams.is_empty())
+            .map(|(leg, s)| {
+                let streams: Vec<serde_json::Value> = s
+                    .streams
+                    .iter()
+                    .map(|st| {
+                        serde_json::json!({
+                            "index": st.index,
+                            "caller": side_counters(&st.legs[0]),
+                            "callee": side_counters(&st.legs[1]),
+                        })
+                    })
+                    .collect();
+                serde_json::json!({"leg": leg, "streams": streams})
+            })
+            .collect();
+        (!legs.is_empty()).then_some(serde_json::Value::Array(legs))
+    }
+
     fn release(&mut self, call: u64) {
         for (leg, s) in self.calls.stats(call) {
             for st in &s.streams {
@@ -332,6 +451,24 @@ impl MediaHandler for RelayMedia {
         }
         self.calls.release(call);
     }
+}
+
+/// CDR counters of one side of a stream: what the relay received from that
+/// phone (`packets`, `bytes`, `lost` from sequence gaps, `jitter_ms`) and
+/// forwarded to it (`sent_packets`, `sent_bytes`).
+fn side_counters(l: &strowger_media::LegStats) -> serde_json::Value {
+    serde_json::json!({
+        "packets": l.rtp.packets,
+        "bytes": l.rtp.bytes,
+        "lost": l.rtp.lost,
+        "jitter_ms": (l.rtp.jitter_ms * 1000.0).round() / 1000.0,
+        "rtcp_packets": l.rtcp_packets,
+        "sent_packets": l.sent_packets,
+        "sent_bytes": l.sent_bytes,
+        "foreign_dropped": l.foreign_dropped,
+        "dtmf_packets": l.dtmf_packets,
+        "remote": l.remote.map(|a| a.to_string()),
+    })
 }
 
 /// Body for `dir`: SDP bodies (`application/sdp`, or no content type) go
@@ -508,6 +645,22 @@ mod tests {
                 .unwrap()
                 .contains("c=IN IP4 127.0.0.1")
         );
+    }
+
+    #[test]
+    fn dtmf_relay_bodies() {
+        assert_eq!(
+            parse_dtmf_relay(b"Signal=5\r\nDuration=160\r\n"),
+            Some((5, 160))
+        );
+        assert_eq!(parse_dtmf_relay(b"signal= #\nduration=90"), Some((11, 90)));
+        assert_eq!(parse_dtmf_relay(b"Signal=b"), Some((13, 250)));
+        assert_eq!(parse_dtmf_relay(b"Signal=*\r\nDuration=x"), Some((10, 250)));
+        assert_eq!(parse_dtmf_relay(b"Signal=12\r\n"), None);
+        assert_eq!(parse_dtmf_relay(b"Duration=160"), None);
+        assert_eq!(parse_dtmf_relay(&[0xff, 0xfe]), None);
+        let body = dtmf_relay_body('#', 160);
+        assert_eq!(parse_dtmf_relay(body.as_bytes()), Some((11, 160)));
     }
 
     #[test]

@@ -95,6 +95,7 @@ fn trunk_info(t: &config::TrunkConfig, addr: Option<std::net::SocketAddr>) -> Tr
     i.b_from_to = t.b_from == config::BFrom::To;
     i.codecs = t.codecs.clone();
     i.relay = t.media.map(|m| m == config::MediaMode::Relay);
+    i.dtmf = t.dtmf;
     i.proxy_timeout = Duration::from_millis(t.proxy_timeout_ms.max(100) as u64);
     i.session_expires =
         (t.session_expires_s > 0).then(|| Duration::from_secs(t.session_expires_s as u64));
@@ -565,8 +566,8 @@ impl Shell {
                     self.core.handle(Now::real(), ev);
                 }
                 Some(ev) = async { media_rx.as_mut()?.recv().await } => {
-                    if let Some((call, leg)) = crate::media::timeout_target(&ev) {
-                        self.core.handle(Now::real(), Event::MediaTimeout { call, leg });
+                    if let Some(ev) = crate::media::core_event(&ev) {
+                        self.core.handle(Now::real(), ev);
                     }
                 }
                 Some(cmd) = ctl_rx.recv() => {

@@ -101,6 +101,10 @@ pub struct TrunkInfo {
     pub codecs: Option<Vec<String>>,
     /// Media relay (true) or bypass when the decision does not say.
     pub relay: Option<bool>,
+    /// How the trunk carries DTMF (the relay converts RFC 2833 from the
+    /// caller into SIP INFO for `info` trunks; `inband` trunks are not
+    /// offered telephone-event).
+    pub dtmf: crate::config::DtmfMode,
     /// Outbound proxies, in order (empty = send to `addr`).
     pub proxies: Vec<SocketAddr>,
     /// No answer at all from a proxy within this → the next proxy.
@@ -139,6 +143,7 @@ impl TrunkInfo {
             b_from_to: false,
             codecs: None,
             relay: None,
+            dtmf: crate::config::DtmfMode::Rfc2833,
             proxies: Vec::new(),
             proxy_timeout: Duration::from_secs(2),
             session_expires: None,

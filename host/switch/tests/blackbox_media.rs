@@ -51,7 +51,23 @@ fn media_scenario(name: &str, subst: &[(&str, &str)]) -> PathBuf {
 /// A pcap (Ethernet/IPv4/UDP) of `n` RTP PCMA packets of 160 bytes, 20 ms
 /// apart, for SIPp's `play_pcap_audio`.
 fn write_pcap(n: u32) -> PathBuf {
-    let path = std::env::temp_dir().join(format!("strowger-media-{}.pcap", std::process::id()));
+    let packets = (0..n).map(|i| rtp_packet(8, i as u16, i * 160, &[0xd5; 160]));
+    pcap_file("strowger-media", packets.collect())
+}
+
+/// An RTP packet (version 2, no CSRC) of payload type `pt`.
+fn rtp_packet(pt: u8, seq: u16, ts: u32, payload: &[u8]) -> Vec<u8> {
+    let mut rtp = vec![0x80, pt];
+    rtp.extend_from_slice(&seq.to_be_bytes());
+    rtp.extend_from_slice(&ts.to_be_bytes());
+    rtp.extend_from_slice(&0x5354_5257u32.to_be_bytes());
+    rtp.extend_from_slice(payload);
+    rtp
+}
+
+/// Writes `packets` (RTP, one every 20 ms) as a pcap for SIPp.
+fn pcap_file(name: &str, packets: Vec<Vec<u8>>) -> PathBuf {
+    let path = std::env::temp_dir().join(format!("{name}-{}.pcap", std::process::id()));
     let mut out = Vec::new();
     out.extend_from_slice(&0xa1b2c3d4u32.to_le_bytes());
     out.extend_from_slice(&2u16.to_le_bytes());
@@ -60,12 +76,7 @@ fn write_pcap(n: u32) -> PathBuf {
     out.extend_from_slice(&0u32.to_le_bytes());
     out.extend_from_slice(&65535u32.to_le_bytes());
     out.extend_from_slice(&1u32.to_le_bytes()); // LINKTYPE_ETHERNET
-    for i in 0..n {
-        let mut rtp = vec![0x80, 8];
-        rtp.extend_from_slice(&(i as u16).to_be_bytes());
-        rtp.extend_from_slice(&(i * 160).to_be_bytes());
-        rtp.extend_from_slice(&0x5354_5257u32.to_be_bytes());
-        rtp.extend(std::iter::repeat_n(0xd5u8, 160));
+    for (i, rtp) in packets.iter().enumerate() {
         let udp_len = 8 + rtp.len();
         let ip_len = 20 + udp_len;
         let mut ip = vec![0x45, 0];
@@ -84,8 +95,8 @@ fn write_pcap(n: u32) -> PathBuf {
         frame.extend_from_slice(&4002u16.to_be_bytes());
         frame.extend_from_slice(&(udp_len as u16).to_be_bytes());
         frame.extend_from_slice(&[0, 0]);
-        frame.extend_from_slice(&rtp);
-        let t_us = u64::from(i) * 20_000;
+        frame.extend_from_slice(rtp);
+        let t_us = i as u64 * 20_000;
         out.extend_from_slice(&((t_us / 1_000_000) as u32).to_le_bytes());
         out.extend_from_slice(&((t_us % 1_000_000) as u32).to_le_bytes());
         out.extend_from_slice(&(frame.len() as u32).to_le_bytes());
@@ -94,6 +105,46 @@ fn write_pcap(n: u32) -> PathBuf {
     }
     std::fs::write(&path, out).unwrap();
     path
+}
+
+/// A pcap of PCMA audio with the RFC 4733 digits `events` (PT 101) in
+/// between: per digit three progress packets and the end packet three
+/// times (1280 units = 160 ms), as phones send them. Returns the path and
+/// the number of audio packets.
+fn write_dtmf_pcap(events: &[u8]) -> (PathBuf, u32) {
+    let mut packets = Vec::new();
+    let (mut seq, mut ts, mut audio) = (0u16, 0u32, 0u32);
+    let mut push_audio = |packets: &mut Vec<Vec<u8>>, seq: &mut u16, ts: &mut u32, n: u32| {
+        for _ in 0..n {
+            packets.push(rtp_packet(8, *seq, *ts, &[0xd5; 160]));
+            *seq = seq.wrapping_add(1);
+            *ts += 160;
+            audio += 1;
+        }
+    };
+    push_audio(&mut packets, &mut seq, &mut ts, 25);
+    for &ev in events {
+        for (end, dur) in [
+            (false, 320u16),
+            (false, 640),
+            (false, 960),
+            (true, 1280),
+            (true, 1280),
+            (true, 1280),
+        ] {
+            let payload = [
+                ev,
+                if end { 0x8a } else { 0x0a },
+                (dur >> 8) as u8,
+                dur as u8,
+            ];
+            packets.push(rtp_packet(101, seq, ts, &payload));
+            seq = seq.wrapping_add(1);
+        }
+        ts += 1280;
+        push_audio(&mut packets, &mut seq, &mut ts, 15);
+    }
+    (pcap_file("strowger-dtmf", packets), audio)
 }
 
 fn play_action() -> String {
@@ -303,6 +354,43 @@ fn relayed_call_sdp_points_at_the_switch_and_rtp_reaches_the_callee() {
         HashSet::from([SocketAddr::new(sw.addr().ip(), port)]),
         "RTP must come from the relay port offered to the callee"
     );
+
+    // The CDR carries the relay's counters of the call.
+    let mut sw = sw;
+    assert!(sw.stop().is_some(), "switch did not exit on SIGTERM");
+    let cdr = only_cdr(&sw, "5511333344444");
+    let media = cdr
+        .media
+        .as_ref()
+        .unwrap_or_else(|| panic!("no media in {cdr:#?}"));
+    let stream = &media[0]["streams"][0];
+    let from_caller = stream["caller"]["packets"].as_u64().unwrap_or(0);
+    assert!(
+        from_caller >= u64::from(PCAP_PACKETS) * 9 / 10,
+        "CDR counts {from_caller} packets from the caller: {media}"
+    );
+    assert_eq!(
+        stream["callee"]["sent_packets"], stream["caller"]["packets"],
+        "{media}"
+    );
+    assert!(
+        stream["caller"]["bytes"].as_u64().unwrap_or(0) >= from_caller * 172,
+        "{media}"
+    );
+    assert_eq!(stream["caller"]["lost"], 0, "{media}");
+}
+
+/// The one CDR of a stopped switch whose A or B number is `number`.
+fn only_cdr(sw: &Switch, number: &str) -> strowger_store::Cdr {
+    let store = Store::open(sw.store_path()).expect("open the switch's store");
+    let mut cdrs = store
+        .query_cdrs_blocking(&CdrFilter {
+            number: Some(number.into()),
+            ..CdrFilter::default()
+        })
+        .unwrap();
+    assert_eq!(cdrs.len(), 1, "{cdrs:#?}");
+    cdrs.remove(0)
 }
 
 #[test]
@@ -423,17 +511,10 @@ fn silent_call_is_ended_by_media_timeout() {
     drop(counter.finish());
 
     assert!(sw.stop().is_some(), "switch did not exit on SIGTERM");
-    let store = Store::open(sw.store_path()).expect("open the switch's store");
-    let cdrs = store
-        .query_cdrs_blocking(&CdrFilter {
-            number: Some("5511333344444".into()),
-            ..CdrFilter::default()
-        })
-        .unwrap();
-    assert_eq!(cdrs.len(), 1, "{cdrs:#?}");
-    assert_eq!(cdrs[0].cause, "media-timeout", "{:#?}", cdrs[0]);
-    assert_eq!(cdrs[0].hangup_side.as_deref(), Some("switch"));
-    let billable = cdrs[0].billable_ms();
+    let cdr = only_cdr(&sw, "5511333344444");
+    assert_eq!(cdr.cause, "media-timeout", "{cdr:#?}");
+    assert_eq!(cdr.hangup_side.as_deref(), Some("switch"));
+    let billable = cdr.billable_ms();
     assert!(
         (1500..12_000).contains(&billable),
         "answered for {billable} ms before the timeout"
@@ -554,5 +635,99 @@ fn latching_sends_to_where_the_callee_rtp_comes_from() {
         from_y,
         HashSet::from([relay_b]),
         "RTP must come from the relay"
+    );
+}
+
+#[test]
+fn rfc2833_digits_reach_an_info_trunk_as_sip_info() {
+    const TE: (&str, &str) = (
+        "8 101",
+        "a=rtpmap:8 PCMA/8000\na=rtpmap:101 telephone-event/8000\na=fmtp:101 0-16",
+    );
+    let counter = Counter::new(unique_loopback());
+    let callee = uas(
+        media_scenario(
+            "media_uas_info.xml",
+            &[
+                ("MEDIA_IP", &counter.addr.ip().to_string()),
+                ("MEDIA_PORT", &counter.addr.port().to_string()),
+                ("PTS", TE.0),
+                ("RTPMAPS", TE.1),
+            ],
+        ),
+        1,
+    );
+    let gw = callee.addr().unwrap();
+    let uac_ip = unique_loopback();
+    let routes = r#"{"routes": [{"name": "to-gw", "b": ["_X."], "destination": {"trunk": "gw"}}]}"#;
+    let cfg = format!(
+        "{BASE}{}[[trunks]]\nname = \"gw\"\nhost = \"{}\"\nport = {}\ninbound = \"none\"\ndtmf = \"info\"\n\n{ROUTE_BINDING}",
+        trusted_trunk("sipp-uac", uac_ip),
+        gw.ip(),
+        gw.port()
+    );
+    let mut sw = Switch::builder(&cfg).file("routes.json", routes).start();
+    let (pcap, audio) = write_dtmf_pcap(&[1, 5, 11]);
+    let play = format!(
+        "<nop><action><exec play_pcap_audio=\"{}\"/></action></nop>",
+        pcap.display()
+    );
+    let scn = media_scenario(
+        "media_uac.xml",
+        &[
+            ("PTS", TE.0),
+            ("RTPMAPS", TE.1),
+            ("PLAY", &play),
+            ("PAUSE_MS", "3500"),
+        ],
+    );
+    let r = uac(scn, uac_ip, &sw, "5511333344444").run();
+    r.assert_ok(1);
+    let callee_r = callee.wait();
+    callee_r.assert_ok(1);
+    let (packets, _) = counter.finish();
+
+    // Three INFOs in the callee's dialog, one per digit, in order.
+    let got = received(&callee_r.messages);
+    let infos: Vec<&String> = got.iter().filter(|m| m.starts_with("INFO ")).collect();
+    assert_eq!(infos.len(), 3, "{got:#?}");
+    let invite = first_starting(&got, "INVITE ");
+    let call_id = |m: &str| {
+        m.lines()
+            .find_map(|l| l.strip_prefix("Call-ID: "))
+            .map(|v| v.trim().to_string())
+    };
+    let signals: Vec<String> = infos
+        .iter()
+        .map(|m| {
+            assert_eq!(
+                call_id(m),
+                call_id(&invite),
+                "INFO outside the dialog:\n{m}"
+            );
+            assert!(
+                m.lines()
+                    .any(|l| l.eq_ignore_ascii_case("Content-Type: application/dtmf-relay")),
+                "{m}"
+            );
+            assert!(m.contains("Duration=160"), "{m}");
+            m.lines()
+                .find_map(|l| l.trim().strip_prefix("Signal="))
+                .unwrap_or_else(|| panic!("no Signal in {m}"))
+                .to_string()
+        })
+        .collect();
+    assert_eq!(signals, ["1", "5", "#"]);
+    // The audio reached the callee; the telephone-event packets did not.
+    assert!(
+        packets <= u64::from(audio) && packets >= u64::from(audio) * 9 / 10,
+        "callee received {packets} RTP packets for {audio} audio packets"
+    );
+    assert!(sw.stop().is_some(), "switch did not exit on SIGTERM");
+    let cdr = only_cdr(&sw, "5511333344444");
+    let media = cdr.media.expect("media counters");
+    assert_eq!(
+        media[0]["streams"][0]["caller"]["dtmf_packets"], 18,
+        "{media}"
     );
 }
