@@ -56,7 +56,10 @@ pub(crate) fn routes(state: AdminState) -> axum::Router {
         .route("/v1/policies/rollback", post(rollback_policy))
         .route("/v1/policies/canary", delete(cancel_canary))
         .route("/v1/policies/canary/promote", post(promote_canary))
-        .route("/v1/policies/shadow", get(shadow_status).delete(stop_shadow))
+        .route(
+            "/v1/policies/shadow",
+            get(shadow_status).delete(stop_shadow),
+        )
         .route("/v1/policies/shadow/diffs", get(shadow_diffs))
         .route(
             "/v1/policies/{version}/shadow",
@@ -1031,7 +1034,11 @@ fn shadow_json(st: &AdminState) -> Value {
     })
 }
 
-async fn shadow_policy(State(st): State<AdminState>, w: Writer, Path(v): Path<String>) -> ApiResult {
+async fn shadow_policy(
+    State(st): State<AdminState>,
+    w: Writer,
+    Path(v): Path<String>,
+) -> ApiResult {
     let version = parse_version(&v)?;
     let book = st.inner.book.lock().await;
     let g = book.generations.get(&version).cloned().ok_or_else(|| {
@@ -1064,7 +1071,10 @@ async fn stop_shadow(State(st): State<AdminState>, w: Writer) -> ApiResult {
     w.audit(&st, "policy.shadow.stop", label.clone(), json!({}))
         .await?;
     let mut out = shadow_json(&st);
-    out["stopped"] = label.parse::<u64>().map(Value::from).unwrap_or(json!(label));
+    out["stopped"] = label
+        .parse::<u64>()
+        .map(Value::from)
+        .unwrap_or(json!(label));
     Ok(Json(out))
 }
 
@@ -1618,7 +1628,10 @@ async fn put_trunk(
     // the switch checks the new set first: a bad trunk changes nothing
     let mut all = stored_trunks(&st).await?;
     all.retain(|(n, _)| *n != name);
-    all.push((name.clone(), serde_json::from_str(&config).unwrap_or_default()));
+    all.push((
+        name.clone(),
+        serde_json::from_str(&config).unwrap_or_default(),
+    ));
     st.inner
         .switch
         .set_trunks(all)

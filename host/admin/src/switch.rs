@@ -92,7 +92,10 @@ pub trait SwitchControl: Send + Sync {
     /// with its configuration rules and, if all are good, uses them (merged
     /// over its configuration file's trunks). An error says what to fix;
     /// nothing is applied then.
-    fn set_trunks(&self, trunks: Vec<(String, serde_json::Value)>) -> SwitchFuture<'_, Result<(), String>> {
+    fn set_trunks(
+        &self,
+        trunks: Vec<(String, serde_json::Value)>,
+    ) -> SwitchFuture<'_, Result<(), String>> {
         let _ = trunks;
         Box::pin(async { Ok(()) })
     }

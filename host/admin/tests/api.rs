@@ -856,8 +856,14 @@ async fn shadow_mode_logs_differing_decisions_and_acts_on_the_active_one() {
     assert_eq!(diffs[0]["call_id"], "shadow-call-1");
     assert_eq!(diffs[0]["hook"], "route");
     assert_eq!(diffs[0]["shadow_version"], ver2.to_string());
-    assert!(diffs[0]["active"].as_str().unwrap().contains("carrier-a"), "{d}");
-    assert!(diffs[0]["shadow"].as_str().unwrap().contains("carrier-b"), "{d}");
+    assert!(
+        diffs[0]["active"].as_str().unwrap().contains("carrier-a"),
+        "{d}"
+    );
+    assert!(
+        diffs[0]["shadow"].as_str().unwrap().contains("carrier-b"),
+        "{d}"
+    );
     assert!(diffs[0]["time_unix_ms"].as_i64().unwrap() > 0);
     assert_eq!(d["counts"]["differ"], 1);
 

@@ -558,7 +558,10 @@ impl Runtime {
         tracing::info!(generation = generation.id(), %label, "shadow generation started");
         self.inner
             .shadow
-            .store(Some(Arc::new(crate::shadow::ShadowGen { generation, label })));
+            .store(Some(Arc::new(crate::shadow::ShadowGen {
+                generation,
+                label,
+            })));
     }
 
     /// Stops shadow mode; returns the shadow generation and its label.

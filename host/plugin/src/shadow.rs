@@ -181,7 +181,10 @@ mod tests {
         }
         assert_eq!(log.diffs().len(), SHADOW_DIFFS_KEPT);
         let c = log.counts();
-        assert_eq!((c.same, c.differ, c.error), (1, SHADOW_DIFFS_KEPT as u64 + 6, 1));
+        assert_eq!(
+            (c.same, c.differ, c.error),
+            (1, SHADOW_DIFFS_KEPT as u64 + 6, 1)
+        );
     }
 
     #[test]

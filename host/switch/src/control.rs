@@ -21,9 +21,9 @@ use tokio::sync::{mpsc, oneshot};
 use super::{LegPhase, Phase, trunk_of};
 use crate::config::{Config, TrunkConfig};
 use crate::core::{Core, Ingress, Now, TimerKind, UserCred};
-use crate::trunks::{ClientTx, GroupInfo, TrunkInfo, TrunkRt, TrunkTimer};
 use crate::flow::Transport;
 use crate::location::{ContactUpdate, Location, RegisterOp, aor_key};
+use crate::trunks::{ClientTx, GroupInfo, TrunkInfo, TrunkRt, TrunkTimer};
 
 /// One call in progress.
 #[derive(Clone, Debug, PartialEq)]
@@ -212,7 +212,10 @@ impl Control {
     /// merged list (host names resolved now); returns the number of trunks.
     /// Trunks whose name stays keep their run-time state (qualify,
     /// registration, counters); new ones are qualified and registered.
-    pub async fn set_trunks(&self, stored: &[(String, serde_json::Value)]) -> Result<usize, String> {
+    pub async fn set_trunks(
+        &self,
+        stored: &[(String, serde_json::Value)],
+    ) -> Result<usize, String> {
         let cfg = self.merged_trunks(stored)?;
         let mut infos = Vec::with_capacity(cfg.trunks.len());
         for t in &cfg.trunks {
@@ -325,7 +328,12 @@ impl Core {
     /// registration target changed it starts those over. New trunks are
     /// started (qualify, registration); removed ones lose their timers and
     /// client transactions.
-    pub(crate) fn replace_trunks(&mut self, now: Now, trunks: Vec<TrunkInfo>, groups: Vec<GroupInfo>) {
+    pub(crate) fn replace_trunks(
+        &mut self,
+        now: Now,
+        trunks: Vec<TrunkInfo>,
+        groups: Vec<GroupInfo>,
+    ) {
         let old = std::mem::replace(&mut self.cfg.trunks, trunks);
         let mut old_rt: Vec<Option<TrunkRt>> = std::mem::take(&mut self.trunks.rt)
             .into_iter()

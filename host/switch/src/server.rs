@@ -146,8 +146,7 @@ pub(crate) async fn resolve_trunk(t: &config::TrunkConfig) -> TrunkInfo {
 
 /// The trunk groups with their members as indexes into `cfg.trunks`.
 pub(crate) fn group_infos(cfg: &Config) -> Vec<GroupInfo> {
-    cfg
-        .trunk_groups
+    cfg.trunk_groups
         .iter()
         .map(|g| GroupInfo {
             name: g.name.clone(),
