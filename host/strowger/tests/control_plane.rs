@@ -940,6 +940,28 @@ fn trunks_stored_over_the_api_reach_the_switch() {
     );
     call(&sw, peer_ip, "5511333344444", 100).assert_ok(1);
 
+    // a peer that registers to us: its credentials are a registrar user now
+    let (c, t) = api.send(
+        reqwest::Method::PUT,
+        "/v1/trunks/pbx",
+        Some(&json!({"host": "dynamic", "inbound": "register", "username": "pbx1", "secret": "pbx-pw"})),
+    );
+    assert_eq!(c, 200, "{t}");
+    let pbx_ip = unique_loopback();
+    let mut pbx = SipClient::new(pbx_ip, sw.addr());
+    let reg = pbx.register(
+        "pbx1",
+        "pbx-pw",
+        "strowger.local",
+        Some(&format!("sip:pbx1@{pbx_ip}:5070")),
+        Some(600),
+        Algorithm::Sha256,
+        Duration::from_secs(10),
+    );
+    assert_eq!(reg.response.status(), 200, "{}", sw.log());
+    let status = api.get("/v1/trunks/status")["trunks"].clone();
+    assert_eq!(status.as_array().unwrap().len(), 2, "{status}");
+
     // deleted: challenged again
     let (c, d) = api.send(reqwest::Method::DELETE, "/v1/trunks/peer", None);
     assert_eq!(c, 200, "{d}");

@@ -95,10 +95,12 @@ pub struct Control {
     location: Arc<RwLock<Location>>,
     store: Store,
     domain: String,
-    /// Users of the configuration file.
-    base_users: Vec<UserCred>,
     /// The configuration file (its trunks are the base stored trunks go over).
     file: Arc<Config>,
+    /// What the control plane has set: users, and the configuration with
+    /// the stored trunks merged in (its users and digest trunks are users
+    /// of the registrar too).
+    managed: Arc<parking_lot::Mutex<(Vec<UserCred>, Arc<Config>)>>,
 }
 
 impl Control {
@@ -106,7 +108,6 @@ impl Control {
         location: Arc<RwLock<Location>>,
         store: Store,
         domain: String,
-        base_users: Vec<UserCred>,
         file: Arc<Config>,
     ) -> (Control, mpsc::Receiver<Command>) {
         let (tx, rx) = mpsc::channel(64);
@@ -116,7 +117,7 @@ impl Control {
                 location,
                 store,
                 domain,
-                base_users,
+                managed: Arc::new(parking_lot::Mutex::new((Vec::new(), file.clone()))),
                 file,
             },
             rx,
@@ -153,12 +154,11 @@ impl Control {
     /// and domain as a configured user replaces it. Returns the number of
     /// users now known.
     pub async fn set_users(&self, managed: Vec<UserCred>) -> usize {
-        let mut all = managed;
-        for b in &self.base_users {
-            if !all.iter().any(|u| u.user == b.user && u.domain == b.domain) {
-                all.push(b.clone());
-            }
-        }
+        let all = {
+            let mut m = self.managed.lock();
+            m.0 = managed;
+            all_users(&m.0, &m.1)
+        };
         self.ask(|tx| Command::Users(all, tx)).await.unwrap_or(0)
     }
 
@@ -222,9 +222,18 @@ impl Control {
             infos.push(crate::server::resolve_trunk(t).await);
         }
         let groups = crate::server::group_infos(&cfg);
-        self.ask(|tx| Command::Trunks2(infos, groups, tx))
+        let n = self
+            .ask(|tx| Command::Trunks2(infos, groups, tx))
             .await
-            .ok_or_else(|| "the switch is stopping".to_string())
+            .ok_or_else(|| "the switch is stopping".to_string())?;
+        // peers of register / digest trunks authenticate as users
+        let all = {
+            let mut m = self.managed.lock();
+            m.1 = Arc::new(cfg);
+            all_users(&m.0, &m.1)
+        };
+        self.ask(|tx| Command::Users(all, tx)).await;
+        Ok(n)
     }
 
     /// Current registrations, sorted by AOR.
@@ -292,6 +301,18 @@ impl Control {
         }
         removed.len()
     }
+}
+
+/// Users managed over the control plane, then those of `cfg` (its users and
+/// digest trunk peers) not replaced by one with the same user and domain.
+fn all_users(managed: &[UserCred], cfg: &Config) -> Vec<UserCred> {
+    let mut all = managed.to_vec();
+    for b in crate::server::user_creds(cfg) {
+        if !all.iter().any(|u| u.user == b.user && u.domain == b.domain) {
+            all.push(b);
+        }
+    }
+    all
 }
 
 fn ingress_text(i: &Ingress) -> String {

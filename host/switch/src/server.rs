@@ -169,6 +169,34 @@ pub(crate) fn group_infos(cfg: &Config) -> Vec<GroupInfo> {
         .collect()
 }
 
+/// The digest users of a configuration: its users, and the peers that
+/// authenticate to us (dynamic / digest trunks) as users of the registrar.
+pub(crate) fn user_creds(cfg: &Config) -> Vec<UserCred> {
+    cfg.users
+        .iter()
+        .map(|u| UserCred {
+            user: u.user.clone(),
+            password: u.password.clone(),
+            domain: u.domain_or(&cfg.sip.domain).to_string(),
+        })
+        .chain(
+            cfg.trunks
+                .iter()
+                .filter(|t| {
+                    matches!(
+                        t.inbound,
+                        config::Inbound::Register | config::Inbound::Digest
+                    )
+                })
+                .map(|t| UserCred {
+                    user: t.user().to_string(),
+                    password: t.secret.clone().unwrap_or_default(),
+                    domain: cfg.sip.domain.clone(),
+                }),
+        )
+        .collect()
+}
+
 /// Derives the core's settings from the configuration (trunk host names
 /// are resolved here, once).
 pub async fn core_config(cfg: &Config, listeners: &[Listen]) -> CoreConfig {
@@ -193,32 +221,7 @@ pub async fn core_config(cfg: &Config, listeners: &[Listen]) -> CoreConfig {
         domain: cfg.sip.domain.clone(),
         user_agent: cfg.sip.user_agent.clone(),
         listeners: listeners.iter().map(|l| (l.transport, l.addr)).collect(),
-        users: cfg
-            .users
-            .iter()
-            .map(|u| UserCred {
-                user: u.user.clone(),
-                password: u.password.clone(),
-                domain: u.domain_or(&cfg.sip.domain).to_string(),
-            })
-            // peers that authenticate to us (dynamic / digest trunks) are
-            // digest users of the registrar too
-            .chain(
-                cfg.trunks
-                    .iter()
-                    .filter(|t| {
-                        matches!(
-                            t.inbound,
-                            config::Inbound::Register | config::Inbound::Digest
-                        )
-                    })
-                    .map(|t| UserCred {
-                        user: t.user().to_string(),
-                        password: t.secret.clone().unwrap_or_default(),
-                        domain: cfg.sip.domain.clone(),
-                    }),
-            )
-            .collect(),
+        users: user_creds(cfg),
         trunks,
         algorithms: cfg
             .auth
@@ -490,7 +493,6 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
         location.clone(),
         store.clone(),
         cfg.sip.domain.clone(),
-        ccfg.users.clone(),
         Arc::new(cfg.clone()),
     );
     let sip_ip = bound
