@@ -1625,6 +1625,7 @@ async fn put_trunk(
         );
     }
     let config = check_config(&body)?;
+    let serial = st.inner.trunk_writes.lock().await;
     // the switch checks the new set first: a bad trunk changes nothing
     let mut all = stored_trunks(&st).await?;
     all.retain(|(n, _)| *n != name);
@@ -1653,6 +1654,7 @@ async fn put_trunk(
         serde_json::from_str(&config).unwrap_or_default(),
     )
     .await?;
+    drop(serial);
     get_trunk(State(st), Path(name)).await
 }
 
@@ -1661,6 +1663,7 @@ async fn delete_trunk(
     w: Writer,
     Path(name): Path<String>,
 ) -> ApiResult {
+    let _serial = st.inner.trunk_writes.lock().await;
     let mut all = stored_trunks(&st).await?;
     let before = all.len();
     all.retain(|(n, _)| *n != name);

@@ -79,6 +79,16 @@ impl H {
             serde_json::from_str(&text).unwrap_or(Value::String(text)),
         )
     }
+    async fn metrics(&self) -> String {
+        self.http
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
     async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
         self.send(reqwest::Method::POST, path, Some(body)).await
     }
@@ -429,15 +439,7 @@ async fn policies_validate_test_activate_rollback_canary() {
     assert!(h.state.runtime().canary().is_none());
 
     // Metrics carry per-plugin decisions.
-    let m = h
-        .http
-        .get(format!("{}/metrics", h.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = h.metrics().await;
     assert!(m.contains("strowger_plugin"), "{m}");
     assert!(m.contains("route-table"), "{m}");
 }
@@ -882,15 +884,7 @@ async fn shadow_mode_logs_differing_decisions_and_acts_on_the_active_one() {
     let (_, d) = h.get("/v1/policies/shadow/diffs").await;
     assert_eq!(d["diffs"].as_array().unwrap().len(), 1, "{d}");
     assert_eq!(d["counts"]["same"], 1);
-    let m = h
-        .http
-        .get(format!("{}/metrics", h.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = h.metrics().await;
     assert!(
         m.contains("strowger_shadow_decisions_total{result=\"differ\"} 1"),
         "{m}"

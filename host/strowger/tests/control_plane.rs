@@ -80,6 +80,16 @@ impl Api {
         self.send(reqwest::Method::POST, path, Some(body))
     }
 
+    /// The `/metrics` text.
+    fn metrics(&self) -> String {
+        self.http
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .unwrap()
+            .text()
+            .unwrap()
+    }
+
     fn upload_plugin(&self, name: &str) -> String {
         let wasm = std::fs::read(plugin_path(name)).unwrap();
         let (code, v) = Self::answer(
@@ -163,6 +173,19 @@ impl Callee {
         }
         (self.sipp.stop(), numbers)
     }
+}
+
+/// `uac_reject.xml` expecting the final response `code`, written in `dir`.
+fn reject_scenario(dir: &std::path::Path, code: u16) -> PathBuf {
+    let path = dir.join(format!("uac_reject_{code}.xml"));
+    std::fs::write(
+        &path,
+        std::fs::read_to_string(scenario("uac_reject.xml"))
+            .unwrap()
+            .replace("@CODE@", &code.to_string()),
+    )
+    .unwrap();
+    path
 }
 
 /// Copy a directory tree.
@@ -615,13 +638,7 @@ fn live_calls_hangup_registrations_and_trunks() {
     let trunks = api.get("/v1/trunks/status")["trunks"].clone();
     assert_eq!(trunks[0]["name"], "caller");
     assert_eq!(trunks[0]["active_calls"], 1, "{trunks}");
-    let metrics = api
-        .http
-        .get(format!("{}/metrics", api.base))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
+    let metrics = api.metrics();
     assert!(metrics.contains("strowger_calls_active 1"), "{metrics}");
 
     // hang-up: both SIPp sides receive BYE and finish their scenario
@@ -703,14 +720,7 @@ fn live_calls_hangup_registrations_and_trunks() {
     let (c, v) = api.post("/v1/policies", &p);
     assert_eq!(c, 201, "{v}");
     let dir = tempfile::tempdir().unwrap();
-    let reject = dir.path().join("uac_reject_480.xml");
-    std::fs::write(
-        &reject,
-        std::fs::read_to_string(scenario("uac_reject.xml"))
-            .unwrap()
-            .replace("@CODE@", "480"),
-    )
-    .unwrap();
+    let reject = reject_scenario(dir.path(), 480);
     let caller = Sipp::scenario(&reject)
         .local(uac_ip, None)
         .remote(sw.addr())
@@ -814,13 +824,7 @@ fn shadow_version_is_compared_on_live_calls_but_not_acted_on() {
         (c["count"] == 1).then_some(c)
     });
     assert_eq!(cdrs["cdrs"][0]["call_id"], diff["call_id"], "{cdrs}");
-    let metrics = api
-        .http
-        .get(format!("{}/metrics", api.base))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
+    let metrics = api.metrics();
     assert!(
         metrics.contains("strowger_shadow_decisions_total{result=\"differ\"} 1"),
         "{metrics}"
@@ -854,14 +858,7 @@ fn trunks_stored_over_the_api_reach_the_switch() {
     assert_eq!(c, 201, "{v}");
 
     let dir = tempfile::tempdir().unwrap();
-    let challenged = dir.path().join("uac_reject_407.xml");
-    std::fs::write(
-        &challenged,
-        std::fs::read_to_string(scenario("uac_reject.xml"))
-            .unwrap()
-            .replace("@CODE@", "407"),
-    )
-    .unwrap();
+    let challenged = reject_scenario(dir.path(), 407);
     let expect_407 = |sw: &Switch| {
         Sipp::scenario(&challenged)
             .local(peer_ip, None)
