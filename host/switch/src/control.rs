@@ -85,7 +85,7 @@ pub(crate) enum Command {
     Hangup(String, oneshot::Sender<bool>),
     Trunks(oneshot::Sender<Vec<TrunkSummary>>),
     Users(Vec<UserCred>, oneshot::Sender<usize>),
-    Trunks2(Vec<TrunkInfo>, Vec<GroupInfo>, oneshot::Sender<usize>),
+    SetTrunks(Vec<TrunkInfo>, Vec<GroupInfo>, oneshot::Sender<usize>),
 }
 
 /// Handle on a running switch for the control plane. Cheap to clone.
@@ -223,7 +223,7 @@ impl Control {
         }
         let groups = crate::server::group_infos(&cfg);
         let n = self
-            .ask(|tx| Command::Trunks2(infos, groups, tx))
+            .ask(|tx| Command::SetTrunks(infos, groups, tx))
             .await
             .ok_or_else(|| "the switch is stopping".to_string())?;
         // peers of register / digest trunks authenticate as users
@@ -337,7 +337,7 @@ impl Core {
                 self.cfg.users = users;
                 let _ = tx.send(self.cfg.users.len());
             }
-            Command::Trunks2(trunks, groups, tx) => {
+            Command::SetTrunks(trunks, groups, tx) => {
                 self.replace_trunks(now, trunks, groups);
                 let _ = tx.send(self.cfg.trunks.len());
             }
