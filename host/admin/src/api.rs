@@ -56,6 +56,15 @@ pub(crate) fn routes(state: AdminState) -> axum::Router {
         .route("/v1/policies/rollback", post(rollback_policy))
         .route("/v1/policies/canary", delete(cancel_canary))
         .route("/v1/policies/canary/promote", post(promote_canary))
+        .route(
+            "/v1/policies/shadow",
+            get(shadow_status).delete(stop_shadow),
+        )
+        .route("/v1/policies/shadow/diffs", get(shadow_diffs))
+        .route(
+            "/v1/policies/{version}/shadow",
+            post(shadow_policy).delete(stop_shadow_version),
+        )
         .route("/v1/policies/{version}", get(get_policy))
         .route("/v1/policies/{version}/activate", post(activate_policy))
         .route("/v1/policies/{version}/canary", post(canary_policy))
@@ -255,6 +264,16 @@ async fn metrics(State(st): State<AdminState>) -> Response {
     out.push_str(&format!(
         "# TYPE strowger_policy_generation gauge\nstrowger_policy_generation {}\n",
         snap.generation
+    ));
+    let sc = st.inner.runtime.shadow_log().counts();
+    out.push_str(&format!(
+        "# HELP strowger_shadow_decisions Shadow-mode decisions compared with the active ones.\n\
+         # TYPE strowger_shadow_decisions counter\n\
+         strowger_shadow_decisions_total{{result=\"same\"}} {}\n\
+         strowger_shadow_decisions_total{{result=\"differ\"}} {}\n\
+         strowger_shadow_decisions_total{{result=\"error\"}} {}\n\
+         strowger_shadow_decisions_total{{result=\"dropped\"}} {}\n",
+        sc.same, sc.differ, sc.error, sc.dropped
     ));
     out.push_str(&st.inner.switch.metrics_text().await);
     out.push_str("# EOF\n");
@@ -857,6 +876,15 @@ async fn do_activate(
     if book.canary.is_some_and(|(v, _)| v == version) {
         book.canary = None;
     }
+    // the shadow became the active version: nothing left to compare
+    if st
+        .inner
+        .runtime
+        .shadow()
+        .is_some_and(|(_, label)| label == version.to_string())
+    {
+        st.inner.runtime.clear_shadow();
+    }
     book.history.retain(|v| *v != version);
     book.history.push(version);
     w.audit(
@@ -992,6 +1020,100 @@ async fn cancel_canary(State(st): State<AdminState>, w: Writer) -> ApiResult {
     w.audit(&st, "policy.canary.cancel", version.to_string(), json!({}))
         .await?;
     Ok(Json(json!({"cancelled": version})))
+}
+
+// ---- shadow mode --------------------------------------------------------
+
+fn shadow_json(st: &AdminState) -> Value {
+    let log = st.inner.runtime.shadow_log();
+    let shadow = st.inner.runtime.shadow();
+    json!({
+        "shadow": shadow.as_ref().map(|(_, label)| label.parse::<u64>().map(Value::from).unwrap_or(json!(label))),
+        "generation": shadow.as_ref().map(|(g, _)| g.id()),
+        "counts": log.counts(),
+    })
+}
+
+async fn shadow_policy(
+    State(st): State<AdminState>,
+    w: Writer,
+    Path(v): Path<String>,
+) -> ApiResult {
+    let version = parse_version(&v)?;
+    let book = st.inner.book.lock().await;
+    let g = book.generations.get(&version).cloned().ok_or_else(|| {
+        ApiError::not_found(format!("no policy version {version}")).field("version")
+    })?;
+    if book.history.last() == Some(&version) {
+        return Err(ApiError::conflict(format!(
+            "policy version {version} is the active one: shadow a candidate version"
+        ))
+        .field("version"));
+    }
+    st.inner.runtime.set_shadow(g.clone(), version.to_string());
+    drop(book);
+    w.audit(
+        &st,
+        "policy.shadow",
+        version.to_string(),
+        json!({"generation": g.id()}),
+    )
+    .await?;
+    Ok(Json(shadow_json(&st)))
+}
+
+async fn stop_shadow(State(st): State<AdminState>, w: Writer) -> ApiResult {
+    let (_, label) = st
+        .inner
+        .runtime
+        .clear_shadow()
+        .ok_or_else(|| ApiError::conflict("shadow mode is not on"))?;
+    w.audit(&st, "policy.shadow.stop", label.clone(), json!({}))
+        .await?;
+    let mut out = shadow_json(&st);
+    out["stopped"] = label
+        .parse::<u64>()
+        .map(Value::from)
+        .unwrap_or(json!(label));
+    Ok(Json(out))
+}
+
+async fn stop_shadow_version(
+    State(st): State<AdminState>,
+    w: Writer,
+    Path(v): Path<String>,
+) -> ApiResult {
+    let version = parse_version(&v)?;
+    match st.inner.runtime.shadow() {
+        Some((_, label)) if label == version.to_string() => stop_shadow(State(st), w).await,
+        _ => Err(ApiError::conflict(format!(
+            "policy version {version} is not running in shadow mode"
+        ))
+        .field("version")),
+    }
+}
+
+async fn shadow_status(State(st): State<AdminState>) -> ApiResult {
+    Ok(Json(shadow_json(&st)))
+}
+
+async fn shadow_diffs(
+    State(st): State<AdminState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult {
+    let limit = match q.get("limit") {
+        None => 100,
+        Some(l) => l.parse::<usize>().map_err(|_| {
+            ApiError::bad(format!("limit must be a number, not `{l}`")).field("limit")
+        })?,
+    };
+    let mut diffs = st.inner.runtime.shadow_log().diffs();
+    let skip = diffs.len().saturating_sub(limit);
+    diffs.drain(..skip);
+    diffs.reverse();
+    let mut out = shadow_json(&st);
+    out["diffs"] = json!(diffs);
+    Ok(Json(out))
 }
 
 async fn list_policies(State(st): State<AdminState>) -> ApiResult {
@@ -1376,11 +1498,45 @@ async fn simulate(State(st): State<AdminState>, body: Bytes) -> ApiResult {
                 ApiError::not_found(format!("no policy version {v}")).field("version")
             })?,
     };
+    let shadow_input = (b.version.is_none()).then(|| input.clone());
     let step = run_hook(&g, hook, b.trunk.as_deref(), input).await?;
     let decision = step["value"].clone();
-    Ok(Json(
-        json!({"generation": g.id(), "decision": decision, "trace": [step]}),
-    ))
+    let mut out = json!({"generation": g.id(), "decision": decision, "trace": [step]});
+    // shadow mode: the shadow decides too and a difference is logged
+    if let (Some(input), Some((sg, label))) = (shadow_input, st.inner.runtime.shadow())
+        && let Some(_permit) = st.inner.runtime.shadow_log().try_permit()
+    {
+        let call_id = input["call_id"].as_str().unwrap_or("simulate").to_string();
+        let theirs = run_hook(&sg, hook, b.trunk.as_deref(), input).await;
+        let (text, error) = match &theirs {
+            Ok(step) if step["error"].is_null() => (step["value"].to_string(), false),
+            Ok(step) => (step["error"].to_string(), true),
+            Err(e) => (e.to_string(), true),
+        };
+        let r = st
+            .inner
+            .runtime
+            .shadow_log()
+            .record(strowger_plugin::shadow::ShadowDiff {
+                time_unix_ms: now_ms(),
+                call_id,
+                hook: hook.to_string(),
+                source: "simulate".into(),
+                active_generation: g.id(),
+                shadow_generation: sg.id(),
+                shadow_version: label.clone(),
+                active: decision.to_string(),
+                shadow: text.clone(),
+                error,
+            });
+        out["shadow"] = json!({
+            "version": label,
+            "generation": sg.id(),
+            "decision": theirs.ok().map(|s| s["value"].clone()),
+            "result": format!("{r:?}").to_lowercase(),
+        });
+    }
+    Ok(Json(out))
 }
 
 // ---- trunks + users -----------------------------------------------------
@@ -1416,6 +1572,15 @@ async fn kv_list(st: &AdminState, sql: &'static str) -> ApiResult<Vec<Value>> {
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
     })
     .await
+}
+
+/// The stored trunks: name and configuration.
+async fn stored_trunks(st: &AdminState) -> ApiResult<Vec<(String, Value)>> {
+    Ok(kv_list(st, "SELECT name, config FROM trunks ORDER BY name")
+        .await?
+        .into_iter()
+        .filter_map(|t| Some((t["name"].as_str()?.to_string(), t["config"].clone())))
+        .collect())
 }
 
 async fn list_trunks(State(st): State<AdminState>) -> ApiResult {
@@ -1460,6 +1625,19 @@ async fn put_trunk(
         );
     }
     let config = check_config(&body)?;
+    let serial = st.inner.trunk_writes.lock().await;
+    // the switch checks the new set first: a bad trunk changes nothing
+    let mut all = stored_trunks(&st).await?;
+    all.retain(|(n, _)| *n != name);
+    all.push((
+        name.clone(),
+        serde_json::from_str(&config).unwrap_or_default(),
+    ));
+    st.inner
+        .switch
+        .set_trunks(all)
+        .await
+        .map_err(|e| ApiError::bad(e).field("body"))?;
     let (n, c2) = (name.clone(), config.clone());
     store_write(&st, move |c| {
         Ok(c.execute(
@@ -1476,6 +1654,7 @@ async fn put_trunk(
         serde_json::from_str(&config).unwrap_or_default(),
     )
     .await?;
+    drop(serial);
     get_trunk(State(st), Path(name)).await
 }
 
@@ -1484,14 +1663,24 @@ async fn delete_trunk(
     w: Writer,
     Path(name): Path<String>,
 ) -> ApiResult {
+    let _serial = st.inner.trunk_writes.lock().await;
+    let mut all = stored_trunks(&st).await?;
+    let before = all.len();
+    all.retain(|(n, _)| *n != name);
+    if all.len() == before {
+        return Err(ApiError::not_found(format!("no trunk `{name}`")).field("name"));
+    }
+    // e.g. a trunk group still naming it: refused, nothing changes
+    st.inner
+        .switch
+        .set_trunks(all)
+        .await
+        .map_err(|e| ApiError::bad(e).field("name"))?;
     let n = name.clone();
-    let k = store_write(&st, move |c| {
+    store_write(&st, move |c| {
         Ok(c.execute("DELETE FROM trunks WHERE name = ?1", [n])? as u64)
     })
     .await?;
-    if k == 0 {
-        return Err(ApiError::not_found(format!("no trunk `{name}`")).field("name"));
-    }
     w.audit(&st, "trunk.delete", &name, json!({})).await?;
     Ok(Json(json!({"deleted": name})))
 }
@@ -1740,6 +1929,13 @@ async fn audit(
 
 pub(crate) async fn restore(st: &AdminState) -> ApiResult<Option<u64>> {
     sync_users(st).await?;
+    let trunks = stored_trunks(st).await?;
+    if !trunks.is_empty()
+        && let Err(e) = st.inner.switch.set_trunks(trunks).await
+    {
+        // the configuration file changed under the stored trunks: keep running on the file's
+        tracing::error!(error = %e, "stored trunks not applied");
+    }
     let artifacts: Vec<(String, String, Vec<u8>)> = store_read(st, |c| {
         let mut s = c.prepare("SELECT sha256, name, wasm FROM plugin_artifacts")?;
         let rows = s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;

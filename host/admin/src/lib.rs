@@ -56,6 +56,8 @@ pub(crate) struct Inner {
     pub(crate) plugins: parking_lot::Mutex<BTreeMap<String, Arc<PluginVersion>>>,
     /// Policy versions, generations, activation history.
     pub(crate) book: tokio::sync::Mutex<PolicyBook>,
+    /// Serializes trunk writes (check with the switch, then store).
+    pub(crate) trunk_writes: tokio::sync::Mutex<()>,
 }
 
 /// Built generations by policy version and the activation history.
@@ -81,6 +83,7 @@ impl AdminState {
                 tokens: HashMap::new(),
                 plugins: Default::default(),
                 book: Default::default(),
+                trunk_writes: Default::default(),
             }),
         }
     }

@@ -61,6 +61,15 @@ pub(crate) fn document() -> Value {
             "/v1/policies/{version}/canary": {"post": op("Send {percent} % of new calls to this version", true, j)},
             "/v1/policies/canary/promote": {"post": op("Make the canary the active version", true, None)},
             "/v1/policies/canary": {"delete": op("Stop the canary", true, None)},
+            "/v1/policies/{version}/shadow": {
+                "post": op("Run this version in shadow mode beside the active one (decisions compared, not acted on)", true, None),
+                "delete": op("Stop shadow mode for this version", true, None),
+            },
+            "/v1/policies/shadow": {
+                "get": op("Shadow version and decision counters (same, differ, error, dropped)", false, None),
+                "delete": op("Stop shadow mode", true, None),
+            },
+            "/v1/policies/shadow/diffs": {"get": op("Recent decisions where the shadow differed (newest first; ?limit=N)", false, None)},
             "/v1/policies/rollback": {"post": op("Roll back to the previous active version, or to {version}", true, j)},
             "/v1/datasets": {"get": op("Data sets loaded in the runtime", false, None)},
             "/v1/datasets/{name}": {
@@ -73,7 +82,7 @@ pub(crate) fn document() -> Value {
             "/v1/trunks/status": {"get": op("Live trunk status from the switch", false, None)},
             "/v1/trunks/{name}": {
                 "get": op("One trunk", false, None),
-                "put": op("Create or replace a trunk configuration (JSON object)", true, j),
+                "put": op("Create or replace a trunk: the fields of a [[trunks]] table as a JSON object, checked with the configuration rules (400 with every problem; nothing applied) and used by the running switch at once", true, j),
                 "delete": op("Delete a trunk", true, None)
             },
             "/v1/users": {"get": op("Users", false, None)},

@@ -87,6 +87,18 @@ pub trait SwitchControl: Send + Sync {
     fn hangup<'a>(&'a self, id: &'a str) -> SwitchFuture<'a, bool>;
     /// Trunk status.
     fn trunks(&self) -> SwitchFuture<'_, Vec<TrunkStatus>>;
+    /// The trunks stored over the API (name, `[[trunks]]` fields as JSON),
+    /// every time they change (and after a restart): the switch checks them
+    /// with its configuration rules and, if all are good, uses them (merged
+    /// over its configuration file's trunks). An error says what to fix;
+    /// nothing is applied then.
+    fn set_trunks(
+        &self,
+        trunks: Vec<(String, serde_json::Value)>,
+    ) -> SwitchFuture<'_, Result<(), String>> {
+        let _ = trunks;
+        Box::pin(async { Ok(()) })
+    }
     /// Extra Prometheus text-format metrics appended to `/metrics`.
     fn metrics_text(&self) -> SwitchFuture<'_, String> {
         Box::pin(async { String::new() })

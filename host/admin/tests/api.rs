@@ -79,6 +79,16 @@ impl H {
             serde_json::from_str(&text).unwrap_or(Value::String(text)),
         )
     }
+    async fn metrics(&self) -> String {
+        self.http
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
     async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
         self.send(reqwest::Method::POST, path, Some(body)).await
     }
@@ -429,15 +439,7 @@ async fn policies_validate_test_activate_rollback_canary() {
     assert!(h.state.runtime().canary().is_none());
 
     // Metrics carry per-plugin decisions.
-    let m = h
-        .http
-        .get(format!("{}/metrics", h.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = h.metrics().await;
     assert!(m.contains("strowger_plugin"), "{m}");
     assert!(m.contains("route-table"), "{m}");
 }
@@ -789,4 +791,142 @@ async fn restore_rebuilds_the_active_policy_after_restart() {
         first_trunk(&serde_json::to_value(&d.value).unwrap()),
         "carrier-a"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shadow_mode_logs_differing_decisions_and_acts_on_the_active_one() {
+    let h = setup().await;
+    let (_, p) = h.upload("route-table", plugin_bytes("route-table")).await;
+    let sha = p["sha256"].as_str().unwrap().to_string();
+    let mut v1 = route_policy(&sha, "carrier-a", "carrier-a");
+    v1["activate"] = json!(true);
+    let (code, r1) = h.post("/v1/policies", v1).await;
+    assert_eq!(code, StatusCode::CREATED, "{r1}");
+    let ver1 = r1["version"].as_u64().unwrap();
+    let (_, r2) = h
+        .post("/v1/policies", route_policy(&sha, "carrier-b", "carrier-b"))
+        .await;
+    let ver2 = r2["version"].as_u64().unwrap();
+    let (_, r3) = h
+        .post("/v1/policies", route_policy(&sha, "carrier-a", "carrier-a"))
+        .await;
+    let ver3 = r3["version"].as_u64().unwrap();
+
+    // Errors: unknown version 404, the active version 409, no shadow to stop 409.
+    let (code, _) = h.post("/v1/policies/999/shadow", json!({})).await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+    let (code, e) = h
+        .post(&format!("/v1/policies/{ver1}/shadow"), json!({}))
+        .await;
+    assert_eq!(code, StatusCode::CONFLICT, "{e}");
+    let (code, _) = h
+        .send(reqwest::Method::DELETE, "/v1/policies/shadow", None)
+        .await;
+    assert_eq!(code, StatusCode::CONFLICT);
+    // Writes need the token.
+    let code = h
+        .http
+        .post(format!("{}/v1/policies/{ver2}/shadow", h.base))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(code, StatusCode::UNAUTHORIZED);
+
+    // v2 (carrier-b) in shadow beside v1 (carrier-a).
+    let (code, s) = h
+        .post(&format!("/v1/policies/{ver2}/shadow"), json!({}))
+        .await;
+    assert_eq!(code, StatusCode::OK, "{s}");
+    assert_eq!(s["shadow"], ver2);
+    let (code, sim) = h
+        .post(
+            "/v1/simulate",
+            json!({"call": {"call_id": "shadow-call-1", "b_number": "5511999990000"}}),
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK, "{sim}");
+    // the active version decided; the shadow's decision is reported beside it
+    assert_eq!(first_trunk(&sim["decision"]), "carrier-a");
+    assert_eq!(first_trunk(&sim["shadow"]["decision"]), "carrier-b");
+    assert_eq!(sim["shadow"]["result"], "differ");
+    let (code, d) = h.get("/v1/policies/shadow/diffs").await;
+    assert_eq!(code, StatusCode::OK, "{d}");
+    assert_eq!(d["shadow"], ver2);
+    let diffs = d["diffs"].as_array().unwrap();
+    assert_eq!(diffs.len(), 1, "{d}");
+    assert_eq!(diffs[0]["call_id"], "shadow-call-1");
+    assert_eq!(diffs[0]["hook"], "route");
+    assert_eq!(diffs[0]["shadow_version"], ver2.to_string());
+    assert!(
+        diffs[0]["active"].as_str().unwrap().contains("carrier-a"),
+        "{d}"
+    );
+    assert!(
+        diffs[0]["shadow"].as_str().unwrap().contains("carrier-b"),
+        "{d}"
+    );
+    assert!(diffs[0]["time_unix_ms"].as_i64().unwrap() > 0);
+    assert_eq!(d["counts"]["differ"], 1);
+
+    // v3 routes like v1: same decision, counted, not listed.
+    let (code, _) = h
+        .post(&format!("/v1/policies/{ver3}/shadow"), json!({}))
+        .await;
+    assert_eq!(code, StatusCode::OK);
+    let (_, sim) = h
+        .post(
+            "/v1/simulate",
+            json!({"call": {"call_id": "shadow-call-2", "b_number": "5511999990000"}}),
+        )
+        .await;
+    assert_eq!(sim["shadow"]["result"], "same", "{sim}");
+    let (_, d) = h.get("/v1/policies/shadow/diffs").await;
+    assert_eq!(d["diffs"].as_array().unwrap().len(), 1, "{d}");
+    assert_eq!(d["counts"]["same"], 1);
+    let m = h.metrics().await;
+    assert!(
+        m.contains("strowger_shadow_decisions_total{result=\"differ\"} 1"),
+        "{m}"
+    );
+    assert!(
+        m.contains("strowger_shadow_decisions_total{result=\"same\"} 1"),
+        "{m}"
+    );
+
+    // Stop by version: the wrong version is refused, the right one stops it.
+    let (code, _) = h
+        .send(
+            reqwest::Method::DELETE,
+            &format!("/v1/policies/{ver2}/shadow"),
+            None,
+        )
+        .await;
+    assert_eq!(code, StatusCode::CONFLICT);
+    let (code, s) = h
+        .send(
+            reqwest::Method::DELETE,
+            &format!("/v1/policies/{ver3}/shadow"),
+            None,
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK, "{s}");
+    assert!(h.state.runtime().shadow().is_none());
+    let (_, sim) = h
+        .post(
+            "/v1/simulate",
+            json!({"call": {"call_id": "shadow-call-3", "b_number": "5511999990000"}}),
+        )
+        .await;
+    assert!(sim.get("shadow").is_none(), "{sim}");
+    // Activating the shadowed version ends shadow mode.
+    h.post(&format!("/v1/policies/{ver2}/shadow"), json!({}))
+        .await;
+    let (code, _) = h
+        .post(&format!("/v1/policies/{ver2}/activate"), json!({}))
+        .await;
+    assert_eq!(code, StatusCode::OK);
+    assert!(h.state.runtime().shadow().is_none());
+    let audit = h.get("/v1/audit").await.1.to_string();
+    assert!(audit.contains("policy.shadow"), "{audit}");
 }

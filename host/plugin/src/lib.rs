@@ -33,6 +33,7 @@ pub mod metrics;
 mod policy;
 mod pool;
 mod runtime;
+pub mod shadow;
 pub mod testing;
 pub mod types;
 mod validate;

@@ -206,6 +206,8 @@ pub(crate) struct Inner {
     current: ArcSwap<Generation>,
     previous: ArcSwapOption<Generation>,
     canary: ArcSwapOption<Canary>,
+    shadow: ArcSwapOption<crate::shadow::ShadowGen>,
+    shadow_log: Arc<crate::shadow::ShadowLog>,
     next_generation: AtomicU64,
     plugins: Arc<Mutex<Vec<Arc<PluginMetrics>>>>,
     compilations: AtomicU64,
@@ -275,6 +277,8 @@ impl Runtime {
                 current: ArcSwap::new(empty),
                 previous: ArcSwapOption::empty(),
                 canary: ArcSwapOption::empty(),
+                shadow: ArcSwapOption::empty(),
+                shadow_log: Arc::default(),
                 next_generation: AtomicU64::new(1),
                 plugins: Arc::new(Mutex::new(Vec::new())),
                 compilations: AtomicU64::new(0),
@@ -543,6 +547,42 @@ impl Runtime {
             .canary
             .load_full()
             .map(|c| (c.generation.clone(), c.percent))
+    }
+
+    /// Runs `generation` in shadow mode beside the active one (replacing
+    /// any shadow): the host computes its decisions too, compares them and
+    /// acts only on the active one. `label` names it in the diffs (the
+    /// policy version).
+    pub fn set_shadow(&self, generation: Arc<Generation>, label: impl Into<String>) {
+        let label = label.into();
+        tracing::info!(generation = generation.id(), %label, "shadow generation started");
+        self.inner
+            .shadow
+            .store(Some(Arc::new(crate::shadow::ShadowGen {
+                generation,
+                label,
+            })));
+    }
+
+    /// Stops shadow mode; returns the shadow generation and its label.
+    pub fn clear_shadow(&self) -> Option<(Arc<Generation>, String)> {
+        self.inner
+            .shadow
+            .swap(None)
+            .map(|s| (s.generation.clone(), s.label.clone()))
+    }
+
+    /// The shadow generation and its label, if shadow mode is on.
+    pub fn shadow(&self) -> Option<(Arc<Generation>, String)> {
+        self.inner
+            .shadow
+            .load_full()
+            .map(|s| (s.generation.clone(), s.label.clone()))
+    }
+
+    /// Shadow comparison counters and recent differences.
+    pub fn shadow_log(&self) -> &Arc<crate::shadow::ShadowLog> {
+        &self.inner.shadow_log
     }
 
     /// The active generation.

@@ -89,6 +89,20 @@ impl SwitchControl for SwitchHandle {
             tracing::info!(users = n, "users updated from the admin API");
         })
     }
+    fn set_trunks(
+        &self,
+        trunks: Vec<(String, serde_json::Value)>,
+    ) -> SwitchFuture<'_, Result<(), String>> {
+        Box::pin(async move {
+            let n = self.0.set_trunks(&trunks).await?;
+            tracing::info!(
+                trunks = n,
+                stored = trunks.len(),
+                "trunks updated from the admin API"
+            );
+            Ok(())
+        })
+    }
     fn metrics_text(&self) -> SwitchFuture<'_, String> {
         Box::pin(async move {
             let calls = self.0.calls().await;

@@ -80,6 +80,16 @@ impl Api {
         self.send(reqwest::Method::POST, path, Some(body))
     }
 
+    /// The `/metrics` text.
+    fn metrics(&self) -> String {
+        self.http
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .unwrap()
+            .text()
+            .unwrap()
+    }
+
     fn upload_plugin(&self, name: &str) -> String {
         let wasm = std::fs::read(plugin_path(name)).unwrap();
         let (code, v) = Self::answer(
@@ -163,6 +173,19 @@ impl Callee {
         }
         (self.sipp.stop(), numbers)
     }
+}
+
+/// `uac_reject.xml` expecting the final response `code`, written in `dir`.
+fn reject_scenario(dir: &std::path::Path, code: u16) -> PathBuf {
+    let path = dir.join(format!("uac_reject_{code}.xml"));
+    std::fs::write(
+        &path,
+        std::fs::read_to_string(scenario("uac_reject.xml"))
+            .unwrap()
+            .replace("@CODE@", &code.to_string()),
+    )
+    .unwrap();
+    path
 }
 
 /// Copy a directory tree.
@@ -615,13 +638,7 @@ fn live_calls_hangup_registrations_and_trunks() {
     let trunks = api.get("/v1/trunks/status")["trunks"].clone();
     assert_eq!(trunks[0]["name"], "caller");
     assert_eq!(trunks[0]["active_calls"], 1, "{trunks}");
-    let metrics = api
-        .http
-        .get(format!("{}/metrics", api.base))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
+    let metrics = api.metrics();
     assert!(metrics.contains("strowger_calls_active 1"), "{metrics}");
 
     // hang-up: both SIPp sides receive BYE and finish their scenario
@@ -703,14 +720,7 @@ fn live_calls_hangup_registrations_and_trunks() {
     let (c, v) = api.post("/v1/policies", &p);
     assert_eq!(c, 201, "{v}");
     let dir = tempfile::tempdir().unwrap();
-    let reject = dir.path().join("uac_reject_480.xml");
-    std::fs::write(
-        &reject,
-        std::fs::read_to_string(scenario("uac_reject.xml"))
-            .unwrap()
-            .replace("@CODE@", "480"),
-    )
-    .unwrap();
+    let reject = reject_scenario(dir.path(), 480);
     let caller = Sipp::scenario(&reject)
         .local(uac_ip, None)
         .remote(sw.addr())
@@ -743,4 +753,218 @@ fn live_calls_hangup_registrations_and_trunks() {
     assert_eq!(c, 200, "{h}");
     caller.wait().assert_ok(1);
     ringing.wait().assert_ok(1);
+}
+
+/// Waits (bounded) for `f` to return something.
+fn wait_for<T>(what: &str, sw: &Switch, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "{what}\n{}", sw.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Shadow mode on live traffic: version 1 (active) routes to callee 1,
+/// version 2 (shadow) would route to callee 2. A SIPp call reaches callee 1
+/// only; the shadow diffs list the call (its CDR id) with both decisions.
+#[test]
+fn shadow_version_is_compared_on_live_calls_but_not_acted_on() {
+    let active_callee = Callee::start("1");
+    let shadow_callee = Callee::start("2");
+    let uac_ip = unique_loopback();
+    let cfg = format!(
+        "[[trunks]]\nname = \"caller\"\nhost = \"{uac_ip}\"\ninbound = \"ip\"\n\n\
+         [admin]\ntoken = \"{TOKEN}\"\n"
+    );
+    let sw = Switch::start(&cfg);
+    let api = Api::connect(&sw);
+    api.upload_plugin("route-table");
+    let mut p1 = uri_policy("1", active_callee.addr(), false);
+    p1["activate"] = json!(true);
+    let (c, v1) = api.post("/v1/policies", &p1);
+    assert_eq!(c, 201, "{v1}");
+    let (c, v2) = api.post(
+        "/v1/policies",
+        &uri_policy("2", shadow_callee.addr(), false),
+    );
+    assert_eq!(c, 201, "{v2}");
+    let ver2 = v2["version"].as_u64().unwrap();
+    let (c, s) = api.post(&format!("/v1/policies/{ver2}/shadow"), &json!({}));
+    assert_eq!(c, 200, "{s}");
+    assert_eq!(api.get("/v1/policies/shadow")["shadow"], ver2);
+
+    call(&sw, uac_ip, "5511333344444", 200).assert_ok(1);
+    let diffs = wait_for("no shadow diff for the call", &sw, || {
+        let d = api.get("/v1/policies/shadow/diffs");
+        (!d["diffs"].as_array().unwrap().is_empty()).then_some(d)
+    });
+    let diff = &diffs["diffs"][0];
+    assert_eq!(diff["source"], "call", "{diffs}");
+    assert_eq!(diff["hook"], "route");
+    assert_eq!(diff["active_generation"], v1["generation"], "{diffs}");
+    assert_eq!(diff["shadow_generation"], v2["generation"], "{diffs}");
+    assert_eq!(diff["error"], false);
+    let active = diff["active"].as_str().unwrap();
+    let shadow = diff["shadow"].as_str().unwrap();
+    assert!(
+        active.contains(&format!("15511333344444@{}", active_callee.addr())),
+        "{diffs}"
+    );
+    assert!(
+        shadow.contains(&format!("25511333344444@{}", shadow_callee.addr())),
+        "{diffs}"
+    );
+    assert_eq!(diffs["counts"]["differ"], 1, "{diffs}");
+    // the diff names the call as its CDR does
+    let cdrs = wait_for("no CDR", &sw, || {
+        let c = api.get("/v1/cdrs");
+        (c["count"] == 1).then_some(c)
+    });
+    assert_eq!(cdrs["cdrs"][0]["call_id"], diff["call_id"], "{cdrs}");
+    let metrics = api.metrics();
+    assert!(
+        metrics.contains("strowger_shadow_decisions_total{result=\"differ\"} 1"),
+        "{metrics}"
+    );
+
+    // only the active route's callee got the call
+    let (r1, n1) = active_callee.finish();
+    let (_, n2) = shadow_callee.finish();
+    assert_eq!(r1.successful, 1);
+    assert_eq!(n1, ["15511333344444"]);
+    assert!(n2.is_empty(), "the shadow route was followed: {n2:?}");
+}
+
+/// Trunks stored over the API reach the running switch: a call from an
+/// unknown address is challenged; once an IP trunk for that address is
+/// PUT, its calls are trusted and routed; a bad trunk is refused with the
+/// configuration's message and changes nothing; after a restart the stored
+/// trunk is still in force; once deleted, calls from there are challenged
+/// again.
+#[test]
+fn trunks_stored_over_the_api_reach_the_switch() {
+    let callee = Callee::start("7");
+    let peer_ip = unique_loopback();
+    let cfg = format!("[admin]\ntoken = \"{TOKEN}\"\n");
+    let mut sw = Switch::start(&cfg);
+    let api = Api::connect(&sw);
+    api.upload_plugin("route-table");
+    let mut p = uri_policy("7", callee.addr(), false);
+    p["activate"] = json!(true);
+    let (c, v) = api.post("/v1/policies", &p);
+    assert_eq!(c, 201, "{v}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let challenged = reject_scenario(dir.path(), 407);
+    let expect_407 = |sw: &Switch| {
+        Sipp::scenario(&challenged)
+            .local(peer_ip, None)
+            .remote(sw.addr())
+            .service("5511333344444")
+            .key("caller", "5511999990000")
+            .calls(1)
+            .recv_timeout(Duration::from_secs(20))
+            .timeout(Duration::from_secs(40))
+            .run()
+            .assert_ok(1)
+    };
+    expect_407(&sw);
+
+    // bad trunks: 400 with what to fix, nothing stored or applied
+    let (c, e) = api.send(
+        reqwest::Method::PUT,
+        "/v1/trunks/peer",
+        Some(&json!({"host": peer_ip.to_string(), "inbound": "sometimes"})),
+    );
+    assert_eq!(c, 400, "{e}");
+    assert!(
+        e["error"]
+            .as_str()
+            .unwrap()
+            .contains("unknown variant `sometimes`"),
+        "{e}"
+    );
+    let (c, e) = api.send(
+        reqwest::Method::PUT,
+        "/v1/trunks/peer",
+        Some(&json!({"host": peer_ip.to_string(), "inbound": "ip", "qualify_s": 5, "no_such_field": 1})),
+    );
+    assert_eq!(c, 400, "{e}");
+    assert!(
+        e["error"].as_str().unwrap().contains("no_such_field"),
+        "{e}"
+    );
+    assert!(
+        api.get("/v1/trunks")["trunks"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        api.get("/v1/trunks/status")["trunks"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+
+    // an IP trunk for the caller's address: trusted and routed
+    let (c, t) = api.send(
+        reqwest::Method::PUT,
+        "/v1/trunks/peer",
+        Some(&json!({"host": peer_ip.to_string(), "inbound": "ip"})),
+    );
+    assert_eq!(c, 200, "{t}");
+    let status = api.get("/v1/trunks/status")["trunks"].clone();
+    assert_eq!(status[0]["name"], "peer", "{status}");
+    call(&sw, peer_ip, "5511333344444", 100).assert_ok(1);
+    let cdrs = wait_for("no CDR", &sw, || {
+        let c = api.get("/v1/cdrs");
+        (c["count"] == 1).then_some(c)
+    });
+    assert_eq!(cdrs["cdrs"][0]["ingress_trunk"], "peer", "{cdrs}");
+
+    // still there after a restart (stored trunks merged over the file's)
+    sw.restart();
+    let api = Api::connect(&sw);
+    assert_eq!(
+        api.get("/v1/trunks/status")["trunks"][0]["name"],
+        "peer",
+        "{}",
+        sw.log()
+    );
+    call(&sw, peer_ip, "5511333344444", 100).assert_ok(1);
+
+    // a peer that registers to us: its credentials are a registrar user now
+    let (c, t) = api.send(
+        reqwest::Method::PUT,
+        "/v1/trunks/pbx",
+        Some(&json!({"host": "dynamic", "inbound": "register", "username": "pbx1", "secret": "pbx-pw"})),
+    );
+    assert_eq!(c, 200, "{t}");
+    let pbx_ip = unique_loopback();
+    let mut pbx = SipClient::new(pbx_ip, sw.addr());
+    let reg = pbx.register(
+        "pbx1",
+        "pbx-pw",
+        "strowger.local",
+        Some(&format!("sip:pbx1@{pbx_ip}:5070")),
+        Some(600),
+        Algorithm::Sha256,
+        Duration::from_secs(10),
+    );
+    assert_eq!(reg.response.status(), 200, "{}", sw.log());
+    let status = api.get("/v1/trunks/status")["trunks"].clone();
+    assert_eq!(status.as_array().unwrap().len(), 2, "{status}");
+
+    // deleted: challenged again
+    let (c, d) = api.send(reqwest::Method::DELETE, "/v1/trunks/peer", None);
+    assert_eq!(c, 200, "{d}");
+    let (c, _) = api.send(reqwest::Method::DELETE, "/v1/trunks/peer", None);
+    assert_eq!(c, 404);
+    expect_407(&sw);
+    let (_, numbers) = callee.finish();
+    assert_eq!(numbers, ["75511333344444", "75511333344444"]);
 }

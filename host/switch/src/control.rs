@@ -19,9 +19,11 @@ use strowger_store::Store;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{LegPhase, Phase, trunk_of};
-use crate::core::{Core, Ingress, Now, UserCred};
+use crate::config::{Config, TrunkConfig};
+use crate::core::{Core, Ingress, Now, TimerKind, UserCred};
 use crate::flow::Transport;
 use crate::location::{ContactUpdate, Location, RegisterOp, aor_key};
+use crate::trunks::{ClientTx, GroupInfo, TrunkInfo, TrunkRt, TrunkTimer};
 
 /// One call in progress.
 #[derive(Clone, Debug, PartialEq)]
@@ -83,6 +85,7 @@ pub(crate) enum Command {
     Hangup(String, oneshot::Sender<bool>),
     Trunks(oneshot::Sender<Vec<TrunkSummary>>),
     Users(Vec<UserCred>, oneshot::Sender<usize>),
+    SetTrunks(Vec<TrunkInfo>, Vec<GroupInfo>, oneshot::Sender<usize>),
 }
 
 /// Handle on a running switch for the control plane. Cheap to clone.
@@ -92,8 +95,12 @@ pub struct Control {
     location: Arc<RwLock<Location>>,
     store: Store,
     domain: String,
-    /// Users of the configuration file.
-    base_users: Vec<UserCred>,
+    /// The configuration file (its trunks are the base stored trunks go over).
+    file: Arc<Config>,
+    /// What the control plane has set: users, and the configuration with
+    /// the stored trunks merged in (its users and digest trunks are users
+    /// of the registrar too).
+    managed: Arc<parking_lot::Mutex<(Vec<UserCred>, Arc<Config>)>>,
 }
 
 impl Control {
@@ -101,7 +108,7 @@ impl Control {
         location: Arc<RwLock<Location>>,
         store: Store,
         domain: String,
-        base_users: Vec<UserCred>,
+        file: Arc<Config>,
     ) -> (Control, mpsc::Receiver<Command>) {
         let (tx, rx) = mpsc::channel(64);
         (
@@ -110,7 +117,8 @@ impl Control {
                 location,
                 store,
                 domain,
-                base_users,
+                managed: Arc::new(parking_lot::Mutex::new((Vec::new(), file.clone()))),
+                file,
             },
             rx,
         )
@@ -146,13 +154,86 @@ impl Control {
     /// and domain as a configured user replaces it. Returns the number of
     /// users now known.
     pub async fn set_users(&self, managed: Vec<UserCred>) -> usize {
-        let mut all = managed;
-        for b in &self.base_users {
-            if !all.iter().any(|u| u.user == b.user && u.domain == b.domain) {
-                all.push(b.clone());
+        let all = {
+            let mut m = self.managed.lock();
+            m.0 = managed;
+            all_users(&m.0, &m.1)
+        };
+        self.ask(|tx| Command::Users(all, tx)).await.unwrap_or(0)
+    }
+
+    /// Checks trunks stored over the control plane (each a JSON object with
+    /// the fields of a `[[trunks]]` table; `name` is taken from the key)
+    /// and merges them over the configuration file's trunks (same name:
+    /// the stored one wins). The result is validated with the rules of the
+    /// configuration file; every problem is returned, nothing applied.
+    pub fn merged_trunks(&self, stored: &[(String, serde_json::Value)]) -> Result<Config, String> {
+        let mut cfg = (*self.file).clone();
+        let mut problems = Vec::new();
+        for (name, v) in stored {
+            let mut v = v.clone();
+            let Some(o) = v.as_object_mut() else {
+                problems.push(format!("trunk \"{name}\": must be a JSON object"));
+                continue;
+            };
+            o.insert("name".into(), serde_json::Value::String(name.clone()));
+            let mut t: TrunkConfig = match serde_json::from_value(v) {
+                Ok(t) => t,
+                Err(e) => {
+                    problems.push(format!("trunk \"{name}\": {e}"));
+                    continue;
+                }
+            };
+            if let Some(s) = t.register_string.take()
+                && let Err(e) = t.apply_register_string(&s)
+            {
+                problems.push(format!("trunk \"{name}\": {e}"));
+                continue;
+            }
+            match cfg.trunks.iter_mut().find(|x| x.name == t.name) {
+                Some(x) => *x = t,
+                None => cfg.trunks.push(t),
             }
         }
-        self.ask(|tx| Command::Users(all, tx)).await.unwrap_or(0)
+        if problems.is_empty()
+            && let Err(e) = cfg.validate()
+        {
+            problems.push(e.to_string());
+        }
+        if problems.is_empty() {
+            Ok(cfg)
+        } else {
+            Err(problems.join("; "))
+        }
+    }
+
+    /// Sets the trunks stored over the control plane (see
+    /// [`Control::merged_trunks`]): on success the running switch uses the
+    /// merged list (host names resolved now); returns the number of trunks.
+    /// Trunks whose name stays keep their run-time state (qualify,
+    /// registration, counters); new ones are qualified and registered.
+    pub async fn set_trunks(
+        &self,
+        stored: &[(String, serde_json::Value)],
+    ) -> Result<usize, String> {
+        let cfg = self.merged_trunks(stored)?;
+        let mut infos = Vec::with_capacity(cfg.trunks.len());
+        for t in &cfg.trunks {
+            infos.push(crate::server::resolve_trunk(t).await);
+        }
+        let groups = crate::server::group_infos(&cfg);
+        let n = self
+            .ask(|tx| Command::SetTrunks(infos, groups, tx))
+            .await
+            .ok_or_else(|| "the switch is stopping".to_string())?;
+        // peers of register / digest trunks authenticate as users
+        let all = {
+            let mut m = self.managed.lock();
+            m.1 = Arc::new(cfg);
+            all_users(&m.0, &m.1)
+        };
+        self.ask(|tx| Command::Users(all, tx)).await;
+        Ok(n)
     }
 
     /// Current registrations, sorted by AOR.
@@ -222,6 +303,18 @@ impl Control {
     }
 }
 
+/// Users managed over the control plane, then those of `cfg` (its users and
+/// digest trunk peers) not replaced by one with the same user and domain.
+fn all_users(managed: &[UserCred], cfg: &Config) -> Vec<UserCred> {
+    let mut all = managed.to_vec();
+    for b in crate::server::user_creds(cfg) {
+        if !all.iter().any(|u| u.user == b.user && u.domain == b.domain) {
+            all.push(b);
+        }
+    }
+    all
+}
+
 fn ingress_text(i: &Ingress) -> String {
     super::ingress_text(i)
 }
@@ -244,7 +337,95 @@ impl Core {
                 self.cfg.users = users;
                 let _ = tx.send(self.cfg.users.len());
             }
+            Command::SetTrunks(trunks, groups, tx) => {
+                self.replace_trunks(now, trunks, groups);
+                let _ = tx.send(self.cfg.trunks.len());
+            }
         }
+    }
+
+    /// Replaces the configured trunks and groups. A trunk whose name stays
+    /// keeps its run-time state and timers (re-indexed); if its qualify or
+    /// registration target changed it starts those over. New trunks are
+    /// started (qualify, registration); removed ones lose their timers and
+    /// client transactions.
+    pub(crate) fn replace_trunks(
+        &mut self,
+        now: Now,
+        trunks: Vec<TrunkInfo>,
+        groups: Vec<GroupInfo>,
+    ) {
+        let old = std::mem::replace(&mut self.cfg.trunks, trunks);
+        let mut old_rt: Vec<Option<TrunkRt>> = std::mem::take(&mut self.trunks.rt)
+            .into_iter()
+            .map(Some)
+            .collect();
+        let new = &self.cfg.trunks;
+        // old index -> new index, None when removed or restarted
+        let keep: Vec<Option<usize>> = old
+            .iter()
+            .map(|o| {
+                let j = new.iter().position(|n| n.name == o.name)?;
+                let n = &new[j];
+                let same = n.addr == o.addr
+                    && n.host == o.host
+                    && n.transport == o.transport
+                    && n.qualify == o.qualify
+                    && n.register == o.register
+                    && n.register_expires == o.register_expires
+                    && n.user == o.user
+                    && n.auth_user == o.auth_user
+                    && n.secret == o.secret;
+                same.then_some(j)
+            })
+            .collect();
+        let mut started = Vec::new();
+        self.trunks.rt = new
+            .iter()
+            .enumerate()
+            .map(|(j, n)| match old.iter().position(|o| o.name == n.name) {
+                Some(i) => {
+                    let mut rt = old_rt[i].take().unwrap_or_else(TrunkRt::new);
+                    if keep[i].is_none() {
+                        rt.qualify_tx = None;
+                        rt.reg_tx = None;
+                        started.push(j);
+                    }
+                    rt
+                }
+                None => {
+                    started.push(j);
+                    TrunkRt::new()
+                }
+            })
+            .collect();
+        let remap = |i: &mut usize| match keep.get(*i).copied().flatten() {
+            Some(j) => {
+                *i = j;
+                true
+            }
+            None => false,
+        };
+        self.timers.retain(|k| match k {
+            TimerKind::Trunk(
+                TrunkTimer::Qualify(i) | TrunkTimer::QualifyTimeout(i, _) | TrunkTimer::Register(i),
+            ) => remap(i),
+            _ => true,
+        });
+        self.trunks.client.retain(|_, c| match c {
+            ClientTx::Qualify(i) | ClientTx::Register(i) => remap(i),
+        });
+        self.cfg.groups = groups;
+        if self.started {
+            for j in started {
+                self.start_trunk(now, j);
+            }
+        }
+        self.refresh_trunk_view();
+        tracing::info!(
+            trunks = self.cfg.trunks.len(),
+            "trunks replaced over the control plane"
+        );
     }
 
     /// Calls in progress (ended calls lingering for late messages are not listed).

@@ -110,46 +110,46 @@ fn transport_of(t: config::Transport) -> Transport {
     }
 }
 
-/// Derives the core's settings from the configuration (trunk host names
-/// are resolved here, once).
-pub async fn core_config(cfg: &Config, listeners: &[Listen]) -> CoreConfig {
-    let mut trunks = Vec::new();
-    for t in &cfg.trunks {
-        let addr = match t.socket_addr() {
-            Some(a) => Some(a),
-            None if t.is_dynamic() => None,
-            None => tokio::net::lookup_host((t.host.as_str(), t.port))
-                .await
-                .ok()
-                .and_then(|mut i| i.next()),
+/// The core's view of a configured trunk, its host and proxies resolved
+/// (now, once).
+pub(crate) async fn resolve_trunk(t: &config::TrunkConfig) -> TrunkInfo {
+    let addr = match t.socket_addr() {
+        Some(a) => Some(a),
+        None if t.is_dynamic() => None,
+        None => tokio::net::lookup_host((t.host.as_str(), t.port))
+            .await
+            .ok()
+            .and_then(|mut i| i.next()),
+    };
+    if addr.is_none() && !t.is_dynamic() {
+        tracing::warn!(trunk = %t.name, host = %t.host, "trunk host does not resolve; trunk unavailable");
+    }
+    let mut info = trunk_info(t, addr);
+    for p in &t.proxies {
+        let (host, port) = match p.rsplit_once(':') {
+            Some((h, port)) if !h.contains(':') || h.ends_with(']') => (
+                h.trim_matches(|c| c == '[' || c == ']'),
+                port.parse().unwrap_or(t.port),
+            ),
+            _ => (p.trim_matches(|c| c == '[' || c == ']'), t.port),
         };
-        if addr.is_none() && !t.is_dynamic() {
-            tracing::warn!(trunk = %t.name, host = %t.host, "trunk host does not resolve; trunk unavailable");
-        }
-        let mut info = trunk_info(t, addr);
-        for p in &t.proxies {
-            let (host, port) = match p.rsplit_once(':') {
-                Some((h, port)) if !h.contains(':') || h.ends_with(']') => (
-                    h.trim_matches(|c| c == '[' || c == ']'),
-                    port.parse().unwrap_or(t.port),
-                ),
-                _ => (p.trim_matches(|c| c == '[' || c == ']'), t.port),
-            };
-            match tokio::net::lookup_host((host, port))
-                .await
-                .ok()
-                .and_then(|mut i| i.next())
-            {
-                Some(a) => info.proxies.push(a),
-                None => {
-                    tracing::warn!(trunk = %t.name, proxy = %p, "trunk proxy does not resolve; skipped")
-                }
+        match tokio::net::lookup_host((host, port))
+            .await
+            .ok()
+            .and_then(|mut i| i.next())
+        {
+            Some(a) => info.proxies.push(a),
+            None => {
+                tracing::warn!(trunk = %t.name, proxy = %p, "trunk proxy does not resolve; skipped")
             }
         }
-        trunks.push(info);
     }
-    let groups = cfg
-        .trunk_groups
+    info
+}
+
+/// The trunk groups with their members as indexes into `cfg.trunks`.
+pub(crate) fn group_infos(cfg: &Config) -> Vec<GroupInfo> {
+    cfg.trunk_groups
         .iter()
         .map(|g| GroupInfo {
             name: g.name.clone(),
@@ -169,7 +169,45 @@ pub async fn core_config(cfg: &Config, listeners: &[Listen]) -> CoreConfig {
                 })
                 .collect(),
         })
-        .collect();
+        .collect()
+}
+
+/// The digest users of a configuration: its users, and the peers that
+/// authenticate to us (dynamic / digest trunks) as users of the registrar.
+pub(crate) fn user_creds(cfg: &Config) -> Vec<UserCred> {
+    cfg.users
+        .iter()
+        .map(|u| UserCred {
+            user: u.user.clone(),
+            password: u.password.clone(),
+            domain: u.domain_or(&cfg.sip.domain).to_string(),
+        })
+        .chain(
+            cfg.trunks
+                .iter()
+                .filter(|t| {
+                    matches!(
+                        t.inbound,
+                        config::Inbound::Register | config::Inbound::Digest
+                    )
+                })
+                .map(|t| UserCred {
+                    user: t.user().to_string(),
+                    password: t.secret.clone().unwrap_or_default(),
+                    domain: cfg.sip.domain.clone(),
+                }),
+        )
+        .collect()
+}
+
+/// Derives the core's settings from the configuration (trunk host names
+/// are resolved here, once).
+pub async fn core_config(cfg: &Config, listeners: &[Listen]) -> CoreConfig {
+    let mut trunks = Vec::new();
+    for t in &cfg.trunks {
+        trunks.push(resolve_trunk(t).await);
+    }
+    let groups = group_infos(cfg);
     let pc = &cfg.protection;
     let protection = ProtectionInfo {
         ban_failures: pc.ban_failures,
@@ -186,32 +224,7 @@ pub async fn core_config(cfg: &Config, listeners: &[Listen]) -> CoreConfig {
         domain: cfg.sip.domain.clone(),
         user_agent: cfg.sip.user_agent.clone(),
         listeners: listeners.iter().map(|l| (l.transport, l.addr)).collect(),
-        users: cfg
-            .users
-            .iter()
-            .map(|u| UserCred {
-                user: u.user.clone(),
-                password: u.password.clone(),
-                domain: u.domain_or(&cfg.sip.domain).to_string(),
-            })
-            // peers that authenticate to us (dynamic / digest trunks) are
-            // digest users of the registrar too
-            .chain(
-                cfg.trunks
-                    .iter()
-                    .filter(|t| {
-                        matches!(
-                            t.inbound,
-                            config::Inbound::Register | config::Inbound::Digest
-                        )
-                    })
-                    .map(|t| UserCred {
-                        user: t.user().to_string(),
-                        password: t.secret.clone().unwrap_or_default(),
-                        domain: cfg.sip.domain.clone(),
-                    }),
-            )
-            .collect(),
+        users: user_creds(cfg),
         trunks,
         algorithms: cfg
             .auth
@@ -483,7 +496,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
         location.clone(),
         store.clone(),
         cfg.sip.domain.clone(),
-        ccfg.users.clone(),
+        Arc::new(cfg.clone()),
     );
     let sip_ip = bound
         .first()
@@ -631,8 +644,53 @@ impl Shell {
                         let tx = dec_tx.clone();
                         let tz = self.tz;
                         let users = self.users.clone();
+                        // shadow mode: the candidate plans the call too, in a
+                        // task of its own (bounded; dropped when saturated)
+                        let shadow = self.runtime.shadow().and_then(|s| {
+                            let permit = self.runtime.shadow_log().try_permit()?;
+                            Some((s, permit))
+                        });
+                        let (active_tx, active_rx) = match shadow {
+                            Some(_) => {
+                                let (t, r) = tokio::sync::oneshot::channel::<String>();
+                                (Some(t), Some(r))
+                            }
+                            None => (None, None),
+                        };
+                        if let (Some(((sg, label), permit)), Some(active_rx)) = (shadow, active_rx)
+                        {
+                            let log = self.runtime.shadow_log().clone();
+                            let (facts, users) = (facts.clone(), users.clone());
+                            let active_generation = generation.id();
+                            tokio::spawn(async move {
+                                let _permit = permit;
+                                let mut errors = Vec::new();
+                                let theirs =
+                                    plan_call_traced(&sg, &facts, tz, &users, &mut errors).await;
+                                let Ok(ours) = active_rx.await else { return };
+                                log.record(strowger_plugin::shadow::ShadowDiff {
+                                    time_unix_ms: facts.time_unix_ms,
+                                    call_id: facts.call_id.clone(),
+                                    hook: "route".into(),
+                                    source: "call".into(),
+                                    active_generation,
+                                    shadow_generation: sg.id(),
+                                    shadow_version: label,
+                                    active: ours,
+                                    error: !errors.is_empty(),
+                                    shadow: if errors.is_empty() {
+                                        plan_text(&theirs)
+                                    } else {
+                                        errors.join("; ")
+                                    },
+                                });
+                            });
+                        }
                         tokio::spawn(async move {
                             let plan = plan_call(&generation, &facts, tz, &users).await;
+                            if let Some(t) = active_tx {
+                                let _ = t.send(plan_text(&plan));
+                            }
                             let _ = tx.send(Event::CallPlanned { call, plan });
                         });
                     }
@@ -753,9 +811,32 @@ fn cause_of(c: &pt::Cause) -> Cause {
     }
 }
 
+/// A plan as compared in shadow mode: the decision and the numbers (not
+/// the generation, which differs by definition).
+fn plan_text(p: &Plan) -> String {
+    format!(
+        "a={} b={} rn={} {:?}",
+        p.a_number,
+        p.b_number,
+        p.routing_number.as_deref().unwrap_or("-"),
+        p.decision
+    )
+}
+
 /// The decision pipeline of a new call in its pinned generation:
 /// ingress rewrite → portability → route → egress rewrite per attempt.
 async fn plan_call(g: &Generation, f: &CallFacts, tz: i32, users: &[String]) -> Plan {
+    plan_call_traced(g, f, tz, users, &mut Vec::new()).await
+}
+
+/// [`plan_call`], collecting plugin errors (decisions that fell back).
+async fn plan_call_traced(
+    g: &Generation,
+    f: &CallFacts,
+    tz: i32,
+    users: &[String],
+    errors: &mut Vec<String>,
+) -> Plan {
     let time = strowger_plugin::datetime_from_unix_ms(f.time_unix_ms, tz);
     let ingress = ingress_of(&f.ingress);
     let trunk = f.trunk.as_deref();
@@ -831,6 +912,10 @@ async fn plan_call(g: &Generation, f: &CallFacts, tz: i32, users: &[String]) -> 
             plugins.push(format!("route={}@{}", d.plugin.name, d.plugin.version));
             if let Some(fb) = &d.fallback {
                 tracing::warn!(call = %f.call_id, fallback = ?fb, error = ?d.error, "route plugin failed; fallback applied");
+                errors.push(format!(
+                    "route plugin {}@{} failed ({:?}); fallback {fb:?}",
+                    d.plugin.name, d.plugin.version, d.error
+                ));
             }
             d.value
         }

@@ -58,6 +58,18 @@ impl<T> Timers<T> {
         Some((TimerId(key.1), v))
     }
 
+    /// Keeps the timers for which `f` returns true (it may change them).
+    pub fn retain(&mut self, mut f: impl FnMut(&mut T) -> bool) {
+        let index = &mut self.index;
+        self.queue.retain(|(_, id), v| {
+            let keep = f(v);
+            if !keep {
+                index.remove(id);
+            }
+            keep
+        });
+    }
+
     /// Number of pending timers.
     pub fn len(&self) -> usize {
         self.queue.len()

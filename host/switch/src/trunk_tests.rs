@@ -678,3 +678,69 @@ fn session_timer_asked_by_the_caller_is_accepted_and_watched() {
     );
     assert_eq!(cdr_cause(&mut h).as_deref(), Some("session-timer"));
 }
+
+#[test]
+fn replacing_trunks_keeps_state_of_kept_ones_and_starts_new_ones() {
+    let mut h = H::with(|c| c.trunks[1].qualify = Some(Duration::from_secs(5)));
+    h.advance(Duration::from_millis(1));
+    h.take_sent();
+    // backup silent: down
+    h.advance(Duration::from_millis(2100));
+    assert!(!h.core.trunk_view().read()[1].up);
+
+    // carrier removed, backup moves to index 0 (same settings), third is new
+    let backup = h.core.cfg.trunks[1].clone();
+    let mut third = TrunkInfo::new(
+        "third",
+        "127.0.0.11",
+        Some(THIRD.parse().unwrap()),
+        Transport::Udp,
+    );
+    third.qualify = Some(Duration::from_secs(5));
+    let groups = vec![GroupInfo {
+        name: "g".into(),
+        algorithm: GroupAlgorithm::Calls,
+        force_proportional: false,
+        members: vec![(1, 1)],
+    }];
+    let now = h.now;
+    h.core.replace_trunks(now, vec![backup, third], groups);
+    let view = h.core.trunk_view().read().clone();
+    assert_eq!(view.len(), 2);
+    assert_eq!(view[0].name, "backup");
+    assert!(!view[0].up, "run-time state kept");
+    // the new trunk is qualified at once, the kept one on its own schedule
+    h.advance(Duration::from_millis(1));
+    let opts: Vec<SocketAddr> = h
+        .take_sent()
+        .into_iter()
+        .filter(|(_, m)| m.method() == Some(&strowger_sip::Method::Options))
+        .map(|(t, _)| t.addr())
+        .collect();
+    // (the backup's may be retransmissions of its unanswered OPTIONS)
+    let third: SocketAddr = THIRD.parse().unwrap();
+    assert_eq!(opts.iter().filter(|a| **a == third).count(), 1, "{opts:?}");
+    h.advance(Duration::from_secs(3));
+    let opt = h
+        .take_sent()
+        .into_iter()
+        .find(|(t, m)| {
+            m.method() == Some(&strowger_sip::Method::Options)
+                && t.addr() == "127.0.0.10:5060".parse().unwrap()
+        })
+        .expect("backup still qualified (timer re-indexed)");
+    h.rx_msg("127.0.0.10:5060", answer(&opt.1, 200, "q", false));
+    assert!(h.core.trunk_view().read()[0].up);
+    assert_eq!(h.core.cfg.groups[0].members, [(1, 1)]);
+
+    // the removed trunk's address is no longer trusted: challenged
+    h.take_actions();
+    h.rx(TRUNK, &invite("5511", "999", "R-1", "z9hG4bKr1", TRUNK));
+    h.authorize_default();
+    let sent = h.take_sent();
+    assert!(
+        sent.iter().any(|(_, m)| m.status() == Some(407)),
+        "{:?}",
+        sent.iter().map(|(_, m)| m.status()).collect::<Vec<_>>()
+    );
+}

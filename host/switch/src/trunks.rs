@@ -241,11 +241,11 @@ pub(crate) struct TrunkRt {
     pub(crate) up: bool,
     pub(crate) latency_ms: Option<u32>,
     /// Outstanding OPTIONS: transaction and send time.
-    qualify_tx: Option<(TxId, Instant)>,
+    pub(crate) qualify_tx: Option<(TxId, Instant)>,
     /// Calls forwarded so far (group algorithm `calls`).
     pub(crate) forwarded: u64,
     pub(crate) reg: RegStatus,
-    reg_tx: Option<TxId>,
+    pub(crate) reg_tx: Option<TxId>,
     reg_call_id: String,
     reg_tag: String,
     reg_cseq: u32,
@@ -254,6 +254,26 @@ pub(crate) struct TrunkRt {
     /// Challenges answered in the current attempt (stop after 2).
     reg_auth_rounds: u32,
     reg_nc: u32,
+}
+
+impl TrunkRt {
+    /// The state of a trunk that was just configured.
+    pub(crate) fn new() -> TrunkRt {
+        TrunkRt {
+            up: true,
+            latency_ms: None,
+            qualify_tx: None,
+            forwarded: 0,
+            reg: RegStatus::Unregistered,
+            reg_tx: None,
+            reg_call_id: strowger_sip::ids::call_id(None),
+            reg_tag: strowger_sip::ids::tag(),
+            reg_cseq: 0,
+            reg_failures: 0,
+            reg_auth_rounds: 0,
+            reg_nc: 0,
+        }
+    }
 }
 
 /// Which client transaction a [`TxId`] belongs to.
@@ -316,22 +336,7 @@ impl Trunks {
             ..Default::default()
         };
         Trunks {
-            rt: (0..n)
-                .map(|_| TrunkRt {
-                    up: true,
-                    latency_ms: None,
-                    qualify_tx: None,
-                    forwarded: 0,
-                    reg: RegStatus::Unregistered,
-                    reg_tx: None,
-                    reg_call_id: strowger_sip::ids::call_id(None),
-                    reg_tag: strowger_sip::ids::tag(),
-                    reg_cseq: 0,
-                    reg_failures: 0,
-                    reg_auth_rounds: 0,
-                    reg_nc: 0,
-                })
-                .collect(),
+            rt: (0..n).map(|_| TrunkRt::new()).collect(),
             uac: TransactionLayer::new(cfg),
             client: HashMap::new(),
             protection: Protection::default(),
@@ -360,15 +365,7 @@ impl Core {
     /// Schedules the first qualify and registration of every trunk.
     pub(crate) fn start_trunks(&mut self, now: Now) {
         for i in 0..self.cfg.trunks.len() {
-            let t = &self.cfg.trunks[i];
-            if t.qualify.is_some() && t.addr.is_some() {
-                self.timers
-                    .schedule(now.mono, TimerKind::Trunk(TrunkTimer::Qualify(i)));
-            }
-            if t.register && t.addr.is_some() {
-                self.timers
-                    .schedule(now.mono, TimerKind::Trunk(TrunkTimer::Register(i)));
-            }
+            self.start_trunk(now, i);
         }
         self.timers
             .schedule(now.mono, TimerKind::Trunk(TrunkTimer::Snapshot));
@@ -376,6 +373,19 @@ impl Core {
             now.mono + Duration::from_secs(30),
             TimerKind::Trunk(TrunkTimer::ProtectionSweep),
         );
+    }
+
+    /// Schedules the first qualify and registration of trunk `i`.
+    pub(crate) fn start_trunk(&mut self, now: Now, i: usize) {
+        let t = &self.cfg.trunks[i];
+        if t.qualify.is_some() && t.addr.is_some() {
+            self.timers
+                .schedule(now.mono, TimerKind::Trunk(TrunkTimer::Qualify(i)));
+        }
+        if t.register && t.addr.is_some() {
+            self.timers
+                .schedule(now.mono, TimerKind::Trunk(TrunkTimer::Register(i)));
+        }
     }
 
     pub(crate) fn on_trunk_timer(&mut self, now: Now, t: TrunkTimer) {
