@@ -334,7 +334,7 @@ impl Core {
                 let _ = tx.send(self.trunk_summaries());
             }
             Command::Users(users, tx) => {
-                self.cfg.users = users;
+                self.set_users(users);
                 let _ = tx.send(self.cfg.users.len());
             }
             Command::SetTrunks(trunks, groups, tx) => {

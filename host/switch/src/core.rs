@@ -564,6 +564,9 @@ pub struct Core {
     pub(crate) stats: Stats,
     pub(crate) started: bool,
     pub(crate) trunks: crate::trunks::Trunks,
+    /// `cfg.users` by user name (the registrar looks users up per request;
+    /// a linear scan over 10,000 users was 40 % of a REGISTER's CPU).
+    pub(crate) user_index: HashMap<String, usize>,
 }
 
 impl Core {
@@ -586,7 +589,9 @@ impl Core {
     ) -> Core {
         let auth = DigestAuth::new(cfg.nonce_ttl);
         let trunks = crate::trunks::Trunks::new(cfg.trunks.len(), cfg.t1, cfg.t2, cfg.t4);
+        let user_index = index_users(&cfg.users);
         Core {
+            user_index,
             trunks,
             cfg,
             location,
@@ -884,8 +889,23 @@ impl Core {
     /// Finds a configured user by name (and domain when it is ours or the
     /// user's own).
     pub(crate) fn user(&self, user: &str) -> Option<&UserCred> {
-        self.cfg.users.iter().find(|u| u.user == user)
+        self.user_index.get(user).map(|&i| &self.cfg.users[i])
     }
+
+    /// Replaces the configured users (admin API).
+    pub(crate) fn set_users(&mut self, users: Vec<UserCred>) {
+        self.cfg.users = users;
+        self.user_index = index_users(&self.cfg.users);
+    }
+}
+
+/// User name → index (the first entry wins, as the linear lookup did).
+fn index_users(users: &[UserCred]) -> HashMap<String, usize> {
+    let mut m = HashMap::with_capacity(users.len());
+    for (i, u) in users.iter().enumerate() {
+        m.entry(u.user.clone()).or_insert(i);
+    }
+    m
 }
 
 /// Methods we accept.

@@ -37,12 +37,9 @@ impl Core {
         } else {
             req.headers("Proxy-Authorization").collect()
         };
-        let users = &self.cfg.users;
+        let (users, index) = (&self.cfg.users, &self.user_index);
         let (credentials, auth_user) = self.auth.check(now, &method, &headers, &realm, |u| {
-            users
-                .iter()
-                .find(|c| c.user == u)
-                .map(|c| c.password.clone())
+            index.get(u).map(|&i| users[i].password.clone())
         });
         // the credentials must be those of the AOR's user
         let credentials = match (&credentials, &auth_user) {

@@ -519,7 +519,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
         runtime: runtime.clone(),
         store: store.clone(),
         pinned: HashMap::new(),
-        users: cfg.users.iter().map(|u| u.user.clone()).collect(),
+        users: Arc::new(cfg.users.iter().map(|u| u.user.clone()).collect()),
         tz: cfg.calls.timezone_offset_minutes,
     };
     let task = tokio::spawn(shell.run(net_rx, media_rx, ctl_rx, shutdown_rx));
@@ -540,7 +540,7 @@ struct Shell {
     runtime: Arc<Runtime>,
     store: Store,
     pinned: HashMap<u64, Arc<Generation>>,
-    users: Vec<String>,
+    users: Arc<Vec<String>>,
     tz: i32,
 }
 
