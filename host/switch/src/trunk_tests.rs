@@ -744,3 +744,51 @@ fn replacing_trunks_keeps_state_of_kept_ones_and_starts_new_ones() {
         sent.iter().map(|(_, m)| m.status()).collect::<Vec<_>>()
     );
 }
+
+#[test]
+fn force_proportional_never_exceeds_a_share_even_on_retry() {
+    let mut h = with_group(GroupAlgorithm::Calls);
+    h.core.cfg.groups[0].force_proportional = true;
+    // 2/1/0: the first call goes to carrier; on 503 the retry may use
+    // backup (still below its third) but never the weight-0 member
+    new_call(&mut h, 1);
+    plan_to(
+        &mut h,
+        vec![attempt(Dest::Group("g".into()))],
+        vec![Cause::Status(503)],
+        true,
+    );
+    let first = invites(&h.take_sent());
+    assert_eq!(first[0].0, TRUNK.parse().unwrap());
+    h.rx_msg(TRUNK, answer(&first[0].1, 503, "x", false));
+    let s = h.take_sent();
+    let second = invites(&s);
+    assert_eq!(second.len(), 1);
+    assert_eq!(second[0].0, "127.0.0.10:5060".parse().unwrap());
+    h.rx_msg("127.0.0.10:5060", answer(&second[0].1, 503, "y", false));
+    let s = h.take_sent();
+    assert!(invites(&s).is_empty(), "weight 0 is never used when forced");
+    let fin = s
+        .iter()
+        .find(|(_, m)| m.status().is_some_and(|c| c >= 300))
+        .unwrap();
+    assert_eq!(fin.1.status(), Some(503));
+    // and the split stays 2:1 over many calls (within one call: the two
+    // calls above count too)
+    let mut count: HashMap<SocketAddr, u32> = HashMap::new();
+    for n in 10..40 {
+        new_call(&mut h, n);
+        plan_to(&mut h, vec![attempt(Dest::Group("g".into()))], vec![], true);
+        for (a, _) in invites(&h.take_sent()) {
+            *count.entry(a).or_default() += 1;
+        }
+    }
+    let a = count.get(&TRUNK.parse().unwrap()).copied().unwrap_or(0);
+    let b = count
+        .get(&"127.0.0.10:5060".parse().unwrap())
+        .copied()
+        .unwrap_or(0);
+    assert_eq!(a + b, 30, "{count:?}");
+    assert!((20..=21).contains(&a), "{count:?}");
+    assert_eq!(count.get(&THIRD.parse().unwrap()), None);
+}

@@ -829,6 +829,19 @@ impl Core {
         let mut cause = Cause::Unavailable;
         let mut best: Option<(f64, usize)> = None;
         let retrying = !tried.is_empty();
+        let load_of = |ti: usize| match grp.algorithm {
+            GroupAlgorithm::Calls => self.trunks.rt[ti].forwarded as f64,
+            GroupAlgorithm::Active => self.trunk_usage(ti).1 as f64,
+        };
+        // "force proportional distribution" (Khomp): a member never goes
+        // above its share 100*w/sum(w), not even on retry; when none may
+        // take the call the group gives up and the decision moves on
+        let weights: u32 = grp.members.iter().map(|&(_, w)| w).sum();
+        let total: f64 = grp.members.iter().map(|&(ti, _)| load_of(ti)).sum();
+        let within_share = |ti: usize, w: u32| {
+            !grp.force_proportional
+                || (weights > 0 && load_of(ti) < (w as f64 / weights as f64 * (total + 1.0)).ceil())
+        };
         for pass in 0..2 {
             for &(ti, w) in &grp.members {
                 let zero_pass = pass == 1;
@@ -844,10 +857,10 @@ impl Core {
                     }
                     continue;
                 }
-                let load = match grp.algorithm {
-                    GroupAlgorithm::Calls => self.trunks.rt[ti].forwarded as f64,
-                    GroupAlgorithm::Active => self.trunk_usage(ti).1 as f64,
-                };
+                if !within_share(ti, w) {
+                    continue;
+                }
+                let load = load_of(ti);
                 let score = if w == 0 {
                     load
                 } else {
