@@ -430,6 +430,12 @@ class Strowger(System):
             "# (all SIPp users share one source address)",
             "rate_limit = 0",
             "",
+            "[media]",
+            "# signalling against a SIP proxy: no RTP anchoring (the relay is",
+            "# compared with rtpengine in the media part; its default port range",
+            "# 20000-30000 holds 2,500 relayed calls, below the 3,000 held here)",
+            "enabled = false",
+            "",
         ]
         if part == "registrations":
             for user, pw in self.ctx.users:
