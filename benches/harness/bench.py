@@ -914,15 +914,19 @@ def part_decisions(ctx: Ctx) -> dict:
     out = {}
     crit_args = (["--warm-up-time", "0.3", "--measurement-time", "1", "--sample-size", "10"]
                  if ctx.smoke else ["--warm-up-time", "2", "--measurement-time", "5"])
-    for crate, path in (("strowger-plugin", "host/plugin"), ("strowger-sip", "host/sip")):
+    # `--workspace --bench NAME`, not `-p CRATE`: -p unifies features differently
+    # and rebuilds wasmtime (minutes) instead of reusing the workspace build
+    for crate, path, bench in (("strowger-plugin", "host/plugin", "decisions"),
+                               ("strowger-sip", "host/sip", "parse")):
         if not list((ROOT / path / "benches").glob("*.rs")):
             out[crate] = {"error": f"{path}/benches/ has no benchmarks yet"}
             continue
         d = ctx.next_dir(f"criterion-{crate}")
-        log(f"decisions: cargo bench -p {crate}")
+        log(f"decisions: cargo bench --workspace --bench {bench}")
         env = dict(os.environ, STROWGER_PLUGIN_DIR=str(ctx.plugin_dir))
         try:
-            p = subprocess.run(["cargo", "bench", "-p", crate, "--", *crit_args], capture_output=True,
+            p = subprocess.run(["cargo", "bench", "--workspace", "--bench", bench, "--", *crit_args],
+                               capture_output=True,
                                text=True, cwd=str(ROOT), env=env, timeout=3600)
         except subprocess.TimeoutExpired:
             out[crate] = {"error": "cargo bench timed out"}
