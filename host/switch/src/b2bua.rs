@@ -233,7 +233,7 @@ fn party_of(na: &NameAddr<'_>) -> Party {
     }
 }
 
-fn sip_transport(t: Transport) -> strowger_sip::Transport {
+pub(crate) fn sip_transport(t: Transport) -> strowger_sip::Transport {
     match t {
         Transport::Udp => strowger_sip::Transport::Udp,
         Transport::Tcp => strowger_sip::Transport::Tcp,
@@ -2591,19 +2591,7 @@ impl Core {
         if l.auth_rounds >= 2 {
             return false;
         }
-        let (hname, aname) = if resp.status() == Some(407) {
-            ("Proxy-Authenticate", "Proxy-Authorization")
-        } else {
-            ("WWW-Authenticate", "Authorization")
-        };
-        let Some(ch) = resp
-            .headers(hname)
-            .filter_map(|v| strowger_sip::digest::Challenge::parse(v).ok())
-            .min_by_key(|c| match c.algorithm {
-                strowger_sip::digest::Algorithm::Sha256 => 0,
-                _ => 1,
-            })
-        else {
+        let Some((aname, ch)) = crate::trunks::pick_challenge(resp) else {
             return false;
         };
         let user = t.auth_user.clone().unwrap_or_else(|| t.user.clone());

@@ -345,14 +345,6 @@ impl Trunks {
     }
 }
 
-fn sip_tp(t: Transport) -> strowger_sip::Transport {
-    match t {
-        Transport::Udp => strowger_sip::Transport::Udp,
-        Transport::Tcp => strowger_sip::Transport::Tcp,
-        Transport::Tls => strowger_sip::Transport::Tls,
-    }
-}
-
 fn our_tp(t: strowger_sip::Transport) -> Transport {
     match t {
         strowger_sip::Transport::Tcp => Transport::Tcp,
@@ -454,7 +446,7 @@ impl Core {
         let from = format!("<sip:{from_user}@{}>", t.host);
         let b = RequestBuilder::new(method, ruri)
             .via(
-                sip_tp(t.transport),
+                crate::b2bua::sip_transport(t.transport),
                 &crate::b2bua::fmt_hostport(local),
                 &branch,
                 true,
@@ -476,11 +468,12 @@ impl Core {
         what: ClientTx,
     ) -> Option<TxId> {
         let msg = strowger_sip::parse(data).ok()?;
-        match self
-            .trunks
-            .uac
-            .send_request(msg, addr, sip_tp(transport), now.mono)
-        {
+        match self.trunks.uac.send_request(
+            msg,
+            addr,
+            crate::b2bua::sip_transport(transport),
+            now.mono,
+        ) {
             Ok(tx) => {
                 self.trunks.client.insert(tx, what);
                 self.pump_uac(now);
@@ -563,19 +556,8 @@ impl Core {
         let cseq = self.trunks.rt[i].reg_cseq;
         let mut auth: Option<(&'static str, String)> = None;
         if let Some(ch_msg) = challenge {
-            let (hname, aname) = if ch_msg.status() == Some(407) {
-                ("Proxy-Authenticate", "Proxy-Authorization")
-            } else {
-                ("WWW-Authenticate", "Authorization")
-            };
-            let ch = ch_msg
-                .headers(hname)
-                .filter_map(|v| strowger_sip::digest::Challenge::parse(v).ok())
-                .min_by_key(|c| match c.algorithm {
-                    strowger_sip::digest::Algorithm::Sha256 => 0,
-                    _ => 1,
-                });
-            let Some(ch) = ch else {
+            let ch = pick_challenge(ch_msg);
+            let Some((aname, ch)) = ch else {
                 self.register_failed(now, i, "challenge without a usable digest".into());
                 return;
             };
@@ -651,7 +633,7 @@ impl Core {
         let before = self.trunks.uac.stats();
         self.trunks
             .uac
-            .on_incoming(msg.clone(), src, sip_tp(tp), now.mono);
+            .on_incoming(msg.clone(), src, crate::b2bua::sip_transport(tp), now.mono);
         let _ = before;
         let mut mine = false;
         let outs: Vec<_> = self.trunks.uac.drain_outputs().collect();
@@ -969,6 +951,25 @@ impl Core {
             p.bans += 1;
         }
     }
+}
+
+/// The digest challenge of a 401/407 to answer (SHA-256 preferred) and the
+/// header name the answer goes in (`Authorization` / `Proxy-Authorization`).
+pub(crate) fn pick_challenge(
+    resp: &Message,
+) -> Option<(&'static str, strowger_sip::digest::Challenge<'_>)> {
+    let (hname, aname) = if resp.status() == Some(407) {
+        ("Proxy-Authenticate", "Proxy-Authorization")
+    } else {
+        ("WWW-Authenticate", "Authorization")
+    };
+    resp.headers(hname)
+        .filter_map(|v| strowger_sip::digest::Challenge::parse(v).ok())
+        .min_by_key(|c| match c.algorithm {
+            strowger_sip::digest::Algorithm::Sha256 => 0,
+            _ => 1,
+        })
+        .map(|c| (aname, c))
 }
 
 /// Expiry granted for our contact in a 2xx to REGISTER: the Contact's
