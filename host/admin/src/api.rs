@@ -233,19 +233,31 @@ fn json_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> ApiResult<T> {
 
 // ---- health + metrics ---------------------------------------------------
 
-async fn healthz() -> Json<Value> {
-    Json(json!({"status": "ok"}))
+/// Liveness: 503 once a switch task (core loop, listener) died; the
+/// process is about to exit and should be restarted.
+async fn healthz(State(st): State<AdminState>) -> Response {
+    match st.inner.switch.failure() {
+        None => Json(json!({"status": "ok"})).into_response(),
+        Some(why) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "failed", "error": why})),
+        )
+            .into_response(),
+    }
 }
 
+/// Readiness: SIP is served (a round trip through the core loop) and the
+/// store answers; 503 with the failing part `false` otherwise.
 async fn readyz(State(st): State<AdminState>) -> Response {
-    let store_ok = store_read(&st, |c| {
+    let store = store_read(&st, |c| {
         Ok(c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?)
-    })
-    .await
-    .is_ok();
+    });
+    let (store_ok, sip) = tokio::join!(store, st.inner.switch.sip_ready());
+    let store_ok = store_ok.is_ok();
     let gen_id = st.inner.runtime.current().id();
-    let body = json!({"store": store_ok, "generation": gen_id, "ready": store_ok});
-    let code = if store_ok {
+    let ready = store_ok && sip;
+    let body = json!({"sip": sip, "store": store_ok, "generation": gen_id, "ready": ready});
+    let code = if ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
@@ -256,6 +268,7 @@ async fn readyz(State(st): State<AdminState>) -> Response {
 async fn metrics(State(st): State<AdminState>) -> Response {
     let mut reg = prometheus_client::registry::Registry::default();
     st.inner.runtime.register_metrics(&mut reg);
+    st.inner.store.register_metrics(&mut reg);
     let mut out = String::new();
     if let Err(e) = prometheus_client::encoding::text::encode_registry(&mut out, &reg) {
         return ApiError::internal(e).into_response();

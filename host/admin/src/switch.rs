@@ -99,6 +99,16 @@ pub trait SwitchControl: Send + Sync {
         let _ = trunks;
         Box::pin(async { Ok(()) })
     }
+    /// Whether the switch serves SIP now: its core loop answered a round
+    /// trip within a short timeout (`/readyz`).
+    fn sip_ready(&self) -> SwitchFuture<'_, bool> {
+        Box::pin(async { true })
+    }
+    /// Why the switch no longer serves SIP (its core loop or a listener
+    /// task panicked or stopped), if so (`/healthz` answers 503 then).
+    fn failure(&self) -> Option<String> {
+        None
+    }
     /// Extra Prometheus text-format metrics appended to `/metrics`.
     fn metrics_text(&self) -> SwitchFuture<'_, String> {
         Box::pin(async { String::new() })

@@ -11,6 +11,21 @@
 //! * Write methods enqueue immediately and return an [`Ack`]: `.await` it
 //!   (async callers never block), [`Ack::wait`] it (sync callers), or drop
 //!   it (fire and forget; the write still happens).
+//! * **Failed writes are never lost silently.** A write that fails is
+//!   logged with its record (`cdr <call id>`, `registration <aor> <contact>`)
+//!   and counted (`strowger_store_write_errors_total`). The switch's writes
+//!   (registrations, CDRs) are *retried* when the failure is temporary (the
+//!   database busy or locked by another process, an I/O error, a full disk):
+//!   they wait in a bounded in-memory queue ([`StoreOptions::retry_queue`])
+//!   and are tried again with exponential backoff (50 ms doubling to
+//!   [`StoreOptions::retry_backoff_max`]), before any newer write, until
+//!   they commit; their [`Ack`] resolves then. A write that cannot succeed
+//!   (a constraint violation, a panic while writing), one that does not fit
+//!   in the full queue, and one still waiting when the store closes is
+//!   dropped: logged at error with its record and counted
+//!   (`strowger_store_writes_dropped_total`). One failing write never
+//!   undoes the others of its batch (each runs in its own savepoint; a
+//!   panic in one is caught).
 //! * **Reads** use a small pool of read-only connections (WAL readers never
 //!   wait for the writer) and see every acknowledged write. Async read
 //!   methods run on tokio's blocking pool; `*_blocking` variants run inline.
@@ -24,7 +39,9 @@ mod control;
 mod registration;
 mod schema;
 
+use std::collections::VecDeque;
 use std::future::Future;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -32,6 +49,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use tokio::sync::oneshot;
@@ -52,6 +70,13 @@ pub enum StoreError {
     /// SQLite reported an error.
     #[error("store: sqlite: {0}")]
     Sqlite(String),
+    /// SQLite reported a temporary failure (database busy or locked by
+    /// another connection, I/O error, disk full): worth retrying.
+    #[error("store: sqlite (temporary): {0}")]
+    Temporary(String),
+    /// The write panicked (a bug); the rest of its batch was committed.
+    #[error("store: write panicked: {0}")]
+    Panicked(String),
     /// The schema could not be created or migrated.
     #[error("store: schema: {0}")]
     Schema(String),
@@ -66,7 +91,26 @@ pub enum StoreError {
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
-        StoreError::Sqlite(e.to_string())
+        use rusqlite::ErrorCode as C;
+        match e.sqlite_error_code() {
+            Some(
+                C::DatabaseBusy
+                | C::DatabaseLocked
+                | C::SystemIoFailure
+                | C::DiskFull
+                | C::CannotOpen
+                | C::OutOfMemory,
+            ) => StoreError::Temporary(e.to_string()),
+            _ => StoreError::Sqlite(e.to_string()),
+        }
+    }
+}
+
+impl StoreError {
+    /// True for failures a later attempt may not see (see
+    /// [`StoreError::Temporary`]).
+    pub fn is_temporary(&self) -> bool {
+        matches!(self, StoreError::Temporary(_))
     }
 }
 
@@ -84,11 +128,77 @@ pub enum Durability {
     Full,
 }
 
+/// Options of [`Store::open_with_options`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// Commit durability.
+    pub durability: Durability,
+    /// How long a write waits for a lock held by another connection before
+    /// it fails as [`StoreError::Temporary`] (and is retried). Default 10 s.
+    pub busy_timeout: Duration,
+    /// Most failed writes held for retry; beyond it each further failed
+    /// write is dropped (logged and counted). Default 10,000.
+    pub retry_queue: usize,
+    /// Longest wait between two retries. Default 5 s.
+    pub retry_backoff_max: Duration,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            durability: Durability::Normal,
+            busy_timeout: Duration::from_secs(10),
+            retry_queue: 10_000,
+            retry_backoff_max: Duration::from_secs(5),
+        }
+    }
+}
+
+/// First wait before retrying failed writes (doubles on each failure).
+const RETRY_BACKOFF_MIN: Duration = Duration::from_millis(50);
+
 type WriteFn = Box<dyn FnOnce(&Connection) -> Result<u64> + Send>;
+type RetryFn = Arc<dyn Fn(&Connection) -> Result<u64> + Send + Sync>;
+
+enum Run {
+    /// Runs once; its error goes to the caller.
+    Once(Option<WriteFn>),
+    /// Can run again: retried on temporary failures. `what` names the
+    /// record in logs (`cdr <call id>`).
+    Retry { f: RetryFn, what: String },
+}
 
 struct Job {
-    run: WriteFn,
+    run: Run,
     reply: oneshot::Sender<Result<u64>>,
+}
+
+impl Job {
+    fn what(&self) -> &str {
+        match &self.run {
+            Run::Once(_) => "write",
+            Run::Retry { what, .. } => what,
+        }
+    }
+
+    /// Runs the write on `conn`; a panic becomes [`StoreError::Panicked`].
+    fn run(&mut self, conn: &Connection) -> Result<u64> {
+        let out = match &mut self.run {
+            Run::Once(f) => match f.take() {
+                Some(f) => catch_unwind(AssertUnwindSafe(|| f(conn))),
+                None => Ok(Err(StoreError::Closed)),
+            },
+            Run::Retry { f, .. } => catch_unwind(AssertUnwindSafe(|| f(conn))),
+        };
+        out.unwrap_or_else(|p| {
+            let msg = p
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| p.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            Err(StoreError::Panicked(msg))
+        })
+    }
 }
 
 /// Acknowledgement of one queued write: resolves after the transaction that
@@ -134,8 +244,15 @@ pub struct StoreStats {
     pub commits: u64,
     /// Writes committed (sum over all commits).
     pub writes: u64,
-    /// Writes that failed (their own error; the rest of the batch committed).
+    /// Write attempts that failed (each retry that fails counts again).
     pub failed_writes: u64,
+    /// Failed writes queued for another attempt.
+    pub retried_writes: u64,
+    /// Writes given up (logged each): permanent error, retry queue full, or
+    /// still failing when the store closed.
+    pub dropped_writes: u64,
+    /// Writes waiting for a retry now.
+    pub retry_queue: u64,
 }
 
 #[derive(Default)]
@@ -143,6 +260,9 @@ struct Counters {
     commits: AtomicU64,
     writes: AtomicU64,
     failed: AtomicU64,
+    retried: AtomicU64,
+    dropped: AtomicU64,
+    queued: AtomicU64,
 }
 
 struct Inner {
@@ -179,8 +299,8 @@ impl std::fmt::Debug for Store {
     }
 }
 
-fn configure(conn: &Connection, durability: Durability) -> Result<()> {
-    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+fn configure(conn: &Connection, durability: Durability, busy: Duration) -> Result<()> {
+    conn.busy_timeout(busy)?;
     let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {
         return Err(StoreError::Sqlite(format!(
@@ -203,6 +323,18 @@ impl Store {
 
     /// [`Store::open`] with an explicit durability.
     pub fn open_with(path: impl AsRef<Path>, durability: Durability) -> Result<Store> {
+        Self::open_with_options(
+            path,
+            StoreOptions {
+                durability,
+                ..StoreOptions::default()
+            },
+        )
+    }
+
+    /// [`Store::open`] with explicit options.
+    pub fn open_with_options(path: impl AsRef<Path>, opts: StoreOptions) -> Result<Store> {
+        let durability = opts.durability;
         let path = path.as_ref().to_path_buf();
         if let Some(dir) = path.parent()
             && !dir.as_os_str().is_empty()
@@ -212,7 +344,7 @@ impl Store {
         }
         let mut conn = Connection::open(&path)
             .map_err(|e| StoreError::Io(format!("cannot open {}: {e}", path.display())))?;
-        configure(&conn, durability)?;
+        configure(&conn, durability, opts.busy_timeout)?;
         schema::migrate(&mut conn)?;
 
         let (tx, rx) = mpsc::channel::<Job>();
@@ -220,7 +352,7 @@ impl Store {
         let c2 = counters.clone();
         let writer = std::thread::Builder::new()
             .name("strowger-store".into())
-            .spawn(move || writer_loop(conn, rx, &c2))
+            .spawn(move || writer_loop(conn, rx, &c2, opts))
             .map_err(|e| StoreError::Io(format!("cannot start the store writer: {e}")))?;
         Ok(Store {
             inner: Arc::new(Inner {
@@ -245,12 +377,45 @@ impl Store {
             commits: c.commits.load(Ordering::Relaxed),
             writes: c.writes.load(Ordering::Relaxed),
             failed_writes: c.failed.load(Ordering::Relaxed),
+            retried_writes: c.retried.load(Ordering::Relaxed),
+            dropped_writes: c.dropped.load(Ordering::Relaxed),
+            retry_queue: c.queued.load(Ordering::Relaxed),
         }
     }
 
+    /// Register the store's counters (commits, writes, write errors,
+    /// retries, drops, retry queue) with a Prometheus registry.
+    pub fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
+        registry.register_collector(Box::new(Collector {
+            counters: self.inner.counters.clone(),
+        }));
+    }
+
     fn submit<T>(&self, map: fn(u64) -> T, run: WriteFn) -> Ack<T> {
+        self.enqueue(map, Run::Once(Some(run)))
+    }
+
+    /// A write retried on temporary failures; `what` names its record in
+    /// logs.
+    fn submit_retry<T>(
+        &self,
+        map: fn(u64) -> T,
+        what: String,
+        f: impl Fn(&Connection) -> Result<u64> + Send + Sync + 'static,
+    ) -> Ack<T> {
+        self.enqueue(
+            map,
+            Run::Retry {
+                f: Arc::new(f),
+                what,
+            },
+        )
+    }
+
+    fn enqueue<T>(&self, map: fn(u64) -> T, run: Run) -> Ack<T> {
         let (reply, rx) = oneshot::channel();
         let job = Job { run, reply };
+        let what = job.what().to_string();
         let sent = match self.inner.tx.lock() {
             Ok(guard) => match guard.as_ref() {
                 Some(tx) => tx.send(job).is_ok(),
@@ -259,8 +424,11 @@ impl Store {
             Err(_) => false,
         };
         // When not sent, `job` (and its reply sender) is dropped: the Ack
-        // resolves to `Closed`.
-        let _ = sent;
+        // resolves to `Closed`. A record is never dropped unseen.
+        if !sent {
+            self.inner.counters.dropped.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(record = %what, "store closed: write dropped");
+        }
         Ack { rx, map }
     }
 
@@ -274,7 +442,9 @@ impl Store {
         self.submit(count, Box::new(f))
     }
 
-    /// Resolves when every write queued before it has committed.
+    /// Resolves when every write queued before it has been tried (and
+    /// committed, unless it failed: a write waiting for a retry may still
+    /// be waiting; [`Store::close`] gives those a last attempt).
     pub fn flush(&self) -> Ack {
         self.submit(unit, Box::new(|_| Ok(0)))
     }
@@ -293,36 +463,34 @@ impl Store {
 
     /// Insert or replace the binding `(reg.aor, reg.contact)`.
     pub fn put_registration(&self, reg: Registration) -> Ack {
-        self.submit(
-            unit,
-            Box::new(move |c| registration::put(c, &reg).map(|_| 1)),
-        )
+        let what = format!("registration {} {}", reg.aor, reg.contact);
+        self.submit_retry(unit, what, move |c| registration::put(c, &reg).map(|_| 1))
     }
 
     /// Remove one binding; the Ack yields how many rows went (0 or 1).
     pub fn remove_registration(&self, aor: &str, contact: &str) -> Ack<u64> {
         let (aor, contact) = (aor.to_string(), contact.to_string());
-        self.submit(
-            count,
-            Box::new(move |c| registration::remove(c, &aor, &contact).map(|n| n as u64)),
-        )
+        let what = format!("registration removal {aor} {contact}");
+        self.submit_retry(count, what, move |c| {
+            registration::remove(c, &aor, &contact).map(|n| n as u64)
+        })
     }
 
     /// Remove every binding of `aor` (`Contact: *`); yields the count.
     pub fn remove_aor(&self, aor: &str) -> Ack<u64> {
         let aor = aor.to_string();
-        self.submit(
-            count,
-            Box::new(move |c| registration::remove_aor(c, &aor).map(|n| n as u64)),
-        )
+        let what = format!("registration removal {aor} *");
+        self.submit_retry(count, what, move |c| {
+            registration::remove_aor(c, &aor).map(|n| n as u64)
+        })
     }
 
     /// Remove every binding expired at `now_ms`; yields the count.
     pub fn purge_expired_registrations(&self, now_ms: i64) -> Ack<u64> {
-        self.submit(
-            count,
-            Box::new(move |c| registration::purge_expired(c, now_ms).map(|n| n as u64)),
-        )
+        let what = format!("registration purge <= {now_ms}");
+        self.submit_retry(count, what, move |c| {
+            registration::purge_expired(c, now_ms).map(|n| n as u64)
+        })
     }
 
     /// Every stored binding (expired ones included; filter with
@@ -343,23 +511,25 @@ impl Store {
 
     // ---- CDRs ----------------------------------------------------------
 
-    /// Store one CDR with its attempts. A duplicate `call_id` fails this
-    /// write only.
+    /// Store one CDR with its attempts (retried on temporary failures). A
+    /// duplicate `call_id` fails this write only (logged, counted, dropped).
     pub fn insert_cdr(&self, cdr: Cdr) -> Ack {
-        self.submit(unit, Box::new(move |c| cdr::insert(c, &cdr).map(|_| 1)))
+        let what = format!("cdr {}", cdr.call_id);
+        self.submit_retry(unit, what, move |c| cdr::insert(c, &cdr).map(|_| 1))
     }
 
     /// Store several CDRs atomically (all or none).
     pub fn insert_cdrs(&self, cdrs: Vec<Cdr>) -> Ack {
-        self.submit(
-            unit,
-            Box::new(move |c| {
-                for r in &cdrs {
-                    cdr::insert(c, r)?;
-                }
-                Ok(cdrs.len() as u64)
-            }),
-        )
+        let what = match (cdrs.first(), cdrs.len()) {
+            (Some(c), n) => format!("cdrs {}.. ({n})", c.call_id),
+            (None, _) => "cdrs (none)".to_string(),
+        };
+        self.submit_retry(unit, what, move |c| {
+            for r in &cdrs {
+                cdr::insert(c, r)?;
+            }
+            Ok(cdrs.len() as u64)
+        })
     }
 
     /// CDRs matching `filter`, oldest first, with their attempts.
@@ -437,40 +607,145 @@ impl Store {
     }
 }
 
-fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Job>, counters: &Counters) {
+fn reply_failed(counters: &Counters, job: Job, e: StoreError) {
+    if let Run::Retry { what, .. } = &job.run {
+        counters.dropped.fetch_add(1, Ordering::Relaxed);
+        tracing::error!(record = %what, error = %e, "store write failed: record dropped");
+    } else {
+        tracing::warn!(error = %e, "store write failed");
+    }
+    let _ = job.reply.send(Err(e));
+}
+
+/// The writer's queue of failed writes waiting for another attempt.
+struct Retries {
+    jobs: VecDeque<Job>,
+    cap: usize,
+    backoff: Duration,
+    max_backoff: Duration,
+    due: Option<Instant>,
+}
+
+impl Retries {
+    /// Queue `job` (failed with temporary `e`) or drop it if the queue is
+    /// full.
+    fn push(&mut self, counters: &Counters, job: Job, e: StoreError) {
+        if self.jobs.len() >= self.cap {
+            tracing::error!(
+                record = %job.what(),
+                limit = self.cap,
+                "store retry queue full ([store] retry_queue): write dropped"
+            );
+            reply_failed(counters, job, e);
+            return;
+        }
+        tracing::warn!(record = %job.what(), error = %e, "store write failed: will retry");
+        counters.retried.fetch_add(1, Ordering::Relaxed);
+        self.jobs.push_back(job);
+    }
+
+    /// After a batch: schedule the next attempt (backoff doubles while
+    /// writes keep failing) or reset once the queue is empty.
+    fn schedule(&mut self, counters: &Counters, failed: bool) {
+        counters
+            .queued
+            .store(self.jobs.len() as u64, Ordering::Relaxed);
+        if self.jobs.is_empty() {
+            self.backoff = RETRY_BACKOFF_MIN;
+            self.due = None;
+        } else if failed || self.due.is_none() {
+            self.due = Some(Instant::now() + self.backoff);
+            self.backoff = (self.backoff * 2).min(self.max_backoff);
+        }
+    }
+}
+
+fn writer_loop(
+    mut conn: Connection,
+    rx: mpsc::Receiver<Job>,
+    counters: &Counters,
+    opts: StoreOptions,
+) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     let mut results: Vec<Result<u64>> = Vec::with_capacity(MAX_BATCH);
-    while let Ok(first) = rx.recv() {
-        batch.push(first);
-        while batch.len() < MAX_BATCH {
+    let mut retries = Retries {
+        jobs: VecDeque::new(),
+        cap: opts.retry_queue,
+        backoff: RETRY_BACKOFF_MIN,
+        max_backoff: opts.retry_backoff_max.max(RETRY_BACKOFF_MIN),
+        due: None,
+    };
+    let mut open = true;
+    while open || !retries.jobs.is_empty() {
+        // Wait for a new write, or for the retry queue's turn.
+        let first = match retries.due {
+            None => match rx.recv() {
+                Ok(j) => Some(j),
+                Err(_) => break,
+            },
+            Some(_) if !open => None, // closing: one last attempt now
+            Some(due) => match rx.recv_timeout(due.saturating_duration_since(Instant::now())) {
+                Ok(j) => Some(j),
+                Err(mpsc::RecvTimeoutError::Timeout) => None,
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    open = false;
+                    None
+                }
+            },
+        };
+        let closing = !open;
+        // Retries go first: a write never overtakes an older one that failed.
+        batch.extend(retries.jobs.drain(..));
+        batch.extend(first);
+        while open && batch.len() < MAX_BATCH {
             match rx.try_recv() {
                 Ok(j) => batch.push(j),
-                Err(_) => break,
+                Err(mpsc::TryRecvError::Empty) => break,
+                Err(mpsc::TryRecvError::Disconnected) => {
+                    open = false;
+                    break;
+                }
             }
         }
         let outcome = commit_batch(&mut conn, &mut batch, &mut results);
+        let mut failed = false;
         match outcome {
             Ok(()) => {
                 counters.commits.fetch_add(1, Ordering::Relaxed);
                 for (job, r) in batch.drain(..).zip(results.drain(..)) {
-                    match &r {
-                        Ok(_) => counters.writes.fetch_add(1, Ordering::Relaxed),
-                        Err(_) => counters.failed.fetch_add(1, Ordering::Relaxed),
-                    };
-                    let _ = job.reply.send(r);
+                    match r {
+                        Ok(n) => {
+                            counters.writes.fetch_add(1, Ordering::Relaxed);
+                            let _ = job.reply.send(Ok(n));
+                        }
+                        Err(e) => {
+                            counters.failed.fetch_add(1, Ordering::Relaxed);
+                            if e.is_temporary() && matches!(job.run, Run::Retry { .. }) && !closing
+                            {
+                                failed = true;
+                                retries.push(counters, job, e);
+                            } else {
+                                reply_failed(counters, job, e);
+                            }
+                        }
+                    }
                 }
             }
             Err(e) => {
                 tracing::error!(error = %e, writes = batch.len(), "store commit failed");
-                counters
-                    .failed
-                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                failed = true;
                 results.clear();
                 for job in batch.drain(..) {
-                    let _ = job.reply.send(Err(e.clone()));
+                    counters.failed.fetch_add(1, Ordering::Relaxed);
+                    if matches!(job.run, Run::Retry { .. }) && !closing {
+                        retries.push(counters, job, e.clone());
+                    } else {
+                        reply_failed(counters, job, e.clone());
+                    }
                 }
             }
         }
+        retries.schedule(counters, failed);
     }
     // Queue closed: checkpoint so the WAL does not linger.
     let _ = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);");
@@ -483,9 +758,8 @@ fn commit_batch(
 ) -> Result<()> {
     let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     for job in batch.iter_mut() {
-        let run = std::mem::replace(&mut job.run, Box::new(|_| Ok(0)));
         let sp = tx.savepoint()?;
-        let r = run(&sp);
+        let r = job.run(&sp);
         if r.is_ok() {
             sp.commit()?;
         } else {
@@ -497,4 +771,62 @@ fn commit_batch(
     }
     tx.commit()?;
     Ok(())
+}
+
+struct Collector {
+    counters: Arc<Counters>,
+}
+
+impl std::fmt::Debug for Collector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("strowger_store::Collector")
+    }
+}
+
+impl prometheus_client::collector::Collector for Collector {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder,
+    ) -> std::result::Result<(), std::fmt::Error> {
+        use prometheus_client::encoding::EncodeMetric;
+        use prometheus_client::metrics::MetricType;
+        use prometheus_client::metrics::counter::ConstCounter;
+        use prometheus_client::metrics::gauge::ConstGauge;
+        let c = &self.counters;
+        let counters = [
+            (
+                "strowger_store_commits",
+                "Store transactions committed",
+                &c.commits,
+            ),
+            ("strowger_store_writes", "Store writes committed", &c.writes),
+            (
+                "strowger_store_write_errors",
+                "Store write attempts that failed (each logged with its record)",
+                &c.failed,
+            ),
+            (
+                "strowger_store_write_retries",
+                "Failed store writes queued for another attempt",
+                &c.retried,
+            ),
+            (
+                "strowger_store_writes_dropped",
+                "Store writes given up (permanent error, retry queue full, or closing); each logged",
+                &c.dropped,
+            ),
+        ];
+        for (name, help, v) in counters {
+            let e = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+            ConstCounter::new(v.load(Ordering::Relaxed)).encode(e)?;
+        }
+        let e = encoder.encode_descriptor(
+            "strowger_store_retry_queue",
+            "Failed store writes waiting for a retry",
+            None,
+            MetricType::Gauge,
+        )?;
+        ConstGauge::new(c.queued.load(Ordering::Relaxed) as i64).encode(e)?;
+        Ok(())
+    }
 }

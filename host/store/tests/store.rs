@@ -1,8 +1,10 @@
 //! Round trips through a real SQLite file.
 
+use std::time::Duration;
+
 use strowger_store::{
     AuditEntry, CSV_HEADER, Cdr, CdrAttempt, CdrFilter, Registration, SCHEMA_VERSION, Store,
-    StoreError,
+    StoreError, StoreOptions,
 };
 
 fn reg(aor: &str, contact: &str, expires_at_ms: i64) -> Registration {
@@ -406,4 +408,138 @@ fn newer_schema_is_refused_and_audit_log_works() {
     }
     let err = Store::open(&path).unwrap_err().to_string();
     assert!(err.contains("999") && err.contains("newer"), "{err}");
+}
+
+/// Another process's write lock on the database (as `sqlite3` holding a
+/// write transaction would): our writes fail with "database is locked"
+/// until it is released.
+fn lock_database(path: &std::path::Path) -> rusqlite_conn::Connection {
+    let c = rusqlite_conn::Connection::open(path).unwrap();
+    c.execute_batch("BEGIN IMMEDIATE").unwrap();
+    c
+}
+use strowger_store::rusqlite as rusqlite_conn;
+
+fn opts_short_busy(retry_queue: usize) -> StoreOptions {
+    StoreOptions {
+        busy_timeout: Duration::from_millis(20),
+        retry_queue,
+        retry_backoff_max: Duration::from_millis(200),
+        ..StoreOptions::default()
+    }
+}
+
+/// Waits (bounded) until `f` holds for the store's stats.
+fn wait_stats(store: &Store, what: &str, f: impl Fn(&strowger_store::StoreStats) -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !f(&store.stats()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: {:?}",
+            store.stats()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn failed_writes_are_retried_until_the_database_is_free() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.db");
+    let store = Store::open_with_options(&path, opts_short_busy(100)).unwrap();
+    let lock = lock_database(&path);
+    let ack_cdr = store.insert_cdr(cdr("locked-1", 1_000, "1", "2"));
+    let ack_reg = store.put_registration(reg("sip:1001@x", "sip:1001@10.0.0.9", 9_000));
+    // both fail (database locked) and wait for a retry
+    wait_stats(&store, "writes queued for retry", |s| s.retry_queue == 2);
+    assert_eq!(store.stats().dropped_writes, 0);
+    lock.execute_batch("COMMIT").unwrap();
+    drop(lock);
+    ack_cdr
+        .wait()
+        .expect("the CDR commits once the lock is gone");
+    ack_reg.wait().expect("the registration commits too");
+    let cdrs = store.query_cdrs_blocking(&CdrFilter::default()).unwrap();
+    assert_eq!(cdrs.len(), 1);
+    assert_eq!(cdrs[0].call_id, "locked-1");
+    assert_eq!(store.load_registrations_blocking().unwrap().len(), 1);
+    let s = store.stats();
+    assert!(s.failed_writes >= 2 && s.retried_writes >= 2, "{s:?}");
+    assert_eq!((s.retry_queue, s.dropped_writes), (0, 0), "{s:?}");
+}
+
+#[test]
+fn a_full_retry_queue_drops_newer_writes_and_counts_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("q.db");
+    let store = Store::open_with_options(&path, opts_short_busy(1)).unwrap();
+    let lock = lock_database(&path);
+    let first = store.insert_cdr(cdr("q-1", 1_000, "1", "2"));
+    wait_stats(&store, "first write queued", |s| s.retry_queue == 1);
+    let second = store.insert_cdr(cdr("q-2", 2_000, "1", "2"));
+    let third = store.insert_cdr(cdr("q-3", 3_000, "1", "2"));
+    // the queue holds one: the newer writes are dropped (and say so)
+    assert!(matches!(second.wait(), Err(StoreError::Temporary(_))));
+    assert!(matches!(third.wait(), Err(StoreError::Temporary(_))));
+    lock.execute_batch("COMMIT").unwrap();
+    drop(lock);
+    first.wait().expect("the oldest write survives");
+    let ids: Vec<String> = store
+        .query_cdrs_blocking(&CdrFilter::default())
+        .unwrap()
+        .into_iter()
+        .map(|c| c.call_id)
+        .collect();
+    assert_eq!(ids, ["q-1"]);
+    assert_eq!(store.stats().dropped_writes, 2);
+    let mut reg = prometheus_client::registry::Registry::default();
+    store.register_metrics(&mut reg);
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode_registry(&mut text, &reg).unwrap();
+    assert!(
+        text.contains("strowger_store_writes_dropped_total 2"),
+        "{text}"
+    );
+    assert!(
+        text.contains("strowger_store_write_errors_total "),
+        "{text}"
+    );
+    assert!(text.contains("strowger_store_retry_queue 0"), "{text}");
+}
+
+#[test]
+fn one_bad_write_does_not_lose_its_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("b.db")).unwrap();
+    // hold the writer so that everything below lands in one batch
+    let (go, wait) = std::sync::mpsc::channel::<()>();
+    let gate = store.write(move |_| {
+        let _ = wait.recv();
+        Ok(0)
+    });
+    let good1 = store.insert_cdr(cdr("b-1", 1_000, "1", "2"));
+    let bad = store.write(|_| panic!("a bug while writing"));
+    let dup = store.insert_cdr(cdr("b-1", 1_500, "1", "2"));
+    let good2 = store.insert_cdr(cdr("b-2", 2_000, "1", "2"));
+    go.send(()).unwrap();
+    gate.wait().unwrap();
+    good1.wait().expect("a good write before the bad ones");
+    assert!(matches!(bad.wait(), Err(StoreError::Panicked(m)) if m.contains("a bug")));
+    assert!(matches!(dup.wait(), Err(StoreError::Sqlite(_))));
+    good2.wait().expect("a good write after the bad ones");
+    // the writer lives on
+    store
+        .insert_cdr(cdr("b-3", 3_000, "1", "2"))
+        .wait()
+        .expect("a later write");
+    let ids: Vec<String> = store
+        .query_cdrs_blocking(&CdrFilter::default())
+        .unwrap()
+        .into_iter()
+        .map(|c| c.call_id)
+        .collect();
+    assert_eq!(ids, ["b-1", "b-2", "b-3"]);
+    // the duplicate could never succeed: dropped (logged), not retried
+    let s = store.stats();
+    assert_eq!((s.dropped_writes, s.retry_queue), (1, 0), "{s:?}");
 }

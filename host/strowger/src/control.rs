@@ -16,6 +16,9 @@ use strowger_switch::server::Running;
 /// Environment variable read when `[admin] token` is not set.
 pub const TOKEN_ENV: &str = "STROWGER_ADMIN_TOKEN";
 
+/// How long `/readyz` waits for the core loop's answer.
+const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// [`SwitchControl`] over a running switch.
 pub struct SwitchHandle(pub Control);
 
@@ -58,6 +61,12 @@ impl SwitchControl for SwitchHandle {
     }
     fn hangup<'a>(&'a self, id: &'a str) -> SwitchFuture<'a, bool> {
         Box::pin(self.0.hangup(id))
+    }
+    fn sip_ready(&self) -> SwitchFuture<'_, bool> {
+        Box::pin(self.0.ping(READY_TIMEOUT))
+    }
+    fn failure(&self) -> Option<String> {
+        self.0.failure()
     }
     fn trunks(&self) -> SwitchFuture<'_, Vec<TrunkStatus>> {
         Box::pin(async move {

@@ -325,7 +325,7 @@ impl Core {
     pub(crate) fn start_call(&mut self, now: Now, req: Message, flow: Flow, ingress: Ingress) {
         let a_se_request = a_se_request(&req);
         let id = self.next_id();
-        let host_id = format!("c{id}");
+        let host_id = self.call_ids.next(now.unix_ms);
         self.stats.calls += 1;
         let trying = ResponseBuilder::new(&req, 100)
             .header("Server", &self.cfg.user_agent)
@@ -1250,6 +1250,9 @@ impl Core {
             || l.attempt as usize != c.attempt;
         l.phase = LegPhase::Answered;
         l.answer_ms = Some(now.unix_ms);
+        // the answer's own status (200, or another 2xx) for the CDR attempt
+        l.status = msg.status().unwrap_or(200);
+        l.reason = msg.reason().unwrap_or("OK").to_string();
         let body = if lost {
             Ok(Vec::new())
         } else {

@@ -413,12 +413,35 @@ pub struct TlsConfig {
 pub struct StoreConfig {
     /// SQLite database file (created if missing).
     pub path: PathBuf,
+    /// Most failed writes (registrations, CDRs) held in memory for retry;
+    /// beyond it each further failed write is dropped, logged and counted.
+    pub retry_queue: usize,
+    /// Longest wait between two retries of failed writes, ms.
+    pub retry_backoff_max_ms: u32,
+    /// How long a write waits for a lock held by another process before
+    /// it fails (and is retried), ms.
+    pub busy_timeout_ms: u32,
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
             path: PathBuf::from("strowger.db"),
+            retry_queue: 10_000,
+            retry_backoff_max_ms: 5_000,
+            busy_timeout_ms: 10_000,
+        }
+    }
+}
+
+impl StoreConfig {
+    /// The store's open options.
+    pub fn options(&self) -> strowger_store::StoreOptions {
+        strowger_store::StoreOptions {
+            busy_timeout: std::time::Duration::from_millis(self.busy_timeout_ms as u64),
+            retry_queue: self.retry_queue,
+            retry_backoff_max: std::time::Duration::from_millis(self.retry_backoff_max_ms as u64),
+            ..strowger_store::StoreOptions::default()
         }
     }
 }
@@ -1615,6 +1638,7 @@ impl Config {
         let mut cfg = Config {
             store: StoreConfig {
                 path: PathBuf::from("strowger-demo.db"),
+                ..StoreConfig::default()
             },
             ..Config::default()
         };

@@ -86,6 +86,8 @@ pub(crate) enum Command {
     Trunks(oneshot::Sender<Vec<TrunkSummary>>),
     Users(Vec<UserCred>, oneshot::Sender<usize>),
     SetTrunks(Vec<TrunkInfo>, Vec<GroupInfo>, oneshot::Sender<usize>),
+    /// A round trip through the core loop (readiness probe).
+    Ping(oneshot::Sender<()>),
 }
 
 /// Handle on a running switch for the control plane. Cheap to clone.
@@ -101,6 +103,8 @@ pub struct Control {
     /// the stored trunks merged in (its users and digest trunks are users
     /// of the registrar too).
     managed: Arc<parking_lot::Mutex<(Vec<UserCred>, Arc<Config>)>>,
+    /// Set by the shell's supervisor when a switch task failed.
+    health: crate::server::Health,
 }
 
 impl Control {
@@ -109,10 +113,12 @@ impl Control {
         store: Store,
         domain: String,
         file: Arc<Config>,
+        health: crate::server::Health,
     ) -> (Control, mpsc::Receiver<Command>) {
         let (tx, rx) = mpsc::channel(64);
         (
             Control {
+                health,
                 tx,
                 location,
                 store,
@@ -128,6 +134,23 @@ impl Control {
         let (tx, rx) = oneshot::channel();
         self.tx.send(make(tx)).await.ok()?;
         rx.await.ok()
+    }
+
+    /// True when the core loop answers a round trip within `timeout`: SIP
+    /// is being served. False once it died (panicked), stopped, or is stuck.
+    pub async fn ping(&self, timeout: std::time::Duration) -> bool {
+        self.health.failure().is_none()
+            && tokio::time::timeout(timeout, self.ask(Command::Ping))
+                .await
+                .ok()
+                .flatten()
+                .is_some()
+    }
+
+    /// Why the switch no longer serves SIP (a supervised task panicked or
+    /// stopped), if it does not.
+    pub fn failure(&self) -> Option<String> {
+        self.health.failure()
     }
 
     /// Calls in progress (empty once the switch stopped).
@@ -340,6 +363,9 @@ impl Core {
             Command::SetTrunks(trunks, groups, tx) => {
                 self.replace_trunks(now, trunks, groups);
                 let _ = tx.send(self.cfg.trunks.len());
+            }
+            Command::Ping(tx) => {
+                let _ = tx.send(());
             }
         }
     }

@@ -108,6 +108,9 @@ pub struct CoreConfig {
     pub max_message_size: usize,
     /// Local time offset seen by plugins.
     pub tz_offset_minutes: i32,
+    /// Seed of the call id generator's random bits (the shell passes OS
+    /// randomness; tests a constant, for repeatable ids).
+    pub id_seed: u64,
 }
 
 impl CoreConfig {
@@ -134,6 +137,7 @@ impl CoreConfig {
             max_udp_size: 1300,
             max_message_size: 32 * 1024,
             tz_offset_minutes: 0,
+            id_seed: 1,
         }
     }
 }
@@ -561,6 +565,8 @@ pub struct Core {
     pub(crate) legs: HashMap<Box<str>, LegRef>,
     pub(crate) media: Box<dyn MediaHandler>,
     pub(crate) next_id: u64,
+    /// Host call ids (ULIDs from the injected time and a seeded RNG).
+    pub(crate) call_ids: crate::call_id::CallIds,
     pub(crate) stats: Stats,
     pub(crate) started: bool,
     pub(crate) trunks: crate::trunks::Trunks,
@@ -591,6 +597,7 @@ impl Core {
         let trunks = crate::trunks::Trunks::new(cfg.trunks.len(), cfg.t1, cfg.t2, cfg.t4);
         let user_index = index_users(&cfg.users);
         Core {
+            call_ids: crate::call_id::CallIds::new(cfg.id_seed),
             user_index,
             trunks,
             cfg,

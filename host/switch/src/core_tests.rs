@@ -556,6 +556,10 @@ Content-Length: 0
     assert_eq!(cdr.hangup_side.as_deref(), Some("callee"));
     assert_eq!(cdr.ingress, "trunk:carrier");
     assert_eq!(cdr.attempts.len(), 1);
+    // the answered attempt carries the answer's status
+    assert_eq!(cdr.attempts[0].final_code, Some(200), "{cdr:#?}");
+    assert_eq!(cdr.attempts[0].cause.as_deref(), Some("answered"));
+    assert!(cdr.attempts[0].answer_ms.is_some());
     assert!(cdr.answer_ms.is_some());
     assert!(
         acts.iter()
@@ -1466,3 +1470,44 @@ fn sip_info_from_an_info_trunk_becomes_rfc2833_towards_the_caller() {
 
 #[path = "trunk_tests.rs"]
 mod trunk_tests;
+
+/// The host call id of the call started by an INVITE from the trunk.
+fn first_call_id(h: &mut H, sip_call_id: &str) -> String {
+    h.rx(
+        TRUNK,
+        &invite("5511", "1002", sip_call_id, "z9hG4bKid1", TRUNK),
+    );
+    h.take_actions()
+        .into_iter()
+        .find_map(|a| match a {
+            Action::PlanCall { facts, .. } => Some(facts.call_id.clone()),
+            _ => None,
+        })
+        .expect("PlanCall")
+}
+
+#[test]
+fn call_ids_are_unique_across_restarts_and_repeatable_with_a_seed() {
+    // a restarted switch (a fresh core, new seed) must not reuse the id
+    // of an earlier process's first call: CDRs are keyed by it
+    let mut before = H::with(|c| c.id_seed = 11);
+    let mut after = H::with(|c| c.id_seed = 12);
+    after.now = before.now;
+    let a = first_call_id(&mut before, "A-id-1");
+    let b = first_call_id(&mut after, "A-id-1");
+    assert_ne!(a, b);
+    for id in [&a, &b] {
+        assert_eq!(id.len(), 26, "{id}");
+        assert_eq!(
+            crate::call_id::unix_ms_of(id),
+            Some(before.now.unix_ms),
+            "{id}: the injected clock's time"
+        );
+    }
+    // same seed and clock: same id (deterministic tests)
+    let mut again = H::with(|c| c.id_seed = 11);
+    again.now = before.now;
+    assert_eq!(first_call_id(&mut again, "A-id-1"), a);
+    // a second call of the same core gets another id
+    assert_ne!(first_call_id(&mut before, "A-id-2"), a);
+}

@@ -12,6 +12,7 @@
 
 pub mod auth;
 mod b2bua;
+pub mod call_id;
 pub mod civil;
 pub mod config;
 pub use b2bua::control;

@@ -39,8 +39,93 @@ pub struct Running {
     pub location: Arc<RwLock<Location>>,
     /// Control-plane handle (calls, hang-up, registrations, trunks).
     pub control: crate::control::Control,
+    /// Whether the supervised tasks (core loop, listeners) are alive.
+    pub health: Health,
     shutdown: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
+}
+
+/// Health of a running switch: set by the supervisor when the core loop or
+/// a listener task panics or stops on its own (the switch then serves no
+/// SIP, or not on every listener). Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Health {
+    failed: Arc<watch::Sender<Option<String>>>,
+}
+
+impl Default for Health {
+    fn default() -> Self {
+        Health {
+            failed: Arc::new(watch::channel(None).0),
+        }
+    }
+}
+
+impl Health {
+    /// Why the switch failed, if it did.
+    pub fn failure(&self) -> Option<String> {
+        self.failed.borrow().clone()
+    }
+
+    /// Resolves (with the reason) once a supervised task failed.
+    pub async fn failed(&self) -> String {
+        let mut rx = self.failed.subscribe();
+        loop {
+            if let Some(why) = rx.borrow_and_update().clone() {
+                return why;
+            }
+            if rx.changed().await.is_err() {
+                // the sender lives in `self`: cannot happen
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
+    /// Record a failure (the first one is kept).
+    pub fn fail(&self, why: String) {
+        self.failed.send_if_modified(|f| {
+            if f.is_none() {
+                *f = Some(why);
+                true
+            } else {
+                false
+            }
+        });
+    }
+}
+
+/// The text of a panic payload.
+pub fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(non-text panic payload)".into())
+}
+
+/// Watches task `name`: if it ends while the switch is not shutting down
+/// (a panic, or a loop that returned), logs it at error with the panic
+/// message and marks the switch failed.
+fn supervise(
+    name: String,
+    task: tokio::task::JoinHandle<()>,
+    stopping: watch::Receiver<bool>,
+    health: Health,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let r = task.await;
+        if *stopping.borrow() {
+            return;
+        }
+        let why = match r {
+            Err(e) if e.is_panic() => {
+                format!("{name} panicked: {}", panic_message(&*e.into_panic()))
+            }
+            Err(e) => format!("{name} was cancelled: {e}"),
+            Ok(()) => format!("{name} stopped"),
+        };
+        tracing::error!(task = %name, failure = %why, "switch task failed: SIP is not served; exit and restart");
+        health.fail(why);
+    })
 }
 
 impl Running {
@@ -52,15 +137,27 @@ impl Running {
             .map(|l| l.addr)
     }
 
-    /// Stops the core loop and flushes the store.
+    /// Resolves (with the reason) when the core loop or a listener task
+    /// failed: the switch no longer serves SIP and should exit (its
+    /// registrations and CDRs are in the store).
+    pub async fn failed(&self) -> String {
+        self.health.failed().await
+    }
+
+    /// Stops the core loop and flushes the store (writes waiting for a
+    /// retry get a last attempt; any still failing are logged as dropped).
     pub async fn shutdown(self) -> anyhow::Result<()> {
         let _ = self.shutdown.send(true);
         let _ = self.task.await;
         let store = self.store.clone();
-        tokio::task::spawn_blocking(move || store.flush().wait())
-            .await
-            .context("store flush task")?
-            .context("flushing the store")?;
+        tokio::task::spawn_blocking(move || {
+            let r = store.flush().wait();
+            store.close();
+            r
+        })
+        .await
+        .context("store flush task")?
+        .context("flushing the store")?;
         Ok(())
     }
 }
@@ -247,6 +344,8 @@ pub async fn core_config(cfg: &Config, listeners: &[Listen]) -> CoreConfig {
         max_udp_size: cfg.sip.max_udp_size,
         max_message_size: cfg.sip.max_message_size,
         tz_offset_minutes: cfg.calls.timezone_offset_minutes,
+        // call ids must not repeat across restarts or nodes: OS randomness
+        id_seed: rand::random(),
     }
 }
 
@@ -401,8 +500,22 @@ pub async fn build_runtime(cfg: &Config) -> anyhow::Result<Arc<Runtime>> {
     Ok(rt)
 }
 
+/// Parts [`start_with`] can replace (tests, fault injection).
+#[derive(Default)]
+pub struct StartOptions {
+    /// Media handler instead of the configured relay / pass-through.
+    pub media: Option<Box<dyn crate::media::MediaHandler>>,
+}
+
 /// Starts a switch from `cfg`: store, plugins, listeners, core loop.
 pub async fn start(cfg: Config) -> anyhow::Result<Running> {
+    start_with(cfg, StartOptions::default()).await
+}
+
+/// [`start`] with some parts replaced. The core loop and the listener
+/// tasks are supervised: when one panics (or returns) the failure is
+/// logged and [`Running::failed`] resolves.
+pub async fn start_with(cfg: Config, opts: StartOptions) -> anyhow::Result<Running> {
     let store_path = cfg.store.path.clone();
     if let Some(dir) = store_path.parent()
         && !dir.as_os_str().is_empty()
@@ -411,7 +524,8 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
     }
     let store = {
         let p = store_path.clone();
-        tokio::task::spawn_blocking(move || Store::open(&p))
+        let opts = cfg.store.options();
+        tokio::task::spawn_blocking(move || Store::open_with_options(&p, opts))
             .await?
             .with_context(|| format!("opening the store {}", store_path.display()))?
     };
@@ -492,24 +606,28 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
             tracing::info!(bindings = n, "registrations reloaded from the store");
         }
     }
+    let health = Health::default();
     let (control, ctl_rx) = crate::control::Control::new(
         location.clone(),
         store.clone(),
         cfg.sip.domain.clone(),
         Arc::new(cfg.clone()),
+        health.clone(),
     );
     let sip_ip = bound
         .first()
         .map(|l| l.addr.ip())
         .unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]));
-    let (media, media_rx): (Box<dyn crate::media::MediaHandler>, _) =
-        match crate::media::start_relay(&cfg.media, sip_ip)? {
+    let (media, media_rx): (Box<dyn crate::media::MediaHandler>, _) = match opts.media {
+        Some(m) => (m, None),
+        None => match crate::media::start_relay(&cfg.media, sip_ip)? {
             Some(r) => (
                 Box::new(crate::media::RelayMedia::new(r.relay, cfg.media.mode)),
                 Some(r.events),
             ),
             None => (Box::new(crate::media::PassThrough), None),
-        };
+        },
+    };
     let mut core = Core::with_parts(ccfg, location.clone(), media);
     core.use_trunk_view(trunk_view.clone());
     let (shutdown, shutdown_rx) = watch::channel(false);
@@ -522,13 +640,24 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
         users: Arc::new(cfg.users.iter().map(|u| u.user.clone()).collect()),
         tz: cfg.calls.timezone_offset_minutes,
     };
-    let task = tokio::spawn(shell.run(net_rx, media_rx, ctl_rx, shutdown_rx));
+    let listener_tasks = shell.transports.take_tasks();
+    let core_task = tokio::spawn(shell.run(net_rx, media_rx, ctl_rx, shutdown.subscribe()));
+    let task = supervise(
+        "switch core".into(),
+        core_task,
+        shutdown_rx.clone(),
+        health.clone(),
+    );
+    for (name, t) in listener_tasks {
+        drop(supervise(name, t, shutdown_rx.clone(), health.clone()));
+    }
     Ok(Running {
         listeners: bound,
         runtime,
         store,
         location,
         control,
+        health,
         shutdown,
         task,
     })
@@ -697,6 +826,10 @@ impl Shell {
                     Action::CallEnded { call } => {
                         self.pinned.remove(&call);
                     }
+                    // Store writes: the store logs every failure with its
+                    // record, counts it, and retries temporary failures
+                    // (bounded queue; what it must drop is logged and
+                    // counted too), so the Acks are not awaited here.
                     Action::SaveBinding { aor, binding } => {
                         let reg = strowger_store::Registration {
                             aor,

@@ -62,6 +62,8 @@ struct Inner {
     tls_connector: Option<(tokio_rustls::TlsConnector, String)>,
     /// Counters.
     pub dropped_inbound: AtomicU64,
+    /// Listener tasks until the shell's supervisor takes them.
+    tasks: Mutex<Vec<(String, tokio::task::JoinHandle<()>)>>,
 }
 
 /// A listener specification: transport and address.
@@ -182,19 +184,34 @@ impl Transports {
                     .map(|(c, name)| (tokio_rustls::TlsConnector::from(c), name))
             }),
             dropped_inbound: AtomicU64::new(0),
+            tasks: Mutex::new(Vec::new()),
         });
         let t = Transports { inner };
+        let mut tasks = t.inner.tasks.lock();
         for (addr, sock) in &t.inner.udp {
             let t2 = t.clone();
             let sock = sock.clone();
             let local = *addr;
-            tokio::spawn(async move { t2.udp_loop(local, sock).await });
+            tasks.push((
+                format!("udp:{local} reader"),
+                tokio::spawn(async move { t2.udp_loop(local, sock).await }),
+            ));
         }
         for (transport, addr, l) in tcp_listeners {
             let t2 = t.clone();
-            tokio::spawn(async move { t2.accept_loop(transport, addr, l).await });
+            tasks.push((
+                format!("{transport}:{addr} acceptor"),
+                tokio::spawn(async move { t2.accept_loop(transport, addr, l).await }),
+            ));
         }
+        drop(tasks);
         Ok((t, rx, bound))
+    }
+
+    /// The listener tasks (UDP readers, TCP/TLS acceptors) with their
+    /// names, for the shell's supervisor; empty after the first call.
+    pub fn take_tasks(&self) -> Vec<(String, tokio::task::JoinHandle<()>)> {
+        std::mem::take(&mut *self.inner.tasks.lock())
     }
 
     /// Local address to advertise (Via sent-by, Contact) for `transport`

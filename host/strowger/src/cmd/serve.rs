@@ -115,9 +115,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .thread_name("strowger")
         .build()
         .context("starting the async runtime")?;
-    rt.block_on(async move {
+    let opts = fault_injection()?;
+    let failed = rt.block_on(async move {
         let admin = cfg.admin.clone();
-        let running = strowger_switch::server::start(cfg).await?;
+        let running = strowger_switch::server::start_with(cfg, opts).await?;
         let admin_addr = crate::control::start(&admin, &running).await?;
         for l in &running.listeners {
             eprintln!("listening on {}:{}", l.transport, l.addr);
@@ -125,12 +126,70 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         if let Some(a) = admin_addr {
             eprintln!("admin API on http://{a}");
         }
-        wait_for_signal().await;
-        eprintln!("shutting down");
+        let failed = tokio::select! {
+            _ = wait_for_signal() => None,
+            why = running.failed() => Some(why),
+        };
+        match &failed {
+            None => eprintln!("shutting down"),
+            Some(why) => {
+                // already logged by the supervisor; say what happens next
+                tracing::error!(failure = %why, exit_code = EXIT_FAILED, "the switch failed: flushing the store and exiting");
+            }
+        }
         running.shutdown().await?;
-        anyhow::Ok(())
+        anyhow::Ok(failed)
     })?;
-    Ok(ExitCode::SUCCESS)
+    // the runtime (admin API, listener tasks) goes before the exit code
+    rt.shutdown_timeout(std::time::Duration::from_secs(5));
+    Ok(match failed {
+        None => ExitCode::SUCCESS,
+        Some(_) => ExitCode::from(EXIT_FAILED),
+    })
+}
+
+/// Exit code when a switch task failed (a panic in the core loop or a
+/// listener): `EX_SOFTWARE`. Registrations and CDRs are in the store; a
+/// supervisor (systemd `Restart=on-failure`) starts the switch again.
+pub const EXIT_FAILED: u8 = 70;
+
+/// Test-only fault injection, read once at start-up (never over the
+/// network): `STROWGER_FAULT_INJECT=panic-on-invite` makes the core panic
+/// on the first call it forwards (docs/config.md).
+pub const FAULT_ENV: &str = "STROWGER_FAULT_INJECT";
+
+fn fault_injection() -> anyhow::Result<strowger_switch::server::StartOptions> {
+    let mut opts = strowger_switch::server::StartOptions::default();
+    match std::env::var(FAULT_ENV).ok().as_deref() {
+        None | Some("") => {}
+        Some("panic-on-invite") => {
+            tracing::warn!(
+                "{FAULT_ENV}=panic-on-invite: TEST-ONLY fault injection, the core will panic on the first forwarded call"
+            );
+            opts.media = Some(Box::new(PanicOnInvite));
+        }
+        Some(other) => anyhow::bail!("{FAULT_ENV}={other}: unknown fault (known: panic-on-invite)"),
+    }
+    Ok(opts)
+}
+
+/// A media handler that panics when asked for an outbound INVITE's SDP
+/// (fault injection, see [`FAULT_ENV`]).
+struct PanicOnInvite;
+
+impl strowger_switch::media::MediaHandler for PanicOnInvite {
+    fn rewrite(
+        &mut self,
+        _call: u64,
+        _leg: u64,
+        _dir: strowger_switch::media::SdpDirection,
+        _sdp: &[u8],
+        _relay: Option<bool>,
+        _codecs: Option<&[String]>,
+    ) -> Result<Vec<u8>, strowger_switch::media::MediaRefusal> {
+        panic!("fault injection: {FAULT_ENV}=panic-on-invite");
+    }
+    fn release(&mut self, _call: u64) {}
 }
 
 async fn wait_for_signal() {
