@@ -414,7 +414,11 @@ pub fn parse_with(buf: Bytes, opts: &ParseOptions) -> Result<Message, ParseError
         let frozen = m.freeze();
         for h in headers.iter_mut() {
             let v = &frozen[h.value.range()];
-            let t = trim_lws(str_of(v));
+            // Same trimming as the first pass (space and tab only, the
+            // unfolded CRLFs are spaces now): a value must not parse
+            // differently because the message also held a folded line or
+            // a non-UTF-8 byte (re-parsing `as_bytes()` gives the same).
+            let t = str_of(v).trim_matches([' ', '\t']);
             let off = t.as_ptr() as usize - v.as_ptr() as usize;
             h.value = Span::new(
                 h.value.start as usize + off,
@@ -1240,6 +1244,31 @@ Content-Length: 0\r\n\r\n";
         assert_eq!(e.kind(), ParseErrorKind::StartLine);
         let e = rejected("SI\u{feff}P/2.0 200 OK\r\n\r\n");
         assert_eq!(e.kind(), ParseErrorKind::StartLine);
+    }
+
+    #[test]
+    fn header_values_trim_the_same_with_or_without_a_non_utf8_byte() {
+        // Found by the parse fuzz target: a bare CR before a Content-Length
+        // value was trimmed only when the message also held a non-UTF-8
+        // byte (the rare normalising path), so the message parsed, but
+        // re-parsing its own `as_bytes()` failed.
+        let head = HDRS.trim_end_matches("Content-Length: 0\r\n\r\n");
+        for cl in [
+            "Content-Length:\r 0",
+            "Content-Length: \r0",
+            "Content-Length:\t0\r",
+        ] {
+            let clean = format!("OPTIONS sip:x SIP/2.0\r\n{head}Subject: cafe\r\n{cl}\r\n\r\n");
+            let mut dirty = clean.clone().into_bytes();
+            let i = clean.find("cafe").unwrap() + 3;
+            dirty[i] = 0xe9; // Latin-1 e-acute: invalid UTF-8
+            let a = parse(Bytes::from(clean));
+            let b = parse(Bytes::from(dirty));
+            assert_eq!(a.is_ok(), b.is_ok(), "{cl:?}: {a:?} / {b:?}");
+            if let Ok(m) = b {
+                parse(m.as_bytes().clone()).expect("re-parse of a parsed message");
+            }
+        }
     }
 
     #[test]
