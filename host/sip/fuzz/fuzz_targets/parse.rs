@@ -58,7 +58,12 @@ fn stream(data: &[u8]) {
 }
 
 fn uri(u: &Uri<'_>) {
-    let _ = (u.is_sip(), u.host_unbracketed(), u.host_ip(), u.user_decoded());
+    let _ = (
+        u.is_sip(),
+        u.host_unbracketed(),
+        u.host_ip(),
+        u.user_decoded(),
+    );
     let _ = (u.transport_param(), u.is_user_phone(), u.has_lr());
     let _ = u.scheme.as_str();
     let text = u.to_string();
@@ -83,14 +88,26 @@ fn exercise(m: &Message) {
             let _ = reason;
         }
     }
-    let _ = (m.method(), m.request_uri(), m.request_uri_str(), m.status(), m.reason());
+    let _ = (
+        m.method(),
+        m.request_uri(),
+        m.request_uri_str(),
+        m.status(),
+        m.reason(),
+    );
     for h in m.headers_iter() {
         let _ = (h.name, h.kind, h.value);
         let _ = m.headers(h.name).count();
         let _ = m.header_values(h.name).count();
     }
     for v in m.vias() {
-        let _ = (v.branch(), v.received(), v.rport(), v.maddr(), v.transport());
+        let _ = (
+            v.branch(),
+            v.received(),
+            v.rport(),
+            v.maddr(),
+            v.transport(),
+        );
         let _ = (v.is_rfc3261_branch(), v.host_unbracketed());
     }
     let top = m.top_via();
@@ -112,7 +129,11 @@ fn exercise(m: &Message) {
     let _ = (m.contact(), m.expires(), m.min_expires());
     let _ = (m.routes(), m.record_routes());
     let _ = (m.content_type(), m.user_agent(), m.server());
-    let _ = (m.supported().count(), m.require().count(), m.proxy_require().count());
+    let _ = (
+        m.supported().count(),
+        m.require().count(),
+        m.proxy_require().count(),
+    );
     let _ = m.supports("timer");
     for a in m.authorization().into_iter().chain(m.proxy_authorization()) {
         if let Ok(c) = Credentials::parse(a) {
@@ -140,7 +161,11 @@ fn exercise(m: &Message) {
                 .header("Server", "fuzz")
                 .build();
             let p = parse(r);
-            assert!(p.is_ok(), "response to a parsed request does not parse: {:?}", p.err());
+            assert!(
+                p.is_ok(),
+                "response to a parsed request does not parse: {:?}",
+                p.err()
+            );
         }
         if m.method() == Some(&Method::Invite) {
             let _ = parse(build_cancel(m));

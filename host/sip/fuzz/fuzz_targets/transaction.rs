@@ -80,10 +80,7 @@ fn synth_request(method: &Method, branch: u8, dialog: u8, seq: u8, t: Transport)
         .via(t, "192.0.2.9:5060", &format!("z9hG4bK{}", branch % 8), true)
         .max_forwards(70)
         .from("sip:alice@example.com", &format!("ft{}", dialog % 4))
-        .to(
-            "sip:bob@example.com",
-            (dialog & 0x80 != 0).then_some("tt1"),
-        )
+        .to("sip:bob@example.com", (dialog & 0x80 != 0).then_some("tt1"))
         .call_id(&format!("call-{}", dialog % 4))
         .cseq(u32::from(seq % 4) + 1)
         .build();
@@ -148,7 +145,9 @@ impl Run {
         let id = self.servers[usize::from(which) % self.servers.len()];
         let Some(req) = self.layer.request(id).cloned() else {
             // Terminated: the layer must refuse, not panic.
-            let _ = self.layer.send_response(id, Bytes::from_static(b"SIP/2.0 200 OK\r\n"), self.now);
+            let _ =
+                self.layer
+                    .send_response(id, Bytes::from_static(b"SIP/2.0 200 OK\r\n"), self.now);
             return;
         };
         let r = ResponseBuilder::new(&req, status).to_tag("uas").build();
@@ -197,7 +196,9 @@ fuzz_target!(|data: &[u8]| {
         match op % 10 {
             // Raw incoming message: transport, peer, bytes up to NUL.
             0 => {
-                let (Some(t), Some(p)) = (inp.byte(), inp.byte()) else { break };
+                let (Some(t), Some(p)) = (inp.byte(), inp.byte()) else {
+                    break;
+                };
                 let t = transport(t);
                 let raw = inp.until_nul();
                 let opts = ParseOptions {
@@ -226,7 +227,9 @@ fuzz_target!(|data: &[u8]| {
             }
             // Response (from the peer) to one of our client transactions.
             2 => {
-                let (Some(w), Some(st)) = (inp.byte(), inp.byte()) else { break };
+                let (Some(w), Some(st)) = (inp.byte(), inp.byte()) else {
+                    break;
+                };
                 if run.clients.is_empty() {
                     continue;
                 }
@@ -249,7 +252,9 @@ fuzz_target!(|data: &[u8]| {
             }
             // TU sends a raw request (whatever parses).
             4 => {
-                let (Some(t), Some(p)) = (inp.byte(), inp.byte()) else { break };
+                let (Some(t), Some(p)) = (inp.byte(), inp.byte()) else {
+                    break;
+                };
                 let raw = inp.until_nul();
                 if let Ok(m) = parse(Bytes::copy_from_slice(raw)) {
                     run.send(m, peer(p), transport(t));
@@ -257,7 +262,9 @@ fuzz_target!(|data: &[u8]| {
             }
             // TU answers a server transaction.
             5 => {
-                let (Some(w), Some(st)) = (inp.byte(), inp.byte()) else { break };
+                let (Some(w), Some(st)) = (inp.byte(), inp.byte()) else {
+                    break;
+                };
                 run.respond(w, status(st));
             }
             // Clock advances (0..=65 s).
@@ -286,17 +293,16 @@ fuzz_target!(|data: &[u8]| {
             }
             // Transport error towards a peer.
             8 => {
-                let (Some(p), Some(t)) = (inp.byte(), inp.byte()) else { break };
+                let (Some(p), Some(t)) = (inp.byte(), inp.byte()) else {
+                    break;
+                };
                 run.layer.on_transport_error(peer(p), transport(t));
                 run.drain();
             }
             // Stateless send, state queries.
             _ => {
-                run.layer.send_stateless(
-                    Bytes::from_static(b"\r\n\r\n"),
-                    peer(0),
-                    Transport::Udp,
-                );
+                run.layer
+                    .send_stateless(Bytes::from_static(b"\r\n\r\n"), peer(0), Transport::Udp);
                 let _ = run.layer.pop_output();
                 let _ = (run.layer.len(), run.layer.stats(), run.layer.is_empty());
                 for c in &run.clients {
@@ -321,7 +327,11 @@ fuzz_target!(|data: &[u8]| {
         run.advance(Duration::from_secs(60));
     }
     for &id in &run.servers {
-        assert_eq!(run.layer.state(id), None, "server transaction {id:?} left behind");
+        assert_eq!(
+            run.layer.state(id),
+            None,
+            "server transaction {id:?} left behind"
+        );
     }
     for c in &run.clients {
         let st = run.layer.state(c.id);
