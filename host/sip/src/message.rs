@@ -265,6 +265,15 @@ fn span_in(buf: &[u8], part: &str) -> Span {
     Span::new(p - base, p - base + part.len())
 }
 
+/// True if `s` starts with the ASCII `prefix`, ignoring ASCII case. Compares
+/// bytes: never slices `s` inside a multi-byte character (a start line such
+/// as `SI\u{feff}P/2.0 200 OK` is untrusted input).
+fn starts_with_ci(s: &str, prefix: &str) -> bool {
+    s.as_bytes()
+        .get(..prefix.len())
+        .is_some_and(|h| h.eq_ignore_ascii_case(prefix.as_bytes()))
+}
+
 fn str_of(b: &[u8]) -> &str {
     // Header region is validated UTF-8 and spans cut at ASCII delimiters.
     std::str::from_utf8(b).unwrap_or("")
@@ -405,7 +414,11 @@ pub fn parse_with(buf: Bytes, opts: &ParseOptions) -> Result<Message, ParseError
         let frozen = m.freeze();
         for h in headers.iter_mut() {
             let v = &frozen[h.value.range()];
-            let t = trim_lws(str_of(v));
+            // Same trimming as the first pass (space and tab only, the
+            // unfolded CRLFs are spaces now): a value must not parse
+            // differently because the message also held a folded line or
+            // a non-UTF-8 byte (re-parsing `as_bytes()` gives the same).
+            let t = str_of(v).trim_matches([' ', '\t']);
             let off = t.as_ptr() as usize - v.as_ptr() as usize;
             h.value = Span::new(
                 h.value.start as usize + off,
@@ -424,7 +437,7 @@ pub fn parse_with(buf: Bytes, opts: &ParseOptions) -> Result<Message, ParseError
     let hdr = str_of(&b[..body_start]);
     let hs = |sp: Span| hdr.get(sp.range()).unwrap_or("");
     let sl = hs(start_line);
-    let is_request = !(sl.len() >= 4 && sl[..4].eq_ignore_ascii_case("SIP/"));
+    let is_request = !starts_with_ci(sl, "SIP/");
     let is_ack = sl.starts_with("ACK ");
     let respond_ctx = || -> Option<Box<RespondCtx>> {
         if !is_request || is_ack {
@@ -656,21 +669,22 @@ fn parse_start_line(sl: &str, base: usize) -> Result<Start, ParseError> {
         if v.eq_ignore_ascii_case("SIP/2.0") {
             return Ok(());
         }
-        let looks_like = v.len() > 4
-            && v[..4].eq_ignore_ascii_case("SIP/")
-            && v[4..].split_once('.').is_some_and(|(a, b)| {
-                !a.is_empty()
-                    && !b.is_empty()
-                    && a.bytes().all(|c| c.is_ascii_digit())
-                    && b.bytes().all(|c| c.is_ascii_digit())
-            });
+        let looks_like = starts_with_ci(v, "SIP/")
+            && v.get(4..)
+                .and_then(|r| r.split_once('.'))
+                .is_some_and(|(a, b)| {
+                    !a.is_empty()
+                        && !b.is_empty()
+                        && a.bytes().all(|c| c.is_ascii_digit())
+                        && b.bytes().all(|c| c.is_ascii_digit())
+                });
         if looks_like {
             Err(err(ParseErrorKind::Version, "SIP version not supported"))
         } else {
             Err(err(ParseErrorKind::StartLine, "malformed SIP version"))
         }
     }
-    if sl.len() >= 4 && sl[..4].eq_ignore_ascii_case("SIP/") {
+    if starts_with_ci(sl, "SIP/") {
         let (ver, rest) = sl
             .split_once(' ')
             .ok_or_else(|| err(ParseErrorKind::StartLine, "malformed status line"))?;
@@ -1182,4 +1196,94 @@ pub fn frame(buf: &[u8], max_size: usize) -> Result<Frame, ParseError> {
         return Ok(Frame::Incomplete);
     }
     Ok(Frame::Message { len: total })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HDRS: &str = "Via: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bKbom\r\n\
+From: <sip:a@example.com>;tag=1\r\n\
+To: <sip:x@example.com>\r\n\
+Call-ID: bom-test\r\n\
+CSeq: 1 OPTIONS\r\n\
+Content-Length: 0\r\n\r\n";
+
+    /// Parses `text` as a datagram and as a stream-framed message; both must
+    /// fail (and, of course, not panic).
+    fn rejected(text: &str) -> ParseError {
+        let dgram = parse(Bytes::from(text.to_string())).expect_err(text);
+        if let Ok(Frame::Message { len }) = frame(text.as_bytes(), 64 * 1024) {
+            let opts = ParseOptions {
+                stream: true,
+                ..ParseOptions::default()
+            };
+            let s = parse_with(Bytes::copy_from_slice(&text.as_bytes()[..len]), &opts);
+            assert_eq!(s.expect_err(text).kind(), dgram.kind(), "{text:?}");
+        }
+        dgram
+    }
+
+    #[test]
+    fn bom_inside_request_line_version_is_a_parse_error() {
+        // U+FEFF is 3 bytes: "SI" + EF BB BF straddles byte 4 of the token.
+        let e = rejected(&format!("OPTIONS sip:x SI\u{feff}P/2.0\r\n{HDRS}"));
+        assert_eq!(e.kind(), ParseErrorKind::StartLine);
+        assert_eq!(e.reason(), "malformed SIP version");
+        // The headers are readable, so the sender gets a 400.
+        assert!(e.can_respond());
+        assert_eq!(e.status(), 400);
+        // The bare start line alone, too.
+        let e = rejected("OPTIONS sip:x SI\u{feff}P/2.0\r\n\r\n");
+        assert_eq!(e.kind(), ParseErrorKind::StartLine);
+    }
+
+    #[test]
+    fn bom_inside_status_line_version_is_a_parse_error() {
+        let e = rejected(&format!("SI\u{feff}P/2.0 200 OK\r\n{HDRS}"));
+        assert_eq!(e.kind(), ParseErrorKind::StartLine);
+        let e = rejected("SI\u{feff}P/2.0 200 OK\r\n\r\n");
+        assert_eq!(e.kind(), ParseErrorKind::StartLine);
+    }
+
+    #[test]
+    fn header_values_trim_the_same_with_or_without_a_non_utf8_byte() {
+        // Found by the parse fuzz target: a bare CR before a Content-Length
+        // value was trimmed only when the message also held a non-UTF-8
+        // byte (the rare normalising path), so the message parsed, but
+        // re-parsing its own `as_bytes()` failed.
+        let head = HDRS.trim_end_matches("Content-Length: 0\r\n\r\n");
+        for cl in [
+            "Content-Length:\r 0",
+            "Content-Length: \r0",
+            "Content-Length:\t0\r",
+        ] {
+            let clean = format!("OPTIONS sip:x SIP/2.0\r\n{head}Subject: cafe\r\n{cl}\r\n\r\n");
+            let mut dirty = clean.clone().into_bytes();
+            let i = clean.find("cafe").unwrap() + 3;
+            dirty[i] = 0xe9; // Latin-1 e-acute: invalid UTF-8
+            let a = parse(Bytes::from(clean));
+            let b = parse(Bytes::from(dirty));
+            assert_eq!(a.is_ok(), b.is_ok(), "{cl:?}: {a:?} / {b:?}");
+            if let Ok(m) = b {
+                parse(m.as_bytes().clone()).expect("re-parse of a parsed message");
+            }
+        }
+    }
+
+    #[test]
+    fn multibyte_char_at_any_offset_of_the_version_never_panics() {
+        // 2-, 3- and 4-byte characters inserted at every byte offset of the
+        // version token, in a request line and in a status line.
+        for ch in ['\u{e9}', '\u{feff}', '\u{1f4de}'] {
+            for i in 0..="SIP/2.0".len() {
+                let mut v = String::from("SIP/2.0");
+                v.insert(i, ch);
+                let e = rejected(&format!("OPTIONS sip:x {v}\r\n{HDRS}"));
+                assert_ne!(e.kind(), ParseErrorKind::Truncated);
+                let e = rejected(&format!("{v} 200 OK\r\n{HDRS}"));
+                assert_ne!(e.kind(), ParseErrorKind::Truncated);
+            }
+        }
+    }
 }

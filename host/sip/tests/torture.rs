@@ -1007,3 +1007,231 @@ fn flag_tag_parameter_does_not_crash_tag_accessors() {
     assert_eq!(m.from_tag(), Some(""));
     assert_eq!(m.to_tag(), Some(""));
 }
+
+/// Real-world shaped messages for the fuzz seed corpus (a phone's REGISTER
+/// with credentials, an INVITE with SDP, and the responses around them).
+const REAL: &[(&str, &str)] = &[
+    (
+        "register_auth",
+        "REGISTER sip:strowger.local SIP/2.0\n\
+Via: SIP/2.0/UDP 192.0.2.20:5062;rport;branch=z9hG4bK-524287-1---3c1a\n\
+Max-Forwards: 70\n\
+Contact: <sip:1001@192.0.2.20:5062;rinstance=8a2f;transport=UDP>;expires=3600;+sip.instance=\"<urn:uuid:00000000-0000-1000-8000-AABBCCDDEEFF>\"\n\
+To: <sip:1001@strowger.local>\n\
+From: <sip:1001@strowger.local>;tag=5a1c7f02\n\
+Call-ID: ZmQ2YjM1NzBhYjM0@192.0.2.20\n\
+CSeq: 2 REGISTER\n\
+Expires: 3600\n\
+Allow: INVITE, ACK, CANCEL, BYE, NOTIFY, REFER, MESSAGE, OPTIONS, INFO, SUBSCRIBE\n\
+Supported: replaces, outbound, path\n\
+User-Agent: Zoiper rv2.10.20.1\n\
+Authorization: Digest username=\"1001\",realm=\"strowger.local\",nonce=\"0000000065f0a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f6\",uri=\"sip:strowger.local\",response=\"6629fae49393a05397450978507c4ef1\",cnonce=\"0a4f113b\",nc=00000001,qop=auth,algorithm=MD5\n\
+Content-Length: 0\n\n",
+    ),
+    (
+        "invite_sdp",
+        "INVITE sip:1002@strowger.local SIP/2.0\n\
+Via: SIP/2.0/UDP 192.0.2.20:5062;rport;branch=z9hG4bK-524287-1---77aa\n\
+Max-Forwards: 70\n\
+Contact: <sip:1001@192.0.2.20:5062;transport=UDP>\n\
+To: <sip:1002@strowger.local>\n\
+From: \"Alice\" <sip:1001@strowger.local>;tag=9fe3a1\n\
+Call-ID: inv-1@192.0.2.20\n\
+CSeq: 1 INVITE\n\
+Allow: INVITE, ACK, CANCEL, BYE, OPTIONS\n\
+Content-Type: application/sdp\n\
+Supported: replaces, timer\n\
+Session-Expires: 1800;refresher=uac\n\
+Route: <sip:proxy.example.com;lr>\n\
+Content-Length: {CL}\n\n\
+v=0\no=- 1 2 IN IP4 192.0.2.20\ns=-\nc=IN IP4 192.0.2.20\nt=0 0\nm=audio 40000 RTP/AVP 0 8 101\na=rtpmap:101 telephone-event/8000\na=fmtp:101 0-16\na=sendrecv\n",
+    ),
+    (
+        "resp_401",
+        "SIP/2.0 401 Unauthorized\n\
+Via: SIP/2.0/UDP 192.0.2.20:5062;rport=5062;received=192.0.2.20;branch=z9hG4bK-524287-1---3c1a\n\
+To: <sip:1001@strowger.local>;tag=srv1\n\
+From: <sip:1001@strowger.local>;tag=5a1c7f02\n\
+Call-ID: ZmQ2YjM1NzBhYjM0@192.0.2.20\n\
+CSeq: 1 REGISTER\n\
+WWW-Authenticate: Digest realm=\"strowger.local\", nonce=\"abc\", algorithm=SHA-256, qop=\"auth\"\n\
+WWW-Authenticate: Digest realm=\"strowger.local\", nonce=\"abc\", algorithm=MD5, qop=\"auth\", stale=true\n\
+Content-Length: 0\n\n",
+    ),
+    (
+        "resp_180",
+        "SIP/2.0 180 Ringing\n\
+Via: SIP/2.0/UDP 192.0.2.20:5062;rport=5062;branch=z9hG4bK-524287-1---77aa\n\
+To: <sip:1002@strowger.local>;tag=callee1\n\
+From: \"Alice\" <sip:1001@strowger.local>;tag=9fe3a1\n\
+Call-ID: inv-1@192.0.2.20\n\
+CSeq: 1 INVITE\n\
+Contact: <sip:1002@192.0.2.30:5060>\n\
+Record-Route: <sip:192.0.2.1;lr>\n\
+Content-Length: 0\n\n",
+    ),
+    (
+        "resp_200_sdp",
+        "SIP/2.0 200 OK\n\
+Via: SIP/2.0/UDP 192.0.2.20:5062;rport=5062;branch=z9hG4bK-524287-1---77aa\n\
+To: <sip:1002@strowger.local>;tag=callee1\n\
+From: \"Alice\" <sip:1001@strowger.local>;tag=9fe3a1\n\
+Call-ID: inv-1@192.0.2.20\n\
+CSeq: 1 INVITE\n\
+Contact: <sip:1002@192.0.2.30:5060>\n\
+Content-Type: application/sdp\n\
+Content-Length: {CL}\n\n\
+v=0\no=- 3 4 IN IP4 192.0.2.30\ns=-\nc=IN IP4 192.0.2.30\nt=0 0\nm=audio 50000 RTP/AVP 0\n",
+    ),
+    (
+        "ack_2xx",
+        "ACK sip:1002@192.0.2.30:5060 SIP/2.0\n\
+Via: SIP/2.0/UDP 192.0.2.20:5062;rport;branch=z9hG4bK-524287-1---88bb\n\
+Max-Forwards: 70\n\
+To: <sip:1002@strowger.local>;tag=callee1\n\
+From: \"Alice\" <sip:1001@strowger.local>;tag=9fe3a1\n\
+Call-ID: inv-1@192.0.2.20\n\
+CSeq: 1 ACK\n\
+Content-Length: 0\n\n",
+    ),
+    (
+        "bye_tel",
+        "BYE tel:+15551234;phone-context=example.com SIP/2.0\n\
+v: SIP/2.0/TCP [2001:db8::1]:5060;branch=z9hG4bKbye1\n\
+t: <sip:1002@strowger.local>;tag=callee1\n\
+f: <sip:1001@strowger.local>;tag=9fe3a1\n\
+i: inv-1@192.0.2.20\n\
+CSeq: 2 BYE\n\
+l: 0\n\n",
+    ),
+    (
+        "cancel",
+        "CANCEL sip:1002@strowger.local SIP/2.0\n\
+Via: SIP/2.0/UDP 192.0.2.20:5062;rport;branch=z9hG4bK-524287-1---77aa\n\
+Max-Forwards: 70\n\
+To: <sip:1002@strowger.local>\n\
+From: \"Alice\" <sip:1001@strowger.local>;tag=9fe3a1\n\
+Call-ID: inv-1@192.0.2.20\n\
+CSeq: 1 CANCEL\n\
+Content-Length: 0\n\n",
+    ),
+];
+
+/// Writes the seed corpus of `host/sip/fuzz` (run by hand when the cases
+/// change: `STROWGER_FUZZ_CORPUS=host/sip/fuzz/corpus cargo test -p
+/// strowger-sip --test torture -- --ignored write_fuzz_seed_corpus`).
+#[test]
+#[ignore = "writes the fuzz seed corpus; run by hand"]
+fn write_fuzz_seed_corpus() {
+    let root = std::path::PathBuf::from(
+        std::env::var("STROWGER_FUZZ_CORPUS").expect("set STROWGER_FUZZ_CORPUS"),
+    );
+    let parse_dir = root.join("parse");
+    let tx_dir = root.join("transaction");
+    std::fs::create_dir_all(&parse_dir).unwrap();
+    std::fs::create_dir_all(&tx_dir).unwrap();
+    let slug = |s: &str| -> String {
+        s.chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .take(48)
+            .collect()
+    };
+    let mut n = 0;
+    let mut write = |dir: &std::path::Path, name: String, data: &[u8]| {
+        n += 1;
+        std::fs::write(dir.join(name), data).unwrap();
+    };
+    for c in valid_cases() {
+        if c.text.is_empty() {
+            continue; // the 60 kB generated one: too big for a seed
+        }
+        write(&parse_dir, format!("valid_{}", slug(c.name)), &msg(c.text));
+    }
+    for c in invalid_cases() {
+        let text = c.text.replacen('#', OK_TAIL, 1);
+        write(&parse_dir, format!("invalid_{}", slug(c.name)), &msg(&text));
+    }
+    for (name, text) in REAL {
+        write(&parse_dir, format!("real_{name}"), &msg(text));
+    }
+    // Two messages back to back (stream framing) and keep-alives.
+    let mut two = msg(REAL[5].1).to_vec();
+    two.extend_from_slice(b"\r\n\r\n");
+    two.extend_from_slice(&msg(REAL[6].1));
+    write(&parse_dir, "stream_two_messages".into(), &two);
+
+    // Transaction programs (format: see fuzz_targets/transaction.rs).
+    let raw_in = |t: u8, p: u8, text: &str| -> Vec<u8> {
+        let mut v = vec![0u8, t, p];
+        v.extend_from_slice(&msg(text));
+        v.push(0);
+        v
+    };
+    let invite = REAL[1].1;
+    let ack = REAL[5].1;
+    let cancel = REAL[7].1;
+    let register = REAL[0].1;
+    let programs: Vec<(&str, Vec<u8>)> = vec![
+        // UAS: INVITE, 180, 200, retransmission, ACK, time passes.
+        ("uas_invite_200_ack", {
+            let mut v = vec![0u8];
+            v.extend(raw_in(0, 1, invite));
+            v.extend([5, 0, 1, 5, 0, 3]);
+            v.extend(raw_in(0, 1, invite));
+            v.extend([6, 0x01, 0xf4]);
+            v.extend(raw_in(0, 1, ack));
+            v.extend([6, 0xff, 0xff]);
+            v
+        }),
+        // UAS: INVITE, CANCEL, 487 to the INVITE, 200 to the CANCEL.
+        ("uas_invite_cancel", {
+            let mut v = vec![1u8];
+            v.extend(raw_in(0, 1, invite));
+            v.extend(raw_in(0, 1, cancel));
+            v.extend([5, 1, 3, 5, 0, 5]);
+            v.extend([6, 0x7f, 0xff, 6, 0xff, 0xff]);
+            v
+        }),
+        // UAS over TCP: REGISTER answered 401 then 200.
+        ("uas_register_tcp", {
+            let mut v = vec![2u8];
+            v.extend(raw_in(1, 2, register));
+            v.extend([5, 0, 4, 6, 0x10, 0x00]);
+            v
+        }),
+        // UAC: INVITE sent, 180, CANCEL, 487; timers run.
+        (
+            "uac_invite_cancel",
+            vec![
+                0, 3, 0, 1, 1, 0, 0, 2, 0, 1, 7, 0, 2, 1, 3, 2, 0, 5, 6, 0xff, 0xff,
+            ],
+        ),
+        // UAC: OPTIONS over UDP never answered (Timer E/F), INVITE answered 2xx twice.
+        (
+            "uac_timeouts_2xx",
+            vec![
+                0, 3, 1, 2, 2, 0, 1, 3, 0, 3, 3, 0, 0, 2, 1, 3, 2, 129, 3, 6, 0x80, 0x00, 6, 0xff,
+                0xff,
+            ],
+        ),
+        // Synthesised requests on both sides plus a transport error.
+        (
+            "mixed_synth",
+            vec![
+                0, 1, 0, 1, 1, 1, 0, 0, 1, 1, 1, 1, 1, 0, 0, 5, 0, 7, 8, 0, 0, 3, 2, 4, 4, 1, 1, 9,
+                6, 0x20, 0x00,
+            ],
+        ),
+    ];
+    for (name, p) in programs {
+        write(&tx_dir, name.to_string(), &p);
+    }
+    // The parse seeds double as raw incoming messages for the layer.
+    for (name, text) in REAL {
+        let mut v = vec![0u8];
+        v.extend(raw_in(0, 3, text));
+        v.extend([5, 0, 3, 6, 0xff, 0xff]);
+        write(&tx_dir, format!("raw_{name}"), &v);
+    }
+    assert!(n < 200, "{n} seed files: keep the corpus small");
+}

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use parking_lot::RwLock;
-use strowger_sip::{Message, Method, ParseOptions, ResponseBuilder, Via};
+use strowger_sip::{Message, Method, ParseOptions, ResponseBuilder, Scheme, Via};
 
 use crate::auth::{Credentials, DigestAlgorithm, DigestAuth};
 use crate::b2bua::{CallState, LegRef};
@@ -793,6 +793,16 @@ impl Core {
                 }
                 return;
             }
+        }
+        // RFC 3261 §8.2.2.1: a Request-URI scheme we do not understand gets
+        // 416 (an ACK gets no response).
+        if method != Method::Ack
+            && msg
+                .request_uri()
+                .is_some_and(|u| matches!(u.scheme, Scheme::Other(_)))
+        {
+            self.reply(&msg, inb.flow, 416, None);
+            return;
         }
         match method {
             Method::Ack => self.on_ack(now, msg, inb.flow),

@@ -849,6 +849,60 @@ Content-Length: 500
     assert!(h.core.stats().malformed >= 2);
 }
 
+fn options_to(ruri: &str, method: &str, branch: &str) -> String {
+    format!(
+        "{method} {ruri} SIP/2.0
+Via: SIP/2.0/UDP 127.0.0.1:7001;branch={branch}
+Max-Forwards: 70
+From: <sip:a@b>;tag=1
+To: <sip:127.0.0.1>
+Call-ID: scheme-{branch}
+CSeq: 1 {method}
+Content-Length: 0
+
+"
+    )
+}
+
+#[test]
+fn unsupported_request_uri_scheme_gets_416() {
+    let mut h = H::new();
+    // RFC 3261 §8.2.2.1: unknown scheme -> 416, for any method but ACK.
+    for (method, ruri, branch) in [
+        ("OPTIONS", "nobodyknowsthisscheme:x", "z9hG4bKs1"),
+        ("INVITE", "urn:service:sos", "z9hG4bKs2"),
+        ("MESSAGE", "im:alice@example.com", "z9hG4bKs3"),
+    ] {
+        h.rx(PHONE, &options_to(ruri, method, branch));
+        let s = h.take_sent();
+        assert_eq!(s.len(), 1, "{method} {ruri}");
+        assert_eq!(s[0].1.status(), Some(416), "{method} {ruri}");
+        assert_eq!(s[0].1.reason(), Some("Unsupported URI Scheme"));
+        assert!(s[0].1.to_tag().is_some());
+    }
+    // A retransmission gets the same answer (from the response cache).
+    h.rx(
+        PHONE,
+        &options_to("nobodyknowsthisscheme:x", "OPTIONS", "z9hG4bKs1"),
+    );
+    assert_eq!(h.take_sent()[0].1.status(), Some(416));
+    // An ACK gets no response.
+    h.rx(
+        PHONE,
+        &options_to("nobodyknowsthisscheme:x", "ACK", "z9hG4bKs4"),
+    );
+    assert!(h.take_sent().is_empty());
+    // Supported schemes (any case) are served as before.
+    for (ruri, branch) in [
+        ("sip:127.0.0.1:5060", "z9hG4bKs5"),
+        ("SIPS:127.0.0.1:5061", "z9hG4bKs6"),
+        ("tel:+15551234", "z9hG4bKs7"),
+    ] {
+        h.rx(PHONE, &options_to(ruri, "OPTIONS", branch));
+        assert_eq!(h.take_sent()[0].1.status(), Some(200), "{ruri}");
+    }
+}
+
 #[test]
 fn unauthenticated_invite_is_challenged() {
     let mut h = H::new();

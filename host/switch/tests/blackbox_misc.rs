@@ -279,3 +279,101 @@ fn registration_over_tls() {
         );
     }
 }
+
+/// A request to the switch with `start` as its start line.
+fn raw_request(start: &str, transport: &str, via: &str, cseq: &str) -> String {
+    format!(
+        "{start}\r\nVia: SIP/2.0/{transport} {via};branch=z9hG4bK{}\r\nMax-Forwards: 70\r\nFrom: <sip:a@x>;tag=1\r\nTo: <sip:b@x>\r\nCall-ID: {}@x\r\nCSeq: 1 {cseq}\r\nContent-Length: 0\r\n\r\n",
+        rand_suffix(),
+        rand_suffix()
+    )
+}
+
+/// Every status that comes back on `sock` until it stays quiet for 700 ms.
+fn udp_answers(sock: &UdpSocket) -> Vec<u16> {
+    sock.set_read_timeout(Some(Duration::from_millis(700)))
+        .unwrap();
+    let mut buf = vec![0u8; 65_536];
+    let mut out = Vec::new();
+    while let Ok((n, _)) = sock.recv_from(&mut buf) {
+        out.push(strowger_testkit::SipMessage::parse(&buf[..n]).map_or(0, |m| m.status()));
+    }
+    out
+}
+
+/// A multi-byte UTF-8 character straddling byte 4 of the SIP-version token
+/// (U+FEFF inside "SIP/2.0") once made the parser slice a &str inside a
+/// character and panic: one datagram stopped all SIP. Sent over UDP and
+/// TCP, in a request line and a status line; the switch must answer 400
+/// (or nothing) and keep answering OPTIONS.
+#[test]
+fn multibyte_char_in_the_sip_version_does_not_stop_the_switch() {
+    let sw = Switch::start(BASE);
+    let sock = UdpSocket::bind((unique_loopback(), 0)).unwrap();
+    let via = sock.local_addr().unwrap().to_string();
+    let starts: [(&str, &str, &[u16]); 2] = [
+        ("OPTIONS sip:x SI\u{feff}P/2.0", "OPTIONS", &[400]),
+        ("SI\u{feff}P/2.0 200 OK", "OPTIONS", &[400, 0]),
+    ];
+    for (start, cseq, allowed) in starts {
+        // UDP
+        sock.send_to(raw_request(start, "UDP", &via, cseq).as_bytes(), sw.addr())
+            .unwrap();
+        let got = udp_answers(&sock);
+        assert!(
+            got.iter().all(|s| allowed.contains(s)) && got.len() <= 1,
+            "UDP {start:?}: answered {got:?}"
+        );
+        if !allowed.contains(&0) {
+            assert_eq!(got, allowed, "UDP {start:?}");
+        }
+        assert_eq!(
+            sw.ping(T),
+            Some(200),
+            "switch stopped answering OPTIONS after {start:?} over UDP"
+        );
+        // TCP (a fresh connection; the answer comes back on it)
+        let msg = raw_request(start, "TCP", "127.0.0.1:9", cseq);
+        let got = strowger_testkit::sip::tcp_exchange(sw.addr(), &msg, Duration::from_secs(2))
+            .map_or(0, |m| m.status());
+        assert!(allowed.contains(&got), "TCP {start:?}: answered {got}");
+        let ping = raw_request(
+            &format!("OPTIONS sip:{} SIP/2.0", sw.addr()),
+            "TCP",
+            "127.0.0.1:9",
+            "OPTIONS",
+        );
+        let after = strowger_testkit::sip::tcp_exchange(sw.addr(), &ping, T).map(|m| m.status());
+        assert_eq!(
+            after,
+            Some(200),
+            "switch stopped answering OPTIONS over TCP after {start:?}"
+        );
+        assert_eq!(sw.ping(T), Some(200), "after {start:?} over TCP");
+    }
+}
+
+/// RFC 3261 §8.2.2.1: a Request-URI scheme the switch does not support gets
+/// 416 Unsupported URI Scheme (it used to get 200 for OPTIONS).
+#[test]
+fn unknown_request_uri_scheme_gets_416() {
+    let sw = Switch::start(BASE);
+    let sock = UdpSocket::bind((unique_loopback(), 0)).unwrap();
+    let via = sock.local_addr().unwrap().to_string();
+    for (start, cseq) in [
+        ("OPTIONS nobodyknowsthisscheme:x SIP/2.0", "OPTIONS"),
+        ("INVITE urn:service:sos SIP/2.0", "INVITE"),
+    ] {
+        sock.send_to(raw_request(start, "UDP", &via, cseq).as_bytes(), sw.addr())
+            .unwrap();
+        assert_eq!(udp_answers(&sock), vec![416], "{start}");
+    }
+    // ACK gets no response at all.
+    sock.send_to(
+        raw_request("ACK nobodyknowsthisscheme:x SIP/2.0", "UDP", &via, "ACK").as_bytes(),
+        sw.addr(),
+    )
+    .unwrap();
+    assert_eq!(udp_answers(&sock), Vec::<u16>::new());
+    assert_eq!(sw.ping(T), Some(200));
+}
