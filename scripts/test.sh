@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# Runs every test: builds the plugins from guest-examples/, then the Rust
-# workspace tests (unit, runtime, SIPp, Kamailio, API), the Go tests and the
-# example policy repository's test cases.
+# Runs every test: installs what is missing (scripts/install-deps.sh: SIPp,
+# Kamailio, rtpengine, the wasm32-wasip2 target, Go >= 1.27.1, wasm-tools;
+# only version checks when all is there), builds the plugins from
+# guest-examples/, then runs the Rust workspace tests (unit, runtime, SIPp,
+# Kamailio, API), the Go tests and the example policy repository's test cases.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$STROWGER_ROOT"
 
+scripts/install-deps.sh
 scripts/build-guests.sh
 # The black-box tests run the real binary; build it once with the same
 # feature set as everything else (see host/testkit/src/paths.rs).

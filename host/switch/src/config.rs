@@ -26,7 +26,7 @@
 //! cache_dir = "..."                  # compiled-component cache; default <store dir>/cache
 //!
 //! [auth]
-//! algorithms = ["sha256", "md5"]     # offered side by side, in this order
+//! algorithms = ["md5", "sha256"]     # offered side by side, in this order (docs/config.md)
 //! nonce_ttl_s = 300
 //!
 //! [registrar]
@@ -478,7 +478,10 @@ pub enum DigestAlgorithm {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
-    /// Challenges offered side by side, in this order.
+    /// Challenges offered side by side, in this order. Default MD5 then
+    /// SHA-256: SIPp and many deployed phones answer only the first
+    /// challenge and speak only MD5; clients that implement RFC 8760 still
+    /// find SHA-256 offered (docs/config.md `[auth]`).
     pub algorithms: Vec<DigestAlgorithm>,
     /// Lifetime of a nonce, seconds; older ones get `stale=true`.
     pub nonce_ttl_s: u64,
@@ -487,7 +490,7 @@ pub struct AuthConfig {
 impl Default for AuthConfig {
     fn default() -> Self {
         AuthConfig {
-            algorithms: vec![DigestAlgorithm::Sha256, DigestAlgorithm::Md5],
+            algorithms: vec![DigestAlgorithm::Md5, DigestAlgorithm::Sha256],
             nonce_ttl_s: 300,
         }
     }
@@ -1766,9 +1769,10 @@ mod tests {
         assert_eq!(c.sip.max_udp_size, 1300);
         assert!(c.tls.is_none());
         assert_eq!(c.store.path, PathBuf::from("/etc/strowger/strowger.db"));
+        // MD5 first: SIPp and many phones answer only the first challenge.
         assert_eq!(
             c.auth.algorithms,
-            [DigestAlgorithm::Sha256, DigestAlgorithm::Md5]
+            [DigestAlgorithm::Md5, DigestAlgorithm::Sha256]
         );
         assert_eq!(c.auth.nonce_ttl_s, 300);
         assert_eq!(

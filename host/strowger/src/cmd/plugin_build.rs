@@ -608,7 +608,12 @@ pub fn scaffold(args: &NewArgs) -> anyhow::Result<Vec<PathBuf>> {
 
 fn scaffold_go(name: &str, world: &str, sdk: &Path) -> anyhow::Result<Vec<(String, String)>> {
     let go_mod = format!(
-        "module example.com/strowger-plugins/{name}\n\ngo 1.27.1\n\nrequire strowger.dev/sdk/go v0.0.0\n\n\
+        "module example.com/strowger-plugins/{name}\n\n\
+         // Go >= 1.27.1 (the SDK's bindings need it). An older go fetches go1.27.1\n\
+         // for this line when GOTOOLCHAIN=auto (the upstream default); under\n\
+         // GOTOOLCHAIN=local run `GOTOOLCHAIN=auto go test` (or put the go1.27.1\n\
+         // that `strowger plugin build` found first in PATH).\n\
+         go 1.27.1\n\nrequire strowger.dev/sdk/go v0.0.0\n\n\
          require go.bytecodealliance.org/pkg v0.4.0 // indirect\n\n\
          replace strowger.dev/sdk/go => {sdk}\n\n\
          // From the crates.io package wit-bindgen-go (see sdk/go/tools/gopkg.sh).\n\

@@ -23,7 +23,7 @@
 //! cache_dir = "..."                  # compiled-component cache; default <store dir>/cache
 //!
 //! [auth]
-//! algorithms = ["sha256", "md5"]     # offered side by side, in this order
+//! algorithms = ["md5", "sha256"]     # offered side by side, in this order
 //! nonce_ttl_s = 300
 //!
 //! [registrar]
