@@ -1151,7 +1151,7 @@ fn a_scaffolded_plugin_deploys_with_one_command() {
     assert!(ok, "plugin deploy: {out}");
     assert!(out.contains("uploaded plugin my-router"), "{out}");
     assert!(
-        out.contains("based on version 0") && out.contains("route (every call) -> my-router"),
+        out.contains("= version 0 with route (every call) -> my-router"),
         "{out}"
     );
     let rollback = format!(
