@@ -481,6 +481,37 @@ async fn resolve_plugin(st: &AdminState, r: &str) -> Option<Arc<strowger_plugin:
 
 // ---- policies -----------------------------------------------------------
 
+/// Policy version 0: the configuration file's `[[bindings]]` as the switch
+/// started with them (see [`restore`]). Never stored; activating it removes
+/// the stored active version, so a restart keeps the configuration file's
+/// bindings too.
+pub const CONFIG_VERSION: u64 = 0;
+
+/// The policy document of a generation built outside the API (the
+/// configuration file's bindings): plugins by sha256, the same
+/// configuration, data sets, deadline, fallback and memory cap.
+fn document_of(g: &Generation, comment: &str) -> PolicyDocument {
+    PolicyDocument {
+        comment: Some(comment.to_string()),
+        bindings: g
+            .binding_specs()
+            .into_iter()
+            .map(|b| StoredBinding {
+                hook: b.hook,
+                plugin: b.plugin.sha256().to_string(),
+                config: serde_json::from_str(&b.config_json)
+                    .unwrap_or_else(|_| Value::String(b.config_json.clone())),
+                datasets: b.datasets,
+                scope: b.scope,
+                deadline_ms: b.deadline.map(|d| (d.as_millis() as u64).max(1)),
+                fallback: b.fallback,
+                memory_limit_bytes: b.memory_limit_bytes,
+            })
+            .collect(),
+        tests: Vec::new(),
+    }
+}
+
 /// One binding of a policy document.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StoredBinding {
@@ -877,6 +908,11 @@ async fn do_activate(
     }
     let (gid, actor) = (g.id(), w.actor.clone());
     store_write(st, move |c| {
+        if version == CONFIG_VERSION {
+            // No stored version active = the configuration file's
+            // [[bindings]], also after a restart.
+            return Ok(c.execute("DELETE FROM policy_active", [])? as u64);
+        }
         Ok(c.execute(
             "INSERT INTO policy_active (singleton, version_id, generation, activated_at_ms, activated_by) \
              VALUES (1, ?1, ?2, ?3, ?4) ON CONFLICT(singleton) DO UPDATE SET version_id = ?1, generation = ?2, \
@@ -1130,6 +1166,15 @@ async fn shadow_diffs(
 }
 
 async fn list_policies(State(st): State<AdminState>) -> ApiResult {
+    let created: HashMap<u64, (i64, Option<String>)> = store_read(&st, |c| {
+        let mut s = c.prepare("SELECT id, created_at_ms, created_by FROM policy_versions")?;
+        let rows = s.query_map([], |r| {
+            Ok((r.get::<_, i64>(0)? as u64, (r.get(1)?, r.get(2)?)))
+        })?;
+        Ok(rows.collect::<Result<HashMap<_, _>, _>>()?)
+    })
+    .await?;
+    let shadow = st.inner.runtime.shadow().map(|(_, label)| label);
     let book = st.inner.book.lock().await;
     let active = book.history.last().copied();
     let versions: Vec<Value> = book
@@ -1138,6 +1183,25 @@ async fn list_policies(State(st): State<AdminState>) -> ApiResult {
         .map(|(v, g)| {
             let mut j = version_json(*v, g, &book.documents[v]);
             j["active"] = json!(Some(*v) == active);
+            j["state"] = json!(if Some(*v) == active {
+                "active"
+            } else if book.canary.is_some_and(|(c, _)| c == *v) {
+                "canary"
+            } else if shadow.as_deref() == Some(v.to_string().as_str()) {
+                "shadow"
+            } else {
+                "inactive"
+            });
+            if *v == CONFIG_VERSION {
+                j["source"] = json!("config");
+                j["created_at_ms"] = json!(book.config_loaded_at_ms);
+                j["created_by"] = Value::Null;
+            } else {
+                let (at, by) = created.get(v).cloned().unwrap_or_default();
+                j["source"] = json!("api");
+                j["created_at_ms"] = json!(at);
+                j["created_by"] = json!(by);
+            }
             j
         })
         .collect();
@@ -1941,6 +2005,24 @@ async fn audit(
 // ---- restore ------------------------------------------------------------
 
 pub(crate) async fn restore(st: &AdminState) -> ApiResult<Option<u64>> {
+    // What runs now was built from the configuration file: policy version 0.
+    let config_generation = st.inner.runtime.current();
+    {
+        // its plugins can be named (by sha256) in new policy versions
+        let mut plugins = st.inner.plugins.lock();
+        for (_, _, p) in config_generation.bindings() {
+            plugins.entry(p.sha256().to_string()).or_insert(p);
+        }
+    }
+    {
+        let mut book = st.inner.book.lock().await;
+        let doc = document_of(&config_generation, "the configuration file's [[bindings]]");
+        book.generations.insert(CONFIG_VERSION, config_generation);
+        book.documents.insert(CONFIG_VERSION, doc);
+        book.config_loaded_at_ms = Some(now_ms());
+        book.history.retain(|v| *v != CONFIG_VERSION);
+        book.history.insert(0, CONFIG_VERSION);
+    }
     sync_users(st).await?;
     let trunks = stored_trunks(st).await?;
     if !trunks.is_empty()

@@ -69,6 +69,8 @@ pub(crate) struct PolicyBook {
     pub(crate) history: Vec<u64>,
     /// Canary version and percent.
     pub(crate) canary: Option<(u64, u8)>,
+    /// When version 0 (the configuration file's bindings) was taken over.
+    pub(crate) config_loaded_at_ms: Option<i64>,
 }
 
 impl AdminState {
@@ -111,7 +113,9 @@ impl AdminState {
     /// Reload the control plane from the store after a restart: every stored
     /// plugin artifact is loaded, every stored data set's active version is
     /// put in the runtime, and the active policy version is rebuilt and
-    /// activated. Returns the active policy version, if any.
+    /// activated. What runs before the call (the configuration file's
+    /// bindings) becomes policy version 0, so `rollback` after the first
+    /// version goes back to it. Returns the active stored policy version, if any.
     pub async fn restore(&self) -> Result<Option<u64>, ApiError> {
         api::restore(self).await
     }

@@ -215,6 +215,8 @@ struct Bound {
     pool: Arc<InstancePool>,
     deadline: Duration,
     fallback: Resolved,
+    /// The binding as given to [`Runtime::build`] (for [`Generation::binding_specs`]).
+    spec: Binding,
 }
 
 /// An immutable, validated set of bindings with warm instance pools. A call
@@ -338,6 +340,7 @@ impl Generation {
         let mut bindings = Vec::new();
         let mut index = HashMap::new();
         for (i, b) in policy.bindings.into_iter().enumerate() {
+            let spec = b.clone();
             let err = |message: String| BuildError::Binding {
                 index: i,
                 hook: b.hook,
@@ -446,6 +449,7 @@ impl Generation {
                     pool,
                     deadline,
                     fallback,
+                    spec,
                 },
             ));
         }
@@ -483,6 +487,14 @@ impl Generation {
             .iter()
             .map(|b| (b.hook, b.scope.clone(), b.plugin.clone()))
             .collect()
+    }
+
+    /// The bindings exactly as they were given to [`Runtime::build`]
+    /// (configuration, data sets, deadline, fallback, memory cap): what it
+    /// takes to build the same policy again, e.g. to describe the
+    /// configuration file's `[[bindings]]` as a policy document.
+    pub fn binding_specs(&self) -> Vec<Binding> {
+        self.bindings.iter().map(|b| b.spec.clone()).collect()
     }
 
     /// True if a binding exists for `hook` in this scope (trunk binding, else global).

@@ -968,3 +968,230 @@ fn trunks_stored_over_the_api_reach_the_switch() {
     let (_, numbers) = callee.finish();
     assert_eq!(numbers, ["75511333344444", "75511333344444"]);
 }
+
+/// `strowger <args> --server <sw> --token TOKEN` with the binary `bin`:
+/// (success, stdout + stderr).
+fn cli_with(bin: &std::path::Path, sw: &Switch, args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(bin)
+        .args(args)
+        .args(["--server", &sw.admin_url().unwrap(), "--token", TOKEN])
+        .env_remove("STROWGER_SERVER")
+        .env_remove("STROWGER_ADMIN_TOKEN")
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+fn cli(sw: &Switch, args: &[&str]) -> (bool, String) {
+    cli_with(&strowger_bin(), sw, args)
+}
+
+/// The route decision of the active policy for a call to `b` (simulated
+/// over the API, with the token).
+fn simulate_route(api: &Api, b: &str) -> Value {
+    let (c, sim) = api.post(
+        "/v1/simulate",
+        &json!({"hook": "route", "input": {"b_number": b}}),
+    );
+    assert_eq!(c, 200, "{sim}");
+    sim["decision"].clone()
+}
+
+/// The route-table binding of the configuration file (every number to
+/// `sip:cfg<B>@192.0.2.1`).
+fn config_route_binding() -> String {
+    format!(
+        "[[bindings]]\nhook = \"route\"\nplugin = \"route-table\"\ndeadline_ms = 1000\n\
+         config = {{ routes = [{{ name = \"from-config\", b = [\"_X.\"], \
+         destination = {{ uri = \"sip:cfg${{B}}@192.0.2.1\" }} }}] }}\n\n\
+         [admin]\ntoken = \"{TOKEN}\"\n"
+    )
+}
+
+fn uri_of(decision: &Value) -> &str {
+    decision["Forward"]["attempts"][0]["destination"]["Uri"]
+        .as_str()
+        .unwrap_or_else(|| panic!("not forwarded to a URI: {decision}"))
+}
+
+/// The configuration file's `[[bindings]]` are policy version 0: after the
+/// first version is applied, `policy rollback` goes back to them, and they
+/// stay in force after a restart; `policy list` shows the versions with
+/// their state and source, `policy activate` switches between them.
+#[test]
+fn first_apply_rolls_back_to_the_config_file_bindings() {
+    let mut sw = Switch::start(&config_route_binding());
+    let api = Api::connect(&sw);
+    let number = "5511333344444";
+    let from_config = format!("sip:cfg{number}@192.0.2.1");
+    assert_eq!(uri_of(&simulate_route(&api, number)), from_config);
+
+    api.upload_plugin("route-table");
+    let uas: SocketAddr = "192.0.2.2:5060".parse().unwrap();
+    let mut first = uri_policy("1", uas, false);
+    first["activate"] = json!(true);
+    let (c, v1) = api.post("/v1/policies", &first);
+    assert_eq!(c, 201, "{v1}");
+    let v1 = v1["version"].as_u64().unwrap();
+    let from_v1 = format!("sip:1{number}@{uas}");
+    assert_eq!(uri_of(&simulate_route(&api, number)), from_v1);
+
+    let (ok, out) = cli(&sw, &["policy", "rollback"]);
+    assert!(ok, "rollback after the first apply: {out}");
+    assert!(out.contains("version 0 active"), "{out}");
+    assert_eq!(uri_of(&simulate_route(&api, number)), from_config);
+
+    let (ok, list) = cli(&sw, &["policy", "list"]);
+    assert!(ok, "{list}");
+    let row = |v: u64| {
+        list.lines()
+            .find(|l| l.split_whitespace().next() == Some(&v.to_string()))
+            .unwrap_or_else(|| panic!("no version {v} in\n{list}"))
+            .to_string()
+    };
+    assert!(list.starts_with("VERSION"), "{list}");
+    let r0 = row(0);
+    assert!(r0.contains(" active ") && r0.contains(" config "), "{list}");
+    let r1 = row(v1);
+    assert!(r1.contains(" inactive ") && r1.contains(" api "), "{list}");
+    assert!(r1.contains(" admin "), "created by the token's id: {list}");
+    assert!(r1.contains("all calls to 192.0.2.2:5060"), "{list}");
+
+    // a restart keeps the configuration file's bindings in force
+    sw.restart();
+    let api = Api::connect(&sw);
+    assert_eq!(uri_of(&simulate_route(&api, number)), from_config);
+    let (ok, list) = cli(&sw, &["policy", "list", "--json"]);
+    assert!(ok, "{list}");
+    let list: Value = serde_json::from_str(&list).unwrap();
+    assert_eq!(list["active"], 0, "{list}");
+
+    // activate a version by number, then roll back to the file's again
+    let (ok, out) = cli(&sw, &["policy", "activate", &v1.to_string()]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains(&format!("policy version {v1} active")),
+        "{out}"
+    );
+    assert_eq!(uri_of(&simulate_route(&api, number)), from_v1);
+    let (ok, out) = cli(&sw, &["policy", "activate", "999"]);
+    assert!(!ok && out.contains("no policy version 999"), "{out}");
+    let (ok, out) = cli(&sw, &["policy", "rollback"]);
+    assert!(ok, "{out}");
+    assert_eq!(uri_of(&simulate_route(&api, number)), from_config);
+}
+
+/// A new plugin author's loop with a binary copied away from the checkout
+/// it was built in: `plugin new` (no checkout around: a vendored SDK, no
+/// absolute path of the build machine), then `plugin deploy` to a running
+/// switch: built, uploaded, bound to its hook in a new version based on
+/// the active one, activated; the new plugin answers; the printed command
+/// rolls back.
+#[test]
+fn a_scaffolded_plugin_deploys_with_one_command() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bin = tmp.path().join("bin/strowger");
+    std::fs::create_dir_all(bin.parent().unwrap()).unwrap();
+    std::fs::copy(strowger_bin(), &bin).unwrap();
+    let repo = tmp.path().join("my-plugins");
+    std::fs::create_dir_all(&repo).unwrap();
+    let out = std::process::Command::new(&bin)
+        .args([
+            "plugin",
+            "new",
+            "--lang",
+            "rust",
+            "--world",
+            "route",
+            "my-router",
+        ])
+        .current_dir(&repo)
+        .env_remove("STROWGER_SDK")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "plugin new: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dir = repo.join("my-router");
+    let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
+    let checkout = workspace_root().canonicalize().unwrap();
+    for text in [manifest.clone()].into_iter().chain(
+        [
+            "strowger-sdk/Cargo.toml",
+            "strowger-sdk/bindings/route/Cargo.toml",
+        ]
+        .iter()
+        .map(|f| std::fs::read_to_string(dir.join(f)).unwrap()),
+    ) {
+        assert!(!text.contains(checkout.to_str().unwrap()), "{text}");
+        assert!(!text.contains("path = \"/"), "an absolute path:\n{text}");
+    }
+    // the author's own answer, to tell it from any other plugin's
+    let lib = dir.join("src/lib.rs");
+    let src = std::fs::read_to_string(&lib).unwrap();
+    assert!(src.contains("\"No route\""), "{src}");
+    std::fs::write(
+        &lib,
+        src.replace("\"No route\"", "\"No route (my-router)\""),
+    )
+    .unwrap();
+
+    let sw = Switch::start(&config_route_binding());
+    let api = Api::connect(&sw);
+    let (ok, out) = cli_with(&bin, &sw, &["plugin", "deploy", dir.to_str().unwrap()]);
+    assert!(ok, "plugin deploy: {out}");
+    assert!(out.contains("uploaded plugin my-router"), "{out}");
+    assert!(
+        out.contains("= version 0 with route (every call) -> my-router"),
+        "{out}"
+    );
+    let rollback = format!(
+        "roll back: strowger policy activate 0 --server {}",
+        sw.admin_url().unwrap()
+    );
+    assert!(out.contains(&rollback), "{out}");
+    // the new plugin decides
+    let d = simulate_route(&api, "1002");
+    assert_eq!(
+        d["Forward"]["attempts"][0]["destination"]["User"], "1002",
+        "{d}"
+    );
+    let d = simulate_route(&api, "5511333344444");
+    assert_eq!(d["Reject"]["code"], 404, "{d}");
+    assert_eq!(d["Reject"]["reason"], "No route (my-router)", "{d}");
+    let (c, active) = api.send(reqwest::Method::GET, "/v1/policies/active", None);
+    assert_eq!(c, 200);
+    assert_eq!(active["bindings"].as_array().unwrap().len(), 1, "{active}");
+
+    // the printed rollback brings the configuration file's binding back
+    let (ok, out) = cli_with(&bin, &sw, &["policy", "activate", "0"]);
+    assert!(ok, "{out}");
+    let d = simulate_route(&api, "5511333344444");
+    assert_eq!(uri_of(&d), "sip:cfg5511333344444@192.0.2.1");
+
+    // a plugin that is not for the hook asked for is refused before upload
+    let (ok, out) = cli_with(
+        &bin,
+        &sw,
+        &[
+            "plugin",
+            "deploy",
+            dir.to_str().unwrap(),
+            "--hook",
+            "rewrite",
+        ],
+    );
+    assert!(
+        !ok && out.contains("cannot be bound to the rewrite hook"),
+        "{out}"
+    );
+}

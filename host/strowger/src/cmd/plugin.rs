@@ -23,6 +23,44 @@ pub enum Command {
     Build(super::plugin_build::BuildArgs),
     /// Scaffold a new plugin (with a unit test) in Go or Rust.
     New(super::plugin_build::NewArgs),
+    /// Build a plugin directory, upload it to a running switch and put it in
+    /// force: a new policy version = the active one with the plugin bound to
+    /// its hook (the server runs the version's test cases first), activated
+    /// (or a canary with `--canary N`). Prints how to roll back.
+    Deploy(DeployArgs),
+}
+
+/// Arguments of `strowger plugin deploy`.
+#[derive(clap::Args, Debug)]
+pub struct DeployArgs {
+    /// Plugin source directory (Cargo.toml or go.mod).
+    pub dir: PathBuf,
+    /// The hook to bind (default: the hook of the plugin's world).
+    #[arg(long)]
+    pub hook: Option<Hook>,
+    /// Plugin name on the server (default: the directory name).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Bind for calls of this trunk only (default: every call).
+    #[arg(long)]
+    pub trunk: Option<String>,
+    /// Plugin configuration (JSON). Default: the configuration of the
+    /// binding it replaces if that was a version of the same plugin, else `{}`.
+    #[arg(long)]
+    pub config_json: Option<String>,
+    /// CPU-time deadline per decision, in milliseconds (default: the
+    /// replaced binding's, else the server's default).
+    #[arg(long)]
+    pub deadline_ms: Option<u64>,
+    /// Go only: the world to build for.
+    #[arg(long, value_parser = ["route", "authorize", "portability", "rewrite"])]
+    pub world: Option<String>,
+    /// Send only this percentage of new calls to the new version (1-100)
+    /// instead of activating it.
+    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=100))]
+    pub canary: Option<u8>,
+    #[command(flatten)]
+    pub server: crate::client::ServerArgs,
 }
 
 /// Arguments of `strowger plugin test`.
@@ -65,7 +103,199 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Test(args) => test(args),
         Command::Build(args) => super::plugin_build::run_build(args),
         Command::New(args) => super::plugin_build::run_new(args),
+        Command::Deploy(args) => deploy(args),
     }
+}
+
+fn deploy(a: DeployArgs) -> anyhow::Result<ExitCode> {
+    use crate::client::{Client, block_on};
+    use serde_json::{Value, json};
+
+    let config: Option<Value> = match &a.config_json {
+        Some(c) => Some(serde_json::from_str(c).context("--config-json is not valid JSON")?),
+        None => None,
+    };
+    let built = super::plugin_build::build(&a.dir, None, a.world.as_deref())?;
+    let world: Hook = built
+        .world
+        .parse()
+        .map_err(|e: String| anyhow::anyhow!("{e}"))?;
+    let hook = a.hook.unwrap_or(world);
+    if hook != world {
+        anyhow::bail!(
+            "the plugin implements the {world} world: it cannot be bound to the {hook} hook"
+        );
+    }
+    println!(
+        "built {} ({} bytes, world {})",
+        built.path.display(),
+        built.size,
+        built.world
+    );
+    let wasm =
+        std::fs::read(&built.path).with_context(|| format!("reading {}", built.path.display()))?;
+    let name = match &a.name {
+        Some(n) => n.clone(),
+        None => built
+            .path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("plugin")
+            .to_string(),
+    };
+    let scope = match &a.trunk {
+        Some(t) => serde_json::to_value(strowger_plugin::Scope::Trunk(t.clone()))?,
+        None => serde_json::to_value(strowger_plugin::Scope::Global)?,
+    };
+    let server = a.server.server.clone();
+    block_on(async move {
+        let client = Client::new(&a.server)?;
+        let up = client
+            .post_bytes(&format!("/v1/plugins?name={name}"), wasm)
+            .await?
+            .ok(&format!("uploading plugin {name}"))?;
+        let sha = up["sha256"]
+            .as_str()
+            .context("the server answered no sha256")?
+            .to_string();
+        let short = &sha[..sha.len().min(12)];
+        println!(
+            "uploaded plugin {name} ({short}){}",
+            if up["created"] == json!(false) {
+                ", already on the server"
+            } else {
+                ""
+            }
+        );
+        // the active version is the base of the new one
+        let active = client
+            .get("/v1/policies/active")
+            .await?
+            .ok("reading the active policy")?;
+        let base = active["version"].as_u64();
+        let mut doc = match base {
+            Some(v) => client
+                .get(&format!("/v1/policies/{v}"))
+                .await?
+                .ok("reading the active policy version")?["document"]
+                .clone(),
+            None => json!({"bindings": [], "tests": []}),
+        };
+        let names: std::collections::HashMap<String, String> =
+            client.get("/v1/plugins").await?.ok("listing plugins")?["plugins"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|p| Some((p["sha256"].as_str()?.into(), p["name"].as_str()?.into())))
+                .collect();
+        let bindings = doc["bindings"]
+            .as_array_mut()
+            .context("the active policy version has no bindings list")?;
+        let hook_s = hook.as_str();
+        let pos = bindings
+            .iter()
+            .position(|b| b["hook"] == hook_s && b["scope"] == scope);
+        let mut binding = json!({"hook": hook_s, "plugin": sha, "scope": scope, "config": {}});
+        let mut replaced = None;
+        if let Some(i) = pos {
+            let old = bindings.remove(i);
+            let old_sha = old["plugin"].as_str().unwrap_or_default().to_string();
+            let same_plugin = old_sha == sha || names.get(&old_sha) == Some(&name);
+            if same_plugin {
+                // a new version of the same plugin: same configuration, data sets, limits
+                binding = old.clone();
+                binding["plugin"] = json!(sha);
+            } else if let Some(d) = old.get("deadline_ms").filter(|d| !d.is_null()) {
+                binding["deadline_ms"] = d.clone();
+            }
+            replaced = Some((i, old_sha));
+        }
+        if let Some(c) = &config {
+            binding["config"] = c.clone();
+        }
+        if let Some(d) = a.deadline_ms {
+            binding["deadline_ms"] = json!(d);
+        }
+        match replaced {
+            Some((i, _)) => bindings.insert(i, binding),
+            None => bindings.push(binding),
+        }
+        let base_text = base
+            .map(|v| format!("version {v}"))
+            .unwrap_or_else(|| "no active version".into());
+        doc["comment"] = json!(format!(
+            "plugin deploy: {hook_s} -> {name} {short} (based on {base_text})"
+        ));
+        doc["activate"] = json!(a.canary.is_none());
+        let tests = doc["tests"].as_array().map_or(0, Vec::len);
+        let ans = client.post_json("/v1/policies", &doc).await?;
+        if ans.status == reqwest::StatusCode::UNPROCESSABLE_ENTITY && ans.body["field"] == "tests" {
+            println!(
+                "REFUSED by the server: {} (the running version is unchanged)",
+                ans.body["error"].as_str().unwrap_or("test cases failed")
+            );
+            for x in ans.body["detail"]["failures"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
+                println!("FAIL  {}", x["test"].as_str().unwrap_or("?"));
+                for m in x["mismatches"].as_array().into_iter().flatten() {
+                    println!("      {}", m.as_str().unwrap_or_default());
+                }
+            }
+            return Ok(ExitCode::from(1));
+        }
+        let created = ans.ok("creating the policy version")?;
+        let version = created["version"].as_u64().unwrap_or_default();
+        let scope_text = a
+            .trunk
+            .as_ref()
+            .map(|t| format!("calls of trunk {t}"))
+            .unwrap_or_else(|| "every call".into());
+        match &replaced {
+            Some((_, old)) => println!(
+                "policy version {version} = {base_text} with {hook_s} ({scope_text}) -> {name} {short} (was {})",
+                names
+                    .get(old)
+                    .cloned()
+                    .unwrap_or_else(|| old[..old.len().min(12)].to_string())
+            ),
+            None => println!(
+                "policy version {version} = {base_text} plus {hook_s} ({scope_text}) -> {name} {short}"
+            ),
+        }
+        println!("{tests} test cases passed on the server");
+        let back = match base {
+            Some(b) => format!("strowger policy activate {b} --server {server}"),
+            None => format!("strowger policy rollback --server {server}"),
+        };
+        match a.canary {
+            None => {
+                println!(
+                    "active (generation {})
+roll back: {back}",
+                    created["generation"]
+                );
+            }
+            Some(pct) => {
+                let r = client
+                    .post_json(
+                        &format!("/v1/policies/{version}/canary"),
+                        &json!({"percent": pct}),
+                    )
+                    .await?
+                    .ok("starting the canary")?;
+                println!(
+                    "canary on {pct} % of new calls (generation {})
+                     promote: strowger policy activate {version} --server {server}
+                     stop:    DELETE {server}/v1/policies/canary",
+                    r["generation"]
+                );
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    })?
 }
 
 fn test(args: TestArgs) -> anyhow::Result<ExitCode> {

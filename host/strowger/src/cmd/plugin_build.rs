@@ -17,6 +17,20 @@
 //! enables) and its WIT world decoded: the command prints size, world and
 //! exported hooks, and refuses a component that exports no hook or imports
 //! anything but `strowger:plugin/host` and WASI.
+//!
+//! `new` writes a plugin directory (source, unit test, manifest) that builds
+//! wherever it is checked out. Where its SDK comes from, first match:
+//! 1. `--sdk PATH` / `$STROWGER_SDK`: a Strowger checkout or its sdk/<lang>;
+//! 2. the Strowger checkout the new directory is in (walking up);
+//! 3. Rust: a copy of the SDK and the WIT embedded in this binary (build.rs),
+//!    written to `NAME/strowger-sdk/` as standalone crates (vendored: the
+//!    plugin's repository builds on any machine, with no checkout);
+//!    Go: the checkout this binary runs from, else an error asking for
+//!    `--sdk` (the Go SDK is not vendored).
+//!
+//! A checkout's SDK is written as a path relative to the new directory when
+//! both share a parent directory (a plugin repository next to a checkout,
+//! or inside one), never as the path of the machine that built the binary.
 
 use std::ffi::OsStr;
 use std::fmt::Write as _;
@@ -76,9 +90,12 @@ pub struct NewArgs {
     /// Directory to create; its last component is the plugin's name
     /// (lower-case letters, digits and '-').
     pub name: PathBuf,
-    /// Path of the SDK (sdk/go or sdk/rust of a Strowger checkout); default:
-    /// the checkout this binary was built from.
-    #[arg(long)]
+    /// The SDK to use: a Strowger checkout, or its sdk/go or sdk/rust.
+    /// Default: `$STROWGER_SDK`, else the checkout the new directory is in,
+    /// else (Rust) a vendored copy of the SDK embedded in this binary, (Go)
+    /// the checkout this binary runs from. The scaffold refers to it by a
+    /// relative path when they share a parent directory.
+    #[arg(long, env = "STROWGER_SDK")]
     pub sdk: Option<PathBuf>,
 }
 
@@ -549,14 +566,239 @@ pub fn run_new(args: NewArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn default_sdk(lang: Lang) -> PathBuf {
-    let sub = match lang {
+/// The Rust SDK (`sdk/rust`) and workspace manifest, embedded by build.rs.
+mod embedded {
+    include!(concat!(env!("OUT_DIR"), "/rust_sdk.rs"));
+}
+
+/// Directory (inside a Rust scaffold) of the vendored SDK.
+const VENDORED_SDK_DIR: &str = "strowger-sdk";
+
+/// True if `p` is the root of a Strowger checkout.
+fn is_checkout(p: &Path) -> bool {
+    p.join("wit/strowger.wit").is_file()
+        && p.join("sdk/rust/Cargo.toml").is_file()
+        && p.join("sdk/go/go.mod").is_file()
+}
+
+fn sdk_subdir(lang: Lang) -> &'static str {
+    match lang {
         Lang::Go => "sdk/go",
         Lang::Rust => "sdk/rust",
+    }
+}
+
+/// Where the scaffold's SDK comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum SdkSource {
+    /// This SDK directory (canonical).
+    Dir(PathBuf),
+    /// A copy of the SDK embedded in this binary, written into the scaffold.
+    Vendored,
+}
+
+/// Finds the SDK for a scaffold at `dir` (absolute, canonical parent):
+/// `explicit` (`--sdk` / `$STROWGER_SDK`: a checkout or its sdk/<lang>),
+/// else the checkout `dir` is in, else for Rust the embedded SDK, for Go the
+/// checkout this binary runs from.
+fn find_sdk(lang: Lang, explicit: Option<&Path>, dir: &Path) -> anyhow::Result<SdkSource> {
+    let sub = sdk_subdir(lang);
+    if let Some(p) = explicit.filter(|p| !p.as_os_str().is_empty()) {
+        let p = if is_checkout(p) {
+            p.join(sub)
+        } else {
+            p.to_path_buf()
+        };
+        let marker = if lang == Lang::Go {
+            "go.mod"
+        } else {
+            "Cargo.toml"
+        };
+        if !p.join(marker).is_file() {
+            bail!(
+                "--sdk / STROWGER_SDK {}: not a Strowger checkout nor its {sub} (no {marker})",
+                p.display()
+            );
+        }
+        return Ok(SdkSource::Dir(p.canonicalize()?));
+    }
+    if let Some(root) = dir.ancestors().skip(1).find(|a| is_checkout(a)) {
+        return Ok(SdkSource::Dir(root.join(sub).canonicalize()?));
+    }
+    match lang {
+        Lang::Rust => Ok(SdkSource::Vendored),
+        Lang::Go => {
+            let exe = std::env::current_exe()
+                .ok()
+                .and_then(|e| e.canonicalize().ok());
+            if let Some(root) = exe
+                .as_deref()
+                .and_then(|e| e.ancestors().skip(1).find(|a| is_checkout(a)))
+            {
+                return Ok(SdkSource::Dir(root.join(sub).canonicalize()?));
+            }
+            bail!(
+                "no Go SDK: {} is not inside a Strowger checkout; pass --sdk PATH (a checkout \
+                 or its sdk/go) or set STROWGER_SDK (Rust scaffolds carry a vendored SDK, Go \
+                 ones need a checkout)",
+                dir.display()
+            )
+        }
+    }
+}
+
+/// `to` as seen from `from` (both absolute): relative when they share a
+/// directory below the root, else `to` itself.
+fn relative_path(from: &Path, to: &Path) -> PathBuf {
+    let f: Vec<_> = from.components().collect();
+    let t: Vec<_> = to.components().collect();
+    let common = f.iter().zip(&t).take_while(|(a, b)| a == b).count();
+    // only the root (`/`, or a prefix and root on Windows) in common
+    let roots = t
+        .iter()
+        .take_while(|c| {
+            matches!(
+                c,
+                std::path::Component::RootDir | std::path::Component::Prefix(_)
+            )
+        })
+        .count();
+    if common <= roots {
+        return to.to_path_buf();
+    }
+    let mut rel = PathBuf::new();
+    for _ in common..f.len() {
+        rel.push("..");
+    }
+    for c in &t[common..] {
+        rel.push(c);
+    }
+    if rel.as_os_str().is_empty() {
+        rel.push(".");
+    }
+    rel
+}
+
+/// A path for a Cargo.toml or go.mod: `/` separators, `./` in front of a
+/// relative path that does not start with `..` (go.mod needs it).
+fn manifest_path(p: &Path) -> String {
+    let s = p.to_string_lossy().replace('\\', "/");
+    if p.is_absolute() || s.starts_with("../") || s == ".." {
+        s
+    } else {
+        format!("./{s}")
+    }
+}
+
+/// The embedded Rust SDK as files of a standalone package tree rooted at
+/// `strowger-sdk/`: manifests without workspace inheritance, the bindings'
+/// WIT path pointing at `strowger-sdk/wit`.
+fn vendored_rust_sdk() -> anyhow::Result<Vec<(String, String)>> {
+    let ws: toml::Table =
+        toml::from_str(embedded::WORKSPACE_MANIFEST).context("the embedded workspace manifest")?;
+    let mut files = Vec::new();
+    for (rel, text) in embedded::RUST_SDK_FILES {
+        let content = if rel.ends_with("Cargo.toml") {
+            deworkspace(text, &ws).with_context(|| format!("vendoring sdk/rust/{rel}"))?
+        } else if rel.starts_with("bindings/") && rel.ends_with(".rs") {
+            // bindings/<world>/src/lib.rs: the WIT is at strowger-sdk/wit
+            text.replace("\"../../../../wit\"", "\"../../wit\"")
+        } else {
+            text.to_string()
+        };
+        files.push((format!("{VENDORED_SDK_DIR}/{rel}"), content));
+    }
+    files.push((
+        format!("{VENDORED_SDK_DIR}/wit/strowger.wit"),
+        WIT.to_string(),
+    ));
+    files.push((
+        format!("{VENDORED_SDK_DIR}/README.md"),
+        format!(
+            "Vendored copy of the Strowger Rust plugin SDK and its WIT contract,\n\
+             written by `strowger plugin new` (strowger {}) because no Strowger\n\
+             checkout was found. Keep it in version control with the plugin, or\n\
+             point `strowger-sdk` in ../Cargo.toml at a checkout's sdk/rust\n\
+             (`strowger plugin new --sdk PATH` does that).\n",
+            env!("CARGO_PKG_VERSION")
+        ),
+    ));
+    Ok(files)
+}
+
+/// A manifest of the SDK with `x.workspace = true` replaced by the
+/// workspace's values.
+fn deworkspace(text: &str, ws: &toml::Table) -> anyhow::Result<String> {
+    let mut m: toml::Table = toml::from_str(text)?;
+    let inherits = |v: &toml::Value| {
+        v.as_table()
+            .and_then(|t| t.get("workspace"))
+            .and_then(toml::Value::as_bool)
+            == Some(true)
     };
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .join(sub)
+    let wpkg = ws
+        .get("workspace")
+        .and_then(|w| w.get("package"))
+        .and_then(toml::Value::as_table);
+    let wdeps = ws
+        .get("workspace")
+        .and_then(|w| w.get("dependencies"))
+        .and_then(toml::Value::as_table);
+    if let Some(pkg) = m.get_mut("package").and_then(toml::Value::as_table_mut) {
+        for (k, v) in pkg.iter_mut() {
+            if inherits(v) {
+                *v = wpkg
+                    .and_then(|p| p.get(k))
+                    .cloned()
+                    .with_context(|| format!("workspace.package.{k} missing"))?;
+            }
+        }
+    }
+    for section in ["dependencies", "dev-dependencies", "build-dependencies"] {
+        let Some(deps) = m.get_mut(section).and_then(toml::Value::as_table_mut) else {
+            continue;
+        };
+        for (k, v) in deps.iter_mut() {
+            if !inherits(v) {
+                continue;
+            }
+            let base = wdeps
+                .and_then(|d| d.get(k))
+                .cloned()
+                .with_context(|| format!("workspace.dependencies.{k} missing"))?;
+            let mut t = match base {
+                toml::Value::String(version) => {
+                    let mut t = toml::Table::new();
+                    t.insert("version".into(), toml::Value::String(version));
+                    t
+                }
+                toml::Value::Table(t) => t,
+                other => bail!("workspace.dependencies.{k}: unexpected {other}"),
+            };
+            if t.contains_key("path") {
+                bail!("dependency {k} is a path in the workspace: cannot vendor");
+            }
+            for (ek, ev) in v.as_table().into_iter().flatten() {
+                match ek.as_str() {
+                    "workspace" => {}
+                    "features" => {
+                        let mut all = t
+                            .get("features")
+                            .and_then(toml::Value::as_array)
+                            .cloned()
+                            .unwrap_or_default();
+                        all.extend(ev.as_array().cloned().unwrap_or_default());
+                        t.insert("features".into(), toml::Value::Array(all));
+                    }
+                    _ => {
+                        t.insert(ek.clone(), ev.clone());
+                    }
+                }
+            }
+            *v = toml::Value::Table(t);
+        }
+    }
+    Ok(toml::to_string(&m)?)
 }
 
 /// Writes the scaffold of a new plugin; returns the files written.
@@ -581,19 +823,22 @@ pub fn scaffold(args: &NewArgs) -> anyhow::Result<Vec<PathBuf>> {
     if dir.exists() {
         bail!("{} already exists", dir.display());
     }
-    let sdk = args.sdk.clone().unwrap_or_else(|| default_sdk(args.lang));
-    let sdk = sdk.canonicalize().with_context(|| {
-        format!(
-            "SDK not found at {} (pass --sdk PATH to a Strowger checkout's sdk/{})",
-            sdk.display(),
-            if args.lang == Lang::Go { "go" } else { "rust" }
-        )
-    })?;
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let files = match args.lang {
-        Lang::Go => scaffold_go(&name, &args.world, &sdk)?,
-        Lang::Rust => scaffold_rust(&name, &args.world, &sdk, dir)?,
+    // The nearest existing ancestor, canonical, plus what does not exist yet.
+    let abs = std::path::absolute(dir).with_context(|| format!("{}", dir.display()))?;
+    let existing = abs
+        .ancestors()
+        .find(|a| a.exists())
+        .context("no existing parent directory")?;
+    let canonical = existing
+        .canonicalize()?
+        .join(abs.strip_prefix(existing).unwrap_or(Path::new("")));
+    let sdk = find_sdk(args.lang, args.sdk.as_deref(), &canonical)?;
+    let files = match (args.lang, &sdk) {
+        (Lang::Go, SdkSource::Dir(sdk)) => scaffold_go(&name, &args.world, sdk, &canonical)?,
+        (Lang::Go, SdkSource::Vendored) => bail!("internal: no vendored Go SDK"),
+        (Lang::Rust, sdk) => scaffold_rust(&name, &args.world, sdk, &canonical)?,
     };
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let mut written = Vec::new();
     for (rel, content) in files {
         let path = dir.join(&rel);
@@ -606,7 +851,13 @@ pub fn scaffold(args: &NewArgs) -> anyhow::Result<Vec<PathBuf>> {
     Ok(written)
 }
 
-fn scaffold_go(name: &str, world: &str, sdk: &Path) -> anyhow::Result<Vec<(String, String)>> {
+fn scaffold_go(
+    name: &str,
+    world: &str,
+    sdk_dir: &Path,
+    dir: &Path,
+) -> anyhow::Result<Vec<(String, String)>> {
+    let sdk = manifest_path(&relative_path(dir, sdk_dir));
     let go_mod = format!(
         "module example.com/strowger-plugins/{name}\n\n\
          // Go >= 1.27.1 (the SDK's bindings need it). An older go fetches go1.27.1\n\
@@ -617,8 +868,7 @@ fn scaffold_go(name: &str, world: &str, sdk: &Path) -> anyhow::Result<Vec<(Strin
          require go.bytecodealliance.org/pkg v0.4.0 // indirect\n\n\
          replace strowger.dev/sdk/go => {sdk}\n\n\
          // From the crates.io package wit-bindgen-go (see sdk/go/tools/gopkg.sh).\n\
-         replace go.bytecodealliance.org/pkg => {sdk}/third_party/go-pkg\n",
-        sdk = sdk.display()
+         replace go.bytecodealliance.org/pkg => {sdk}/third_party/go-pkg\n"
     );
     let (main, test) = match world {
         "route" => (GO_ROUTE_MAIN, GO_ROUTE_TEST),
@@ -628,7 +878,7 @@ fn scaffold_go(name: &str, world: &str, sdk: &Path) -> anyhow::Result<Vec<(Strin
     };
     let sub = |s: &str| s.replace("{{NAME}}", name);
     let mut files = vec![("go.mod".to_string(), go_mod)];
-    if let Ok(sum) = std::fs::read_to_string(sdk.join("go.sum")) {
+    if let Ok(sum) = std::fs::read_to_string(sdk_dir.join("go.sum")) {
         files.push(("go.sum".into(), sum));
     }
     files.extend([
@@ -642,21 +892,30 @@ fn scaffold_go(name: &str, world: &str, sdk: &Path) -> anyhow::Result<Vec<(Strin
 fn scaffold_rust(
     name: &str,
     world: &str,
-    sdk: &Path,
+    sdk: &SdkSource,
     dir: &Path,
 ) -> anyhow::Result<Vec<(String, String)>> {
     // Inside a Cargo workspace whose members glob covers the new directory
     // (e.g. guest-examples/rust/ of a Strowger checkout) the package joins
     // it; anywhere else it is its own workspace.
-    let in_workspace = dir
-        .parent()
-        .and_then(|p| p.canonicalize().ok())
-        .is_some_and(|p| p.ends_with("guest-examples/rust"));
+    let in_workspace = sdk != &SdkSource::Vendored
+        && dir
+            .parent()
+            .and_then(|p| p.canonicalize().ok())
+            .is_some_and(|p| p.ends_with("guest-examples/rust") && is_checkout(&p.join("../..")));
+    let (sdk_path, vendored) = match sdk {
+        SdkSource::Dir(d) => (manifest_path(&relative_path(dir, d)), Vec::new()),
+        SdkSource::Vendored => (VENDORED_SDK_DIR.to_string(), vendored_rust_sdk()?),
+    };
     let mut cargo = String::new();
     writeln!(
         cargo,
-        "[package]\nname = \"{name}\"\nversion = \"0.1.0\"\nedition = \"2024\"\npublish = false\n\n[lib]\ncrate-type = [\"cdylib\", \"rlib\"]\n\n[dependencies]\nstrowger-sdk = {{ path = \"{}\" }}",
-        sdk.display()
+        "[package]\nname = \"{name}\"\nversion = \"0.1.0\"\nedition = \"2024\"\npublish = false\n\n[lib]\ncrate-type = [\"cdylib\", \"rlib\"]\n\n[dependencies]{}\nstrowger-sdk = {{ path = \"{sdk_path}\" }}",
+        if vendored.is_empty() {
+            ""
+        } else {
+            "\n# A copy of the Strowger Rust SDK (strowger-sdk/README.md)."
+        }
     )?;
     if !in_workspace {
         cargo.push_str("\n[workspace]\n");
@@ -685,11 +944,13 @@ fn scaffold_rust(
     let lib = format!(
         "//! `{name}`: a Strowger {world} plugin.\n\nuse strowger_sdk::{world}::*;\n\n/// The plugin (built once per instance with `Default`, then `init`).\n#[derive(Default)]\npub struct Plugin;\n\nimpl strowger_sdk::{trait_name} for Plugin {{\n{body}}}\n\n// Natively (cargo test) there is nothing to export: the component exports\n// exist only in the wasm32-wasip2 build.\n#[cfg(target_arch = \"wasm32\")]\nstrowger_sdk::{macro_name}!(Plugin);\n\n#[cfg(test)]\nmod tests {{\n    use super::*;\n    use strowger_sdk::{trait_name};\n\n{test}}}\n"
     );
-    Ok(vec![
+    let mut files = vec![
         ("Cargo.toml".into(), cargo),
         ("src/lib.rs".into(), lib),
         (".gitignore".into(), "/target\n*.wasm\n".into()),
-    ])
+    ];
+    files.extend(vendored);
+    Ok(files)
 }
 
 const GO_ROUTE_MAIN: &str = r#"// Command {{NAME}} is a Strowger route plugin.
@@ -1094,6 +1355,129 @@ const RUST_REWRITE_TEST: &str = r#"    fn request(direction: Direction, b: &str)
 mod tests {
     use super::*;
 
+    /// The checkout these tests run in.
+    fn checkout() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../..")
+            .canonicalize()
+            .unwrap()
+    }
+
+    #[test]
+    fn relative_paths() {
+        let r = |a: &str, b: &str| relative_path(Path::new(a), Path::new(b));
+        assert_eq!(
+            r("/src/me/plugins/x", "/src/strowger/sdk/rust"),
+            Path::new("../../../strowger/sdk/rust")
+        );
+        assert_eq!(
+            r("/c/guest-examples/rust/x", "/c/sdk/rust"),
+            Path::new("../../../sdk/rust")
+        );
+        // only the root in common: absolute
+        assert_eq!(
+            r("/home/me/x", "/opt/strowger/sdk/go"),
+            Path::new("/opt/strowger/sdk/go")
+        );
+        assert_eq!(manifest_path(Path::new("../sdk/go")), "../sdk/go");
+        assert_eq!(manifest_path(Path::new("sdk/go")), "./sdk/go");
+        assert_eq!(manifest_path(Path::new("/opt/sdk/go")), "/opt/sdk/go");
+    }
+
+    /// A scaffold inside a Strowger checkout (found by walking up) refers to
+    /// its SDK by a relative path; `--sdk` with a checkout too; the Go
+    /// scaffold outside any checkout, without --sdk, is refused with advice.
+    #[test]
+    fn scaffold_in_a_checkout_uses_a_relative_sdk_path() {
+        let tmp = tempfile::tempdir().unwrap();
+        let fake = tmp.path().join("fork");
+        for f in ["wit/strowger.wit", "sdk/rust/Cargo.toml", "sdk/go/go.mod"] {
+            std::fs::create_dir_all(fake.join(f).parent().unwrap()).unwrap();
+            std::fs::write(fake.join(f), "").unwrap();
+        }
+        let dir = fake.join("plugins/mine/my-router");
+        scaffold(&NewArgs {
+            lang: Lang::Rust,
+            world: "route".into(),
+            name: dir.clone(),
+            sdk: None,
+        })
+        .unwrap();
+        let cargo = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
+        assert!(
+            cargo.contains("strowger-sdk = { path = \"../../../sdk/rust\" }"),
+            "{cargo}"
+        );
+        assert!(!dir.join(VENDORED_SDK_DIR).exists());
+        let dir = fake.join("plugins/my-go");
+        scaffold(&NewArgs {
+            lang: Lang::Go,
+            world: "route".into(),
+            name: dir.clone(),
+            sdk: None,
+        })
+        .unwrap();
+        let gomod = std::fs::read_to_string(dir.join("go.mod")).unwrap();
+        assert!(
+            gomod.contains("replace strowger.dev/sdk/go => ../../sdk/go\n"),
+            "{gomod}"
+        );
+        // an explicit checkout next to the plugin repository
+        let mine = tmp.path().join("mine/my-rewriter");
+        scaffold(&NewArgs {
+            lang: Lang::Go,
+            world: "rewrite".into(),
+            name: mine.clone(),
+            sdk: Some(fake.clone()),
+        })
+        .unwrap();
+        let gomod = std::fs::read_to_string(mine.join("go.mod")).unwrap();
+        assert!(
+            gomod.contains("=> ../../fork/sdk/go/third_party/go-pkg"),
+            "{gomod}"
+        );
+        // a path that is no SDK
+        let err = scaffold(&NewArgs {
+            lang: Lang::Rust,
+            world: "route".into(),
+            name: tmp.path().join("x"),
+            sdk: Some(tmp.path().join("mine")),
+        })
+        .unwrap_err();
+        assert!(
+            format!("{err:#}").contains("not a Strowger checkout"),
+            "{err:#}"
+        );
+        assert!(!tmp.path().join("x").exists());
+    }
+
+    /// The vendored SDK's manifests inherit nothing from a workspace.
+    #[test]
+    fn vendored_sdk_is_standalone() {
+        let files = vendored_rust_sdk().unwrap();
+        let get = |p: &str| {
+            &files
+                .iter()
+                .find(|(n, _)| n == p)
+                .unwrap_or_else(|| panic!("{p}"))
+                .1
+        };
+        for (name, text) in &files {
+            if name.ends_with("Cargo.toml") {
+                assert!(!text.contains("workspace"), "{name}:\n{text}");
+            }
+        }
+        let sdk: toml::Table = toml::from_str(get("strowger-sdk/Cargo.toml")).unwrap();
+        assert_eq!(sdk["package"]["edition"].as_str(), Some("2024"));
+        assert_eq!(
+            sdk["dependencies"]["wit-bindgen"]["default-features"].as_bool(),
+            Some(false)
+        );
+        assert!(get("strowger-sdk/bindings/route/src/lib.rs").contains("path: \"../../wit\""));
+        assert_eq!(get("strowger-sdk/wit/strowger.wit"), WIT);
+        assert!(files.iter().any(|(n, _)| n == "strowger-sdk/src/lib.rs"));
+    }
+
     #[test]
     fn go_versions() {
         assert_eq!(parse_go_version("go1.27.1"), Some((1, 27, 1)));
@@ -1168,7 +1552,7 @@ mod tests {
             lang: Lang::Go,
             world: "rewrite".into(),
             name: dir.clone(),
-            sdk: None,
+            sdk: Some(checkout()),
         })
         .unwrap();
         assert!(files.iter().any(|f| f.ends_with("main_test.go")));
@@ -1206,6 +1590,16 @@ mod tests {
                 sdk: None,
             })
             .unwrap();
+            // no checkout around the temp dir: a vendored SDK, no path of
+            // the machine that built this binary
+            let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
+            assert!(
+                manifest.contains("strowger-sdk = { path = \"strowger-sdk\" }"),
+                "{manifest}"
+            );
+            assert!(!manifest.contains(env!("CARGO_MANIFEST_DIR")), "{manifest}");
+            assert!(!manifest.contains("path = \"/"), "{manifest}");
+            assert!(dir.join("strowger-sdk/wit/strowger.wit").is_file());
             let out = Command::new(&cargo)
                 .args(["test", "--quiet"])
                 .current_dir(&dir)
@@ -1323,7 +1717,7 @@ mod tests {
             lang: Lang::Go,
             world: "route".into(),
             name: ok.clone(),
-            sdk: None,
+            sdk: Some(checkout()),
         })
         .unwrap();
         assert!(ok.join("main.go").is_file());

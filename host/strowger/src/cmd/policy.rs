@@ -9,7 +9,11 @@
 //!   changed data sets, creates the policy version (the server runs the test
 //!   cases again and refuses it if one fails), activates it (or starts a
 //!   canary on N % of new calls).
-//! * `rollback --server URL [--to VERSION]`.
+//! * `rollback --server URL [--to VERSION]`: the previous version (after
+//!   the first `apply`: version 0, the configuration file's `[[bindings]]`).
+//! * `list --server URL`: every version with its state (active, canary,
+//!   shadow), creation time and source (`config` or `api`).
+//! * `activate VERSION --server URL`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -32,8 +36,32 @@ pub enum Command {
     /// Upload what is missing, create the policy version and activate it
     /// (the server re-runs the test cases and refuses it if one fails).
     Apply(ApplyArgs),
-    /// Activate the previous policy version again (or `--to VERSION`).
+    /// Activate the previous policy version again (or `--to VERSION`);
+    /// version 0 is the configuration file's `[[bindings]]`.
     Rollback(RollbackArgs),
+    /// List the policy versions on a running switch: state (active, canary,
+    /// shadow), created, source (config file or API), bindings.
+    List(ListArgs),
+    /// Activate a policy version (the server runs its test cases first);
+    /// version 0 is the configuration file's `[[bindings]]`.
+    Activate(ActivateArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ListArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// Print the server's JSON answer instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ActivateArgs {
+    /// The policy version (`strowger policy list`).
+    pub version: u64,
+    #[command(flatten)]
+    pub server: ServerArgs,
 }
 
 /// Where plugins named in `policy.toml` are found.
@@ -111,6 +139,160 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         })?,
+        Command::List(a) => block_on(async move {
+            let client = Client::new(&a.server)?;
+            let r = client
+                .get("/v1/policies")
+                .await?
+                .ok("listing policy versions")?;
+            if a.json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                print!("{}", list_table(&r));
+            }
+            Ok(ExitCode::SUCCESS)
+        })?,
+        Command::Activate(a) => block_on(async move {
+            let client = Client::new(&a.server)?;
+            let r = client
+                .post_json(&format!("/v1/policies/{}/activate", a.version), &json!({}))
+                .await?
+                .ok(&format!("activating policy version {}", a.version))?;
+            println!(
+                "policy version {} active (generation {})",
+                r["active"], r["generation"]
+            );
+            Ok(ExitCode::SUCCESS)
+        })?,
+    }
+}
+
+/// `policy list` as a table, one version per line.
+pub fn list_table(r: &Value) -> String {
+    let mut rows = vec![[
+        "VERSION".to_string(),
+        "STATE".into(),
+        "CREATED (UTC)".into(),
+        "SOURCE".into(),
+        "BY".into(),
+        "BINDINGS".into(),
+        "COMMENT".into(),
+    ]];
+    for v in r["versions"].as_array().into_iter().flatten() {
+        let mut state = v["state"].as_str().unwrap_or("?").to_string();
+        if state == "canary"
+            && let Some(p) = r["canary"]["percent"].as_u64()
+        {
+            state = format!("canary {p}%");
+        }
+        let hooks: Vec<String> = v["bindings"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|b| match b["scope"]["trunk"].as_str() {
+                Some(t) => format!("{}@{t}", b["hook"].as_str().unwrap_or("?")),
+                None => b["hook"].as_str().unwrap_or("?").to_string(),
+            })
+            .collect();
+        rows.push([
+            v["version"].to_string(),
+            state,
+            v["created_at_ms"]
+                .as_i64()
+                .map(utc_time)
+                .unwrap_or_else(|| "-".into()),
+            v["source"].as_str().unwrap_or("api").to_string(),
+            v["created_by"].as_str().unwrap_or("-").to_string(),
+            if hooks.is_empty() {
+                "-".into()
+            } else {
+                hooks.join(",")
+            },
+            v["comment"].as_str().unwrap_or("").to_string(),
+        ]);
+    }
+    let mut width = [0usize; 7];
+    for r in &rows {
+        for (w, c) in width.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for r in &rows {
+        let mut line = String::new();
+        for (i, (c, w)) in r.iter().zip(width).enumerate() {
+            if i + 1 == r.len() {
+                line.push_str(c);
+            } else {
+                line.push_str(&format!("{c:<w$}  "));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// Milliseconds since the Unix epoch as `YYYY-MM-DD HH:MM:SS` (UTC).
+pub fn utc_time(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // civil-from-days (H. Hinnant)
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_times() {
+        assert_eq!(utc_time(0), "1970-01-01 00:00:00");
+        assert_eq!(utc_time(951_782_400_000), "2000-02-29 00:00:00");
+        assert_eq!(utc_time(1_796_216_645_123), "2026-12-02 13:04:05");
+        assert_eq!(utc_time(-1000), "1969-12-31 23:59:59");
+    }
+
+    #[test]
+    fn list_table_shows_state_source_and_hooks() {
+        let r = json!({"active": 0, "canary": {"version": 2, "percent": 10}, "versions": [
+            {"version": 0, "state": "active", "source": "config", "created_at_ms": 0,
+             "created_by": null, "bindings": [{"hook": "route", "scope": "global"}],
+             "comment": "the configuration file's [[bindings]]"},
+            {"version": 2, "state": "canary", "source": "api", "created_at_ms": 1_796_216_645_123u64,
+             "created_by": "admin", "bindings": [{"hook": "route", "scope": {"trunk": "a"}}],
+             "comment": null}]});
+        let t = list_table(&r);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines.len(), 3, "{t}");
+        assert!(lines[0].starts_with("VERSION  STATE"), "{t}");
+        assert!(lines[1].starts_with("0        active"), "{t}");
+        assert!(
+            lines[1].contains("config") && lines[1].contains("1970-01-01 00:00:00"),
+            "{t}"
+        );
+        assert!(
+            lines[2].contains("canary 10%") && lines[2].contains("route@a"),
+            "{t}"
+        );
+        assert!(
+            lines[2].contains("2026-12-02 13:04:05") && lines[2].contains("admin"),
+            "{t}"
+        );
     }
 }
 
