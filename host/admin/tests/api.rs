@@ -775,6 +775,7 @@ async fn simulate_register_users_trunks_registrations_calls_cdrs() {
     let csv = h
         .http
         .get(format!("{}/v1/cdrs.csv", h.base))
+        .bearer_auth(TOKEN)
         .send()
         .await
         .unwrap()
@@ -1063,7 +1064,7 @@ async fn every_get_route_hides_secrets_with_and_without_token() {
             target: Some("old".into()),
             detail: Some(json!({"host": "192.0.2.9", "secret": SECRETS[3]}).to_string()),
         })
-        .wait()
+        .await
         .unwrap();
     let (code, p) = h.upload("route-table", plugin_bytes("route-table")).await;
     assert_eq!(code, StatusCode::CREATED, "{p}");
