@@ -33,6 +33,7 @@ fn now_ms() -> i64 {
 }
 
 pub(crate) fn routes(state: AdminState) -> axum::Router {
+    let limits = state.inner.limits;
     axum::Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -45,7 +46,7 @@ pub(crate) fn routes(state: AdminState) -> axum::Router {
             "/v1/plugins",
             get(list_plugins)
                 .post(upload_plugin)
-                .layer(DefaultBodyLimit::max(64 << 20)),
+                .layer(DefaultBodyLimit::max(limits.max_plugin_bytes)),
         )
         .route(
             "/v1/plugins/{sha256}",
@@ -71,9 +72,8 @@ pub(crate) fn routes(state: AdminState) -> axum::Router {
         .route("/v1/datasets", get(list_datasets))
         .route(
             "/v1/datasets/{name}",
-            get(dataset_versions)
-                .post(upload_dataset)
-                .layer(DefaultBodyLimit::max(1 << 30)),
+            // streamed: `upload_dataset` counts against max_dataset_bytes
+            get(dataset_versions).post(upload_dataset),
         )
         .route("/v1/datasets/{name}/activate", post(activate_dataset))
         .route("/v1/simulate", post(simulate))
@@ -97,24 +97,42 @@ pub(crate) fn routes(state: AdminState) -> axum::Router {
         .route("/v1/cdrs", get(cdrs))
         .route("/v1/cdrs.csv", get(cdrs_csv))
         .route("/v1/audit", get(audit))
+        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        // Outermost last: the token is checked before any body is read,
+        // then the size limit of the route applies.
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            refuse_unauthenticated_writes,
+            limit_body,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            require_token,
         ))
         .with_state(state)
 }
 
+/// Routes answered without a token (probes and scraping).
+pub(crate) const OPEN_PATHS: [&str; 3] = ["/healthz", "/readyz", "/metrics"];
+
 /// Checks `Authorization: Bearer <token>`; the token's id on success.
 fn check_token(state: &AdminState, headers: &axum::http::HeaderMap) -> Result<String, ApiError> {
-    let unauthorized = |m: &str| ApiError::new(StatusCode::UNAUTHORIZED, m).field("Authorization");
+    let how = match &state.inner.token_hint {
+        Some(h) => format!(
+            "pass `--token <token>` to the strowger CLI or set STROWGER_ADMIN_TOKEN (the switch's token is in {h})"
+        ),
+        None => "pass `--token <token>` to the strowger CLI or set STROWGER_ADMIN_TOKEN".into(),
+    };
+    let unauthorized = |m: &str| {
+        ApiError::new(StatusCode::UNAUTHORIZED, format!("{m}: {how}")).field("Authorization")
+    };
     if state.inner.tokens.is_empty() {
         return Err(unauthorized(
-            "writes are disabled: no admin API token is configured (set `[admin] token` or STROWGER_ADMIN_TOKEN)",
+            "the admin API is disabled: no admin API token is configured (set `[admin] token`, STROWGER_ADMIN_TOKEN or `[admin] token_file`)",
         ));
     }
     let h = headers
         .get(header::AUTHORIZATION)
-        .ok_or_else(|| unauthorized("writes need `Authorization: Bearer <token>`"))?;
+        .ok_or_else(|| unauthorized("this endpoint needs `Authorization: Bearer <token>`"))?;
     let token = h
         .to_str()
         .ok()
@@ -128,24 +146,243 @@ fn check_token(state: &AdminState, headers: &axum::http::HeaderMap) -> Result<St
         .ok_or_else(|| unauthorized("unknown API token"))
 }
 
-/// Refuses a write without a valid token before its handler runs, after
-/// reading (and discarding) the request body: a client still sending a
-/// large upload then gets the 401 answer instead of a reset connection.
-async fn refuse_unauthenticated_writes(
+/// Refuses a request without a valid token before its handler runs and
+/// before its body is read (except the routes of [`OPEN_PATHS`]). A small
+/// declared body (at most 64 KiB) is drained so that the client reads a
+/// clean 401; a larger one is not read at all and the connection is closed
+/// after the answer.
+async fn require_token(
     State(st): State<AdminState>,
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    use axum::http::Method;
-    if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+    if OPEN_PATHS.contains(&req.uri().path()) {
         return next.run(req).await;
     }
     match check_token(&st, req.headers()) {
         Ok(_) => next.run(req).await,
         Err(e) => {
-            let _ = axum::body::to_bytes(req.into_body(), 64 << 20).await;
-            e.into_response()
+            st.inner
+                .refused_unauthorized
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::debug!(method = %req.method(), path = %req.uri().path(), error = %e.error, "admin API request refused");
+            let small = content_length(&req).is_some_and(|n| n <= 64 << 10);
+            let mut resp = e.into_response();
+            if small {
+                let _ = axum::body::to_bytes(req.into_body(), 64 << 10).await;
+            } else if !req
+                .headers()
+                .get(header::CONTENT_LENGTH)
+                .is_some_and(|v| v == "0")
+                && req.method() != axum::http::Method::GET
+            {
+                resp.headers_mut().insert(
+                    header::CONNECTION,
+                    header::HeaderValue::from_static("close"),
+                );
+            }
+            resp
         }
+    }
+}
+
+fn content_length(req: &axum::extract::Request) -> Option<u64> {
+    req.headers()
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+/// Which limit applies to a request: (bytes, config key).
+fn body_limit(st: &AdminState, req: &axum::extract::Request) -> (u64, &'static str) {
+    let l = &st.inner.limits;
+    let path = req.uri().path();
+    if path == "/v1/plugins" {
+        (l.max_plugin_bytes as u64, "max_plugin_bytes")
+    } else if path.starts_with("/v1/datasets/") && !path.ends_with("/activate") {
+        (l.max_dataset_bytes, "max_dataset_bytes")
+    } else {
+        (l.max_body_bytes as u64, "max_body_bytes")
+    }
+}
+
+fn too_large(st: &AdminState, limit: u64, key: &str, path: &str) -> ApiError {
+    st.inner
+        .refused_too_large
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    tracing::warn!(
+        path,
+        limit,
+        "admin API request body too large (`[admin] {key}`)"
+    );
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!(
+            "request body larger than {limit} bytes, the limit of this endpoint (`[admin] {key}`); nothing was applied"
+        ),
+    )
+    .field("body")
+    .detail(json!({"limit_bytes": limit, "config_key": format!("admin.{key}")}))
+}
+
+/// Applies the body limit of the route: a declared `Content-Length` above
+/// it is refused before the body is read; a chunked body is cut by the
+/// extractor (its plain 413 becomes the JSON one here).
+async fn limit_body(
+    State(st): State<AdminState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let (limit, key) = body_limit(&st, &req);
+    let path = req.uri().path().to_string();
+    if content_length(&req).is_some_and(|n| n > limit) {
+        let mut resp = too_large(&st, limit, key, &path).into_response();
+        resp.headers_mut().insert(
+            header::CONNECTION,
+            header::HeaderValue::from_static("close"),
+        );
+        return resp;
+    }
+    let resp = next.run(req).await;
+    let json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if resp.status() == StatusCode::PAYLOAD_TOO_LARGE && !json {
+        return too_large(&st, limit, key, &path).into_response();
+    }
+    resp
+}
+
+/// Counters of refused admin API requests (OpenMetrics text).
+fn admin_metrics_text(st: &AdminState) -> String {
+    use std::sync::atomic::Ordering::Relaxed;
+    format!(
+        "# HELP strowger_admin_refused Admin API requests refused before their handler ran.\n\
+         # TYPE strowger_admin_refused counter\n\
+         strowger_admin_refused_total{{reason=\"unauthorized\"}} {}\n\
+         strowger_admin_refused_total{{reason=\"too_large\"}} {}\n",
+        st.inner.refused_unauthorized.load(Relaxed),
+        st.inner.refused_too_large.load(Relaxed),
+    )
+}
+
+// ---- secrets ------------------------------------------------------------
+
+/// Keys whose values are secrets: never answered, never audited.
+const SECRET_KEYS: [&str; 5] = ["password", "secret", "ha1", "token", "auth_password"];
+
+/// An Asterisk register string `user[:secret[:authuser]]@host...` with the
+/// secret replaced by `***` (unchanged when it has none).
+pub fn redact_register_string(s: &str) -> String {
+    let Some((cred, rest)) = s.rsplit_once('@') else {
+        // not a register string the switch accepts: nothing of it is shown
+        return "***".into();
+    };
+    let mut parts: Vec<&str> = cred.splitn(3, ':').collect();
+    if parts.len() >= 2 {
+        parts[1] = "***";
+    }
+    format!("{}@{rest}", parts.join(":"))
+}
+
+/// Removes every secret from a JSON value, at any depth: a key of
+/// `password`, `secret`, `ha1`, `token`, `auth_password` is replaced by
+/// `"<key>_set": true` (false when it was empty or null), and
+/// `register_string` keeps its user and host with the secret as `***`.
+pub fn redact(v: &mut Value) {
+    match v {
+        Value::Object(o) => {
+            for k in SECRET_KEYS {
+                if let Some(x) = o.remove(k) {
+                    let set = !(x.is_null() || x.as_str() == Some(""));
+                    o.insert(format!("{k}_set"), json!(set));
+                }
+            }
+            if let Some(x) = o.get_mut("register_string") {
+                *x = match x.as_str() {
+                    Some(s) => json!(redact_register_string(s)),
+                    None if x.is_null() => Value::Null,
+                    None => json!("***"),
+                };
+            }
+            for (_, x) in o.iter_mut() {
+                redact(x);
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(redact),
+        _ => {}
+    }
+}
+
+/// The secret strings of a configuration (values of secret keys, the
+/// secret of a register string), at any depth.
+fn secret_values(v: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    fn walk(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::Object(o) => {
+                for (k, x) in o {
+                    if SECRET_KEYS.contains(&k.as_str()) {
+                        match x {
+                            Value::String(s) => out.push(s.clone()),
+                            Value::Null => {}
+                            other => out.push(other.to_string()),
+                        }
+                    } else if k == "register_string"
+                        && let Some(cred) = x.as_str().and_then(|r| r.rsplit_once('@'))
+                        && let Some(sec) = cred.0.splitn(3, ':').nth(1)
+                    {
+                        out.push(sec.to_string());
+                    } else {
+                        walk(x, out);
+                    }
+                }
+            }
+            Value::Array(a) => a.iter().for_each(|x| walk(x, out)),
+            _ => {}
+        }
+    }
+    walk(v, &mut out);
+    out.retain(|s| !s.is_empty());
+    out
+}
+
+/// `msg` with every one of `secrets` replaced by `***` (error messages
+/// that quote a bad value).
+fn scrub(mut msg: String, secrets: &[String]) -> String {
+    for s in secrets {
+        msg = msg.replace(s.as_str(), "***");
+    }
+    msg
+}
+
+/// A PUT body made from a GET answer keeps the stored secrets: a
+/// `"<key>_set": true` without the key takes the stored value, and a
+/// register string equal to the redacted stored one is the stored one.
+/// Other `<key>_set` flags are dropped.
+fn keep_secrets(new: &mut Value, old: Option<&Value>) {
+    let Some(o) = new.as_object_mut() else {
+        return;
+    };
+    for k in SECRET_KEYS {
+        if let Some(flag) = o.remove(&format!("{k}_set"))
+            && flag == json!(true)
+            && !o.contains_key(k)
+            && let Some(x) = old.and_then(|old| old.get(k))
+        {
+            o.insert(k.to_string(), x.clone());
+        }
+    }
+    if let (Some(n), Some(prev)) = (
+        o.get("register_string").and_then(Value::as_str),
+        old.and_then(|old| old["register_string"].as_str()),
+    ) && n != prev
+        && n == redact_register_string(prev)
+    {
+        o.insert("register_string".into(), json!(prev));
     }
 }
 
@@ -179,8 +416,10 @@ impl Writer {
         st: &AdminState,
         action: &str,
         target: impl Into<String>,
-        detail: Value,
+        mut detail: Value,
     ) -> ApiResult<()> {
+        // secrets are never written to the audit log
+        redact(&mut detail);
         let e = AuditEntry {
             id: 0,
             at_ms: now_ms(),
@@ -288,6 +527,7 @@ async fn metrics(State(st): State<AdminState>) -> Response {
          strowger_shadow_decisions_total{{result=\"dropped\"}} {}\n",
         sc.same, sc.differ, sc.error, sc.dropped
     ));
+    out.push_str(&admin_metrics_text(&st));
     out.push_str(&st.inner.switch.metrics_text().await);
     out.push_str("# EOF\n");
     (
@@ -1349,8 +1589,18 @@ async fn upload_dataset(
             cur: Bytes::new(),
         })
     });
+    let limit = st.inner.limits.max_dataset_bytes;
+    let mut received = 0u64;
+    let mut over = false;
     let mut stream = body.into_data_stream();
     while let Some(chunk) = stream.next().await {
+        if let Ok(b) = &chunk {
+            received += b.len() as u64;
+            if received > limit {
+                over = true;
+                break;
+            }
+        }
         let item = chunk.map_err(|e| e.to_string());
         let failed = item.is_err();
         let tx2 = tx.clone();
@@ -1363,6 +1613,16 @@ async fn upload_dataset(
         }
     }
     drop(tx);
+    if over {
+        // the parser sees a cut body: its answer is not used, nothing is stored
+        let _ = parse.await;
+        return Err(too_large(
+            &st,
+            limit,
+            "max_dataset_bytes",
+            &format!("/v1/datasets/{name}"),
+        ));
+    }
     let parsed = parse
         .await
         .map_err(ApiError::internal)?
@@ -1661,9 +1921,9 @@ async fn stored_trunks(st: &AdminState) -> ApiResult<Vec<(String, Value)>> {
 }
 
 async fn list_trunks(State(st): State<AdminState>) -> ApiResult {
-    Ok(Json(
-        json!({"trunks": kv_list(&st, "SELECT name, config, updated_at_ms FROM trunks ORDER BY name").await?}),
-    ))
+    let mut v = json!({"trunks": kv_list(&st, "SELECT name, config, updated_at_ms FROM trunks ORDER BY name").await?});
+    redact(&mut v);
+    Ok(Json(v))
 }
 
 async fn trunk_status(State(st): State<AdminState>) -> ApiResult {
@@ -1676,10 +1936,12 @@ async fn get_trunk(State(st): State<AdminState>, Path(name): Path<String>) -> Ap
         "SELECT name, config, updated_at_ms FROM trunks ORDER BY name",
     )
     .await?;
-    all.into_iter()
+    let mut t = all
+        .into_iter()
         .find(|t| t["name"] == name.as_str())
-        .map(Json)
-        .ok_or_else(|| ApiError::not_found(format!("no trunk `{name}`")).field("name"))
+        .ok_or_else(|| ApiError::not_found(format!("no trunk `{name}`")).field("name"))?;
+    redact(&mut t);
+    Ok(Json(t))
 }
 
 fn check_config(body: &Bytes) -> ApiResult<String> {
@@ -1701,20 +1963,26 @@ async fn put_trunk(
             ApiError::bad("trunk name: letters, digits, - _ . only, at most 64").field("name"),
         );
     }
-    let config = check_config(&body)?;
     let serial = st.inner.trunk_writes.lock().await;
     // the switch checks the new set first: a bad trunk changes nothing
     let mut all = stored_trunks(&st).await?;
+    let mut config: Value = serde_json::from_str(&check_config(&body)?).unwrap_or_default();
+    keep_secrets(
+        &mut config,
+        all.iter().find(|(n, _)| *n == name).map(|(_, c)| c),
+    );
+    let config = config.to_string();
     all.retain(|(n, _)| *n != name);
     all.push((
         name.clone(),
         serde_json::from_str(&config).unwrap_or_default(),
     ));
+    let secrets = secret_values(&serde_json::from_str(&config).unwrap_or_default());
     st.inner
         .switch
         .set_trunks(all)
         .await
-        .map_err(|e| ApiError::bad(e).field("body"))?;
+        .map_err(|e| ApiError::bad(scrub(e, &secrets)).field("body"))?;
     let (n, c2) = (name.clone(), config.clone());
     store_write(&st, move |c| {
         Ok(c.execute(
@@ -1766,19 +2034,28 @@ const USERS_SQL: &str =
     "SELECT user, domain, config, updated_at_ms FROM users ORDER BY domain, user";
 
 async fn list_users(State(st): State<AdminState>) -> ApiResult {
-    Ok(Json(json!({"users": kv_list(&st, USERS_SQL).await?})))
+    let mut v = json!({"users": kv_list(&st, USERS_SQL).await?});
+    redact(&mut v);
+    Ok(Json(v))
 }
 
 async fn get_user(
     State(st): State<AdminState>,
     Path((domain, user)): Path<(String, String)>,
 ) -> ApiResult {
-    kv_list(&st, USERS_SQL)
+    let mut u = stored_user(&st, &domain, &user)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no user {user}@{domain}")).field("user"))?;
+    redact(&mut u);
+    Ok(Json(u))
+}
+
+/// One stored user row (with its secrets).
+async fn stored_user(st: &AdminState, domain: &str, user: &str) -> ApiResult<Option<Value>> {
+    Ok(kv_list(st, USERS_SQL)
         .await?
         .into_iter()
-        .find(|u| u["user"] == user.as_str() && u["domain"] == domain.as_str())
-        .map(Json)
-        .ok_or_else(|| ApiError::not_found(format!("no user {user}@{domain}")).field("user"))
+        .find(|u| u["user"] == user && u["domain"] == domain))
 }
 
 /// Gives the switch every user stored over the API (after each change and
@@ -1810,11 +2087,11 @@ async fn put_user(
             ApiError::bad("user and domain must be 1..128 / 1..255 characters").field("user"),
         );
     }
-    let config = check_config(&body)?;
-    let has_password = serde_json::from_str::<Value>(&config)
-        .ok()
-        .and_then(|v| v["password"].as_str().map(|p| !p.is_empty()))
-        .unwrap_or(false);
+    let mut config: Value = serde_json::from_str(&check_config(&body)?).unwrap_or_default();
+    let old = stored_user(&st, &domain, &user).await?;
+    keep_secrets(&mut config, old.as_ref().map(|u| &u["config"]));
+    let has_password = config["password"].as_str().is_some_and(|p| !p.is_empty());
+    let config = config.to_string();
     if !has_password {
         return Err(ApiError::bad(
             "a user needs `password` (a non-empty string): the switch authenticates it with digest",
@@ -1830,15 +2107,8 @@ async fn put_user(
         )? as u64)
     })
     .await?;
-    // Secrets are not written to the audit log.
-    let mut detail: Value = serde_json::from_str(&config).unwrap_or_default();
-    if let Some(o) = detail.as_object_mut() {
-        for k in ["password", "secret", "ha1"] {
-            if o.contains_key(k) {
-                o.insert(k.into(), json!("***"));
-            }
-        }
-    }
+    // Secrets are not written to the audit log (`Writer::audit` redacts).
+    let detail: Value = serde_json::from_str(&config).unwrap_or_default();
     sync_users(&st).await?;
     w.audit(&st, "user.put", format!("{user}@{domain}"), detail)
         .await?;
@@ -1999,6 +2269,20 @@ async fn audit(
             .map_err(ApiError::from)
     })
     .await?;
+    // entries written before secrets were redacted on write are scrubbed here
+    let mut rows = serde_json::to_value(rows).map_err(ApiError::internal)?;
+    for e in rows.as_array_mut().into_iter().flatten() {
+        if let Some(d) = e.get("detail").and_then(Value::as_str) {
+            let clean = match serde_json::from_str::<Value>(d) {
+                Ok(mut v) => {
+                    redact(&mut v);
+                    v.to_string()
+                }
+                Err(_) => "(detail withheld: not JSON)".to_string(),
+            };
+            e["detail"] = json!(clean);
+        }
+    }
     Ok(Json(json!({"entries": rows})))
 }
 

@@ -7,12 +7,21 @@
 //! [`SwitchControl`] trait; [`MemorySwitch`] is an in-memory implementation
 //! for tests and for running the API without a switch.
 //!
-//! Auth: every write (POST/PUT/DELETE) needs `Authorization: Bearer <token>`
-//! with a token configured by [`AdminState::with_token`]; a wrong or missing
-//! token gets 401 JSON. Reads are open: bind the admin listener to
-//! 127.0.0.1 (or put it behind a proxy) unless you want them public.
+//! Auth: every request, reads included, needs `Authorization: Bearer <token>`
+//! with a token configured by [`AdminState::with_token`], except `/healthz`,
+//! `/readyz` and `/metrics`; a wrong or missing token gets 401 JSON before
+//! any request body is read. Without any token configured every such request
+//! gets 401 (`strowger serve` always configures one: it generates a token
+//! file when none is given).
+//! Secrets (user passwords, trunk secrets, the secret of a register string)
+//! are write-only: answers and the audit log carry `"<key>_set": true`
+//! instead (see [`redact`]).
 //! Every write appends to the store's audit log (actor = token id, source
 //! address, action, target, detail).
+//!
+//! Limits ([`Limits`]): JSON bodies, plugin uploads and data-set uploads
+//! each have a maximum size; above it the answer is 413 JSON and nothing
+//! is applied.
 //!
 //! Errors: every 4xx/5xx is JSON `{"error": "...", "field": ..., "detail": ...}`;
 //! nothing is half-applied (validation, plugin init and policy test cases run
@@ -25,7 +34,7 @@ mod switch;
 
 pub use api::{
     CaseResult, PolicyDocument, PolicyTest, StoredBinding, build_policy, mismatches,
-    parse_dataset_csv, run_cases, subset,
+    parse_dataset_csv, redact, redact_register_string, run_cases, subset,
 };
 pub use error::ApiError;
 pub use switch::{
@@ -52,12 +61,42 @@ pub(crate) struct Inner {
     pub(crate) switch: Arc<dyn SwitchControl>,
     /// token → token id (the audit log's actor).
     pub(crate) tokens: HashMap<String, String>,
+    /// Where a client finds the token (named in 401 answers), e.g. the
+    /// token file the switch wrote.
+    pub(crate) token_hint: Option<String>,
+    /// Body size limits.
+    pub(crate) limits: Limits,
+    /// Requests refused: 401 (no or wrong token), 413 (body too large).
+    pub(crate) refused_unauthorized: std::sync::atomic::AtomicU64,
+    pub(crate) refused_too_large: std::sync::atomic::AtomicU64,
     /// Loaded plugins by sha256.
     pub(crate) plugins: parking_lot::Mutex<BTreeMap<String, Arc<PluginVersion>>>,
     /// Policy versions, generations, activation history.
     pub(crate) book: tokio::sync::Mutex<PolicyBook>,
     /// Serializes trunk writes (check with the switch, then store).
     pub(crate) trunk_writes: tokio::sync::Mutex<()>,
+}
+
+/// Request body limits of the admin API (bytes). Above a limit the answer
+/// is 413 JSON naming the limit; nothing is applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// JSON bodies (policies, trunks, users, simulate, ...).
+    pub max_body_bytes: usize,
+    /// `POST /v1/plugins` (.wasm components).
+    pub max_plugin_bytes: usize,
+    /// `POST /v1/datasets/{name}` (CSV, streamed).
+    pub max_dataset_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body_bytes: 1 << 20,
+            max_plugin_bytes: 64 << 20,
+            max_dataset_bytes: 256 << 20,
+        }
+    }
 }
 
 /// Built generations by policy version and the activation history.
@@ -83,6 +122,10 @@ impl AdminState {
                 store,
                 switch,
                 tokens: HashMap::new(),
+                token_hint: None,
+                limits: Limits::default(),
+                refused_unauthorized: Default::default(),
+                refused_too_large: Default::default(),
                 plugins: Default::default(),
                 book: Default::default(),
                 trunk_writes: Default::default(),
@@ -97,6 +140,23 @@ impl AdminState {
             .expect("with_token must be called before the state is shared")
             .tokens
             .insert(token.into(), id.into());
+        self
+    }
+
+    /// Name where a client finds the token (e.g. the token file), quoted
+    /// in 401 answers. Call before cloning the state.
+    pub fn with_token_hint(mut self, hint: impl Into<String>) -> AdminState {
+        Arc::get_mut(&mut self.inner)
+            .expect("with_token_hint must be called before the state is shared")
+            .token_hint = Some(hint.into());
+        self
+    }
+
+    /// Body size limits. Call before cloning the state.
+    pub fn with_limits(mut self, limits: Limits) -> AdminState {
+        Arc::get_mut(&mut self.inner)
+            .expect("with_limits must be called before the state is shared")
+            .limits = limits;
         self
     }
 

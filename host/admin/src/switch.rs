@@ -60,7 +60,8 @@ pub struct TrunkStatus {
 }
 
 /// A SIP user managed over the API (`PUT /v1/users/{domain}/{user}`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Its `Debug` does not show the password.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 pub struct UserAccount {
     /// User name (digest username, AOR user part).
     pub user: String,
@@ -68,6 +69,16 @@ pub struct UserAccount {
     pub domain: String,
     /// Password.
     pub password: String,
+}
+
+impl std::fmt::Debug for UserAccount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserAccount")
+            .field("user", &self.user)
+            .field("domain", &self.domain)
+            .field("password", &"***")
+            .finish()
+    }
 }
 
 /// A boxed future answered by a [`SwitchControl`].

@@ -22,11 +22,17 @@ struct H {
 }
 
 async fn setup() -> H {
+    setup_with(strowger_admin::Limits::default()).await
+}
+
+async fn setup_with(limits: strowger_admin::Limits) -> H {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path().join("strowger.db")).unwrap();
     let rt = Runtime::new(RuntimeConfig::default()).unwrap();
     let switch = Arc::new(MemorySwitch::default());
-    let state = AdminState::new(rt, store, switch.clone()).with_token("ops", TOKEN);
+    let state = AdminState::new(rt, store, switch.clone())
+        .with_token("ops", TOKEN)
+        .with_limits(limits);
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", l.local_addr().unwrap());
     tokio::spawn(serve(l, state.clone()));
@@ -66,6 +72,10 @@ impl H {
         )
     }
     async fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.send(reqwest::Method::GET, path, None).await
+    }
+    /// A GET without a token.
+    async fn get_anon(&self, path: &str) -> (StatusCode, Value) {
         let resp = self
             .http
             .get(format!("{}{path}", self.base))
@@ -289,9 +299,13 @@ async fn writes_need_a_valid_token() {
             .contains("no admin API token is configured"),
         "{body}"
     );
-    // Reads are open.
-    assert_eq!(h.get("/healthz").await.0, StatusCode::OK);
-    assert_eq!(h.get("/readyz").await.0, StatusCode::OK);
+    // Probes are open, everything else needs the token.
+    assert_eq!(h.get_anon("/healthz").await.0, StatusCode::OK);
+    assert_eq!(h.get_anon("/readyz").await.0, StatusCode::OK);
+    assert_eq!(
+        h.get_anon("/openapi.json").await.0,
+        StatusCode::UNAUTHORIZED
+    );
     let (code, doc) = h.get("/openapi.json").await;
     assert_eq!(code, StatusCode::OK);
     assert_eq!(doc["openapi"], "3.0.3");
@@ -761,6 +775,7 @@ async fn simulate_register_users_trunks_registrations_calls_cdrs() {
     let csv = h
         .http
         .get(format!("{}/v1/cdrs.csv", h.base))
+        .bearer_auth(TOKEN)
         .send()
         .await
         .unwrap()
@@ -929,4 +944,405 @@ async fn shadow_mode_logs_differing_decisions_and_acts_on_the_active_one() {
     assert!(h.state.runtime().shadow().is_none());
     let audit = h.get("/v1/audit").await.1.to_string();
     assert!(audit.contains("policy.shadow"), "{audit}");
+}
+
+// ---- auth on every route, secrets never answered ------------------------
+
+/// Secrets configured in `secrets_everywhere`: none may appear in any answer.
+const SECRETS: [&str; 5] = [
+    "userPW-7f3a9",
+    "trunkSECRET-c41d2",
+    "regSECRET-99b0e",
+    "oldAuditSECRET-5e6f1",
+    "userPW-second-0aa1",
+];
+
+/// The routes of the router: (path, method) of every `.route(...)` in
+/// `src/api.rs`, so that a route added there but not to the OpenAPI
+/// document fails `every_get_route_hides_secrets_with_and_without_token`.
+fn router_routes() -> Vec<(String, String)> {
+    let src = include_str!("../src/api.rs");
+    let start = src.find("pub(crate) fn routes(").expect("routes()");
+    let body = &src[start..];
+    let body = &body[..body.find("\n}\n").expect("end of routes()")];
+    let mut out = Vec::new();
+    for chunk in body.split(".route(").skip(1) {
+        let q1 = chunk.find('"').unwrap();
+        let q2 = q1 + 1 + chunk[q1 + 1..].find('"').unwrap();
+        let path = &chunk[q1 + 1..q2];
+        let rest = &chunk[q2..];
+        let rest = &rest[..rest.find("\n        .").unwrap_or(rest.len())];
+        for m in ["get", "post", "put", "delete"] {
+            let bytes = rest.as_bytes();
+            let found = rest.match_indices(&format!("{m}(")).any(|(i, _)| {
+                i == 0 || !(bytes[i - 1].is_ascii_alphanumeric() || bytes[i - 1] == b'_')
+            });
+            if found {
+                out.push((path.to_string(), m.to_string()));
+            }
+        }
+    }
+    assert!(out.len() > 20, "parsed too few routes: {out:?}");
+    out
+}
+
+/// Every (path, method) of the served OpenAPI document.
+fn openapi_routes(doc: &Value) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for m in item.as_object().unwrap().keys() {
+            out.push((path.clone(), m.clone()));
+        }
+    }
+    out
+}
+
+/// A path of the OpenAPI document with its parameters filled in.
+fn fill(path: &str, sha: &str, version: u64) -> String {
+    path.replace("{sha256}", sha)
+        .replace("{version}", &version.to_string())
+        .replace("{name}", "t1")
+        .replace("{domain}", "example.com")
+        .replace("{user}", "alice")
+        .replace("{id}", "no-such-call")
+}
+
+fn assert_no_secret(what: &str, body: &str) {
+    for s in SECRETS {
+        assert!(!body.contains(s), "{what} answered the secret {s}: {body}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_get_route_hides_secrets_with_and_without_token() {
+    let h = setup().await;
+    // A user, a trunk with a secret, one with a register string, a plugin,
+    // a policy version, a data set: every GET route has something to show.
+    let (code, u) = h
+        .send(
+            reqwest::Method::PUT,
+            "/v1/users/example.com/alice",
+            Some(json!({"password": SECRETS[0]})),
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK, "{u}");
+    assert_eq!(u["config"]["password_set"], true, "{u}");
+    assert_no_secret("PUT user", &u.to_string());
+    let (code, t) = h
+        .send(
+            reqwest::Method::PUT,
+            "/v1/trunks/t1",
+            Some(json!({"host": "192.0.2.1", "username": "acct", "secret": SECRETS[1], "inbound": "digest"})),
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK, "{t}");
+    assert_eq!(t["config"]["secret_set"], true, "{t}");
+    assert_no_secret("PUT trunk", &t.to_string());
+    let (code, t) = h
+        .send(
+            reqwest::Method::PUT,
+            "/v1/trunks/t2",
+            Some(
+                json!({"register_string": format!("acct:{}:authu@192.0.2.2:5070/100", SECRETS[2])}),
+            ),
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK, "{t}");
+    assert_eq!(
+        t["config"]["register_string"], "acct:***:authu@192.0.2.2:5070/100",
+        "{t}"
+    );
+    // an audit entry written before secrets were redacted on write
+    h.state
+        .store()
+        .append_audit(strowger_store::AuditEntry {
+            id: 0,
+            at_ms: 1,
+            actor: "ops".into(),
+            source: None,
+            action: "trunk.put".into(),
+            target: Some("old".into()),
+            detail: Some(json!({"host": "192.0.2.9", "secret": SECRETS[3]}).to_string()),
+        })
+        .await
+        .unwrap();
+    let (code, p) = h.upload("route-table", plugin_bytes("route-table")).await;
+    assert_eq!(code, StatusCode::CREATED, "{p}");
+    let sha = p["sha256"].as_str().unwrap().to_string();
+    let (code, v) = h
+        .post("/v1/policies", route_policy("route-table", "t1", "t1"))
+        .await;
+    assert_eq!(code, StatusCode::CREATED, "{v}");
+    let version = v["version"].as_u64().unwrap();
+    assert_eq!(h.upload_csv("t1", "k,v\n").await.0, StatusCode::CREATED);
+    // a PUT made from a GET answer keeps the stored secret
+    let (_, got) = h.get("/v1/users/example.com/alice").await;
+    let mut again = got["config"].clone();
+    again["max_contacts"] = json!(3);
+    let (code, u) = h
+        .send(
+            reqwest::Method::PUT,
+            "/v1/users/example.com/alice",
+            Some(again),
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK, "{u}");
+    assert_eq!(
+        h.switch.users.lock()[0].password,
+        SECRETS[0],
+        "the switch still has the password"
+    );
+    let (_, got) = h.get("/v1/trunks/t2").await;
+    let (code, t) = h
+        .send(
+            reqwest::Method::PUT,
+            "/v1/trunks/t2",
+            Some(got["config"].clone()),
+        )
+        .await;
+    assert_eq!(code, StatusCode::OK, "{t}");
+    // the switch's log through Debug shows no password either
+    let dbg = format!("{:?}", h.switch.users.lock());
+    assert_no_secret("Debug of UserAccount", &dbg);
+
+    let (code, doc) = h.get("/openapi.json").await;
+    assert_eq!(code, StatusCode::OK);
+    let documented = openapi_routes(&doc);
+    let routed = router_routes();
+    for r in &routed {
+        assert!(
+            documented.contains(r),
+            "route {r:?} is in the router but not in the OpenAPI document"
+        );
+    }
+    for r in &documented {
+        assert!(
+            routed.contains(r),
+            "route {r:?} is in the OpenAPI document but not in the router"
+        );
+    }
+    let gets: Vec<&String> = documented
+        .iter()
+        .filter(|(_, m)| m == "get")
+        .map(|(p, _)| p)
+        .collect();
+    assert!(gets.len() >= 20, "{gets:?}");
+    let mut answered = 0;
+    for path in gets {
+        let url = fill(path, &sha, version);
+        for token in [None, Some(TOKEN)] {
+            let mut r = h.http.get(format!("{}{url}", h.base));
+            if let Some(t) = token {
+                r = r.bearer_auth(t);
+            }
+            let resp = r.send().await.unwrap();
+            let code = resp.status();
+            let body = resp.text().await.unwrap();
+            assert_no_secret(&format!("GET {url} (token: {})", token.is_some()), &body);
+            if token.is_some() {
+                assert!(code.is_success(), "GET {url}: {code} {body}");
+                answered += 1;
+            }
+        }
+    }
+    assert!(answered >= 20);
+    // the secrets are really there, just not shown: the old audit entry
+    // is listed, scrubbed
+    let (_, audit) = h.get("/v1/audit").await;
+    let text = audit.to_string();
+    assert!(text.contains("192.0.2.9"), "{text}");
+    assert!(text.contains("secret_set"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_route_but_probes_and_metrics_needs_a_token() {
+    let h = setup().await;
+    let (_, doc) = h.get("/openapi.json").await;
+    let open = ["/healthz", "/readyz", "/metrics"];
+    let mut refused = 0;
+    for (path, method) in openapi_routes(&doc) {
+        let url = format!("{}{}", h.base, fill(&path, "0", 1));
+        let m = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+        for token in [None, Some("wrong-token")] {
+            let mut r = h.http.request(m.clone(), &url);
+            if let Some(t) = token {
+                r = r.bearer_auth(t);
+            }
+            if m == reqwest::Method::POST || m == reqwest::Method::PUT {
+                r = r.json(&json!({}));
+            }
+            let resp = r.send().await.unwrap();
+            let code = resp.status();
+            let body = resp.text().await.unwrap();
+            if open.contains(&path.as_str()) {
+                assert_ne!(code, StatusCode::UNAUTHORIZED, "{method} {path}: {body}");
+                continue;
+            }
+            assert_eq!(
+                code,
+                StatusCode::UNAUTHORIZED,
+                "{method} {path} without a valid token: {body}"
+            );
+            let v: Value = serde_json::from_str(&body).unwrap();
+            let msg = v["error"].as_str().unwrap();
+            assert!(
+                msg.contains("--token") && msg.contains("STROWGER_ADMIN_TOKEN"),
+                "{msg}"
+            );
+            refused += 1;
+        }
+        // documented as needing the token, or as open
+        let sec = &doc["paths"][&path][&method]["security"];
+        assert_eq!(
+            sec.as_array().unwrap().is_empty(),
+            open.contains(&path.as_str()),
+            "{method} {path}: {sec}"
+        );
+    }
+    assert!(refused >= 60, "{refused}");
+    // nothing was changed by the refused writes
+    assert_eq!(h.get("/v1/trunks").await.1["trunks"], json!([]));
+    assert_eq!(h.get("/v1/users").await.1["users"], json!([]));
+    assert!(
+        h.metrics()
+            .await
+            .contains("strowger_admin_refused_total{reason=\"unauthorized\"}")
+    );
+}
+
+// ---- body limits ----------------------------------------------------------
+
+/// Sends `head` (request line and headers, without the blank line) and
+/// `body` on a fresh connection, then reads the answer (the request asks
+/// for `Connection: close`). Bounded: 60 s without an answer fails.
+async fn raw(base: &str, head: &str, body: &[u8]) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = base.trim_start_matches("http://");
+    let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let req = format!("{head}\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    c.write_all(req.as_bytes()).await.unwrap();
+    // the server may answer and close before the body is all sent
+    let _ = c.write_all(body).await;
+    let mut out = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(60), async {
+        let mut buf = [0u8; 8192];
+        loop {
+            match c.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    assert!(
+        read.is_ok() || !out.is_empty(),
+        "no answer to `{head}` within 60 s"
+    );
+    let text = String::from_utf8_lossy(&out).to_string();
+    let code = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP answer: {text:?}"));
+    (code, text)
+}
+
+/// An unauthenticated upload declaring 50 MB gets its 401 after 256 KiB
+/// were sent: the server does not wait for (or read) the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unauthenticated_upload_is_refused_before_its_body_is_read() {
+    let h = setup().await;
+    let part = vec![b'a'; 256 << 10];
+    for path in ["/v1/datasets/big", "/v1/plugins?name=big", "/v1/policies"] {
+        let (code, text) = raw(
+            &h.base,
+            &format!("POST {path} HTTP/1.1\r\nContent-Length: 52428800"),
+            &part,
+        )
+        .await;
+        assert_eq!(code, 401, "{path}: {text}");
+        assert!(text.contains("STROWGER_ADMIN_TOKEN"), "{text}");
+    }
+    // a wrong token: the same
+    let (code, _) = raw(
+        &h.base,
+        "POST /v1/datasets/big HTTP/1.1\r\nAuthorization: Bearer nope\r\nContent-Length: 52428800",
+        &part,
+    )
+    .await;
+    assert_eq!(code, 401);
+    assert_eq!(h.get("/v1/datasets").await.1["datasets"], json!([]));
+}
+
+/// Bodies above the limit of their route get 413 JSON naming the config
+/// key, and nothing is applied: a data set sent chunked (no length) past
+/// `max_dataset_bytes` leaves the active version as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_above_their_limit_get_413_and_change_nothing() {
+    let h = setup_with(strowger_admin::Limits {
+        max_body_bytes: 4096,
+        max_plugin_bytes: 64 << 20,
+        max_dataset_bytes: 64 << 10,
+    })
+    .await;
+    let (code, v1) = h.upload_csv("ds", "k1,v1\n").await;
+    assert_eq!(code, StatusCode::CREATED, "{v1}");
+    let auth = format!("Authorization: Bearer {TOKEN}");
+    // declared too large: refused before the body is read
+    let (code, text) = raw(
+        &h.base,
+        &format!("POST /v1/datasets/ds HTTP/1.1\r\n{auth}\r\nContent-Length: 1181116006"),
+        b"",
+    )
+    .await;
+    assert_eq!(code, 413, "{text}");
+    assert!(text.contains("admin.max_dataset_bytes"), "{text}");
+    // chunked, no length: cut when the limit is passed
+    let mut chunked = Vec::new();
+    for i in 0..2000 {
+        let line = format!("key{i:06},value-{i:040}\n");
+        chunked.extend_from_slice(format!("{:x}\r\n{line}\r\n", line.len()).as_bytes());
+    }
+    chunked.extend_from_slice(b"0\r\n\r\n");
+    let (code, text) = raw(
+        &h.base,
+        &format!("POST /v1/datasets/ds HTTP/1.1\r\n{auth}\r\nTransfer-Encoding: chunked"),
+        &chunked,
+    )
+    .await;
+    assert_eq!(code, 413, "{text}");
+    let body: Value = serde_json::from_str(&text[text.find("\r\n\r\n").unwrap() + 4..]).unwrap();
+    assert_eq!(body["field"], "body", "{body}");
+    assert_eq!(body["detail"]["limit_bytes"], 65536, "{body}");
+    let (_, versions) = h.get("/v1/datasets/ds").await;
+    assert_eq!(versions["active_version"], v1["version"], "{versions}");
+    assert_eq!(
+        versions["versions"].as_array().unwrap().len(),
+        1,
+        "{versions}"
+    );
+    // a JSON route above max_body_bytes (sent with a length, and chunked)
+    let big = json!({"hook": "route", "input": {"b_number": "1".repeat(8000)}}).to_string();
+    let (code, text) = raw(
+        &h.base,
+        &format!("POST /v1/simulate HTTP/1.1\r\n{auth}\r\nContent-Type: application/json\r\nContent-Length: {}", big.len()),
+        big.as_bytes(),
+    )
+    .await;
+    assert_eq!(code, 413, "{text}");
+    assert!(text.contains("admin.max_body_bytes"), "{text}");
+    let (code, text) = raw(
+        &h.base,
+        &format!("PUT /v1/trunks/t1 HTTP/1.1\r\n{auth}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked"),
+        format!("{:x}\r\n{big}\r\n0\r\n\r\n", big.len()).as_bytes(),
+    )
+    .await;
+    assert_eq!(code, 413, "{text}");
+    assert!(text.contains("application/json"), "{text}");
+    assert_eq!(h.get("/v1/trunks").await.1["trunks"], json!([]));
+    assert!(
+        h.metrics()
+            .await
+            .contains("strowger_admin_refused_total{reason=\"too_large\"} 4")
+    );
 }

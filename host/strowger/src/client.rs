@@ -9,9 +9,44 @@ pub struct ServerArgs {
     /// Base URL of the switch's admin API.
     #[arg(long, env = "STROWGER_SERVER", default_value = "http://127.0.0.1:8080")]
     pub server: String,
-    /// Bearer token for writes.
+    /// Bearer token of the admin API (every request but health and metrics
+    /// needs it). None: the one in --token-file.
     #[arg(long, env = "STROWGER_ADMIN_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// File holding the token, read when no --token / STROWGER_ADMIN_TOKEN
+    /// is given: the switch generates it next to its store when no token is
+    /// configured (`strowger serve --demo` in this directory writes
+    /// ./strowger-admin.token).
+    #[arg(
+        long,
+        env = "STROWGER_ADMIN_TOKEN_FILE",
+        default_value = strowger_switch::config::ADMIN_TOKEN_FILE
+    )]
+    pub token_file: std::path::PathBuf,
+}
+
+impl ServerArgs {
+    /// The token: --token, else the first line of --token-file when it
+    /// exists (a missing default file is no error: the server's 401 then
+    /// says what to do).
+    pub fn resolved_token(&self) -> anyhow::Result<Option<String>> {
+        if let Some(t) = self
+            .token
+            .as_deref()
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+        {
+            return Ok(Some(t.to_string()));
+        }
+        match std::fs::read_to_string(&self.token_file) {
+            Ok(text) => Ok(Some(text.trim().to_string()).filter(|t| !t.is_empty())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(anyhow::anyhow!(
+                "reading the admin API token file {}: {e}",
+                self.token_file.display()
+            )),
+        }
+    }
 }
 
 /// An answer: status and JSON body (a non-JSON body becomes a string).
@@ -48,7 +83,7 @@ impl Client {
     pub fn new(a: &ServerArgs) -> anyhow::Result<Client> {
         Ok(Client {
             base: a.server.trim_end_matches('/').to_string(),
-            token: a.token.clone().filter(|t| !t.is_empty()),
+            token: a.resolved_token()?,
             http: reqwest::Client::builder()
                 .timeout(std::time::Duration::from_secs(300))
                 .build()?,

@@ -3,11 +3,13 @@
 //! (restore the stored control plane, bind `[admin] listen`).
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
 use strowger_admin::{
-    AdminState, CallInfo, RegistrationInfo, SwitchControl, SwitchFuture, TrunkStatus, UserAccount,
+    AdminState, CallInfo, Limits, RegistrationInfo, SwitchControl, SwitchFuture, TrunkStatus,
+    UserAccount,
 };
 use strowger_switch::config::AdminConfig;
 use strowger_switch::control::Control;
@@ -134,29 +136,103 @@ impl SwitchControl for SwitchHandle {
     }
 }
 
-/// Starts the admin API for `running` if `[admin] enabled`: restores the
-/// stored plugins, data sets and active policy into the switch's runtime
-/// (the stored active policy replaces `[[bindings]]`), then binds the
-/// listener. Returns the bound address.
-pub async fn start(cfg: &AdminConfig, running: &Running) -> anyhow::Result<Option<SocketAddr>> {
-    if !cfg.enabled {
-        return Ok(None);
-    }
-    let token = cfg
+/// The admin API token: `[admin] token`, else `$STROWGER_ADMIN_TOKEN`,
+/// else the one in `file`, which is created with a random token (mode 0600)
+/// when it does not exist. Returns the token and, when it came from the
+/// file, the file's path (named in 401 answers).
+pub fn resolve_token(cfg: &AdminConfig, file: &Path) -> anyhow::Result<(String, Option<String>)> {
+    if let Some(t) = cfg
         .token
         .clone()
         .or_else(|| std::env::var(TOKEN_ENV).ok())
-        .filter(|t| !t.trim().is_empty());
+        .filter(|t| !t.trim().is_empty())
+    {
+        return Ok((t.trim().to_string(), None));
+    }
+    let shown = file.display().to_string();
+    match std::fs::read_to_string(file) {
+        Ok(text) => {
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                let mode = std::fs::metadata(file)?.permissions().mode();
+                if mode & 0o077 != 0 {
+                    anyhow::bail!(
+                        "the admin API token file {shown} may be read by other users (mode {:o}): `chmod 600 {shown}`",
+                        mode & 0o777
+                    );
+                }
+            }
+            let t = text.trim().to_string();
+            if t.len() < 8 {
+                anyhow::bail!(
+                    "the admin API token file {shown} holds no token of at least 8 characters (delete it to get a new one)"
+                );
+            }
+            eprintln!("admin API token read from {shown}");
+            Ok((t, Some(shown)))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let t: String = rand::random::<[u8; 32]>()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("creating {}", dir.display()))?;
+            }
+            let mut o = std::fs::OpenOptions::new();
+            o.write(true).create_new(true);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::OpenOptionsExt;
+                o.mode(0o600);
+            }
+            let mut f = o
+                .open(file)
+                .with_context(|| format!("creating the admin API token file {shown}"))?;
+            std::io::Write::write_all(&mut f, format!("{t}\n").as_bytes())
+                .with_context(|| format!("writing {shown}"))?;
+            eprintln!(
+                "admin API token generated into {shown} (mode 0600; `strowger` commands run from that directory read it, \
+                 or pass --token-file {shown}; set [admin] token or {TOKEN_ENV} to choose one)"
+            );
+            Ok((t, Some(shown)))
+        }
+        Err(e) => Err(anyhow::anyhow!(
+            "reading the admin API token file {shown}: {e}"
+        )),
+    }
+}
+
+/// Starts the admin API for `running` if `[admin] enabled`: restores the
+/// stored plugins, data sets and active policy into the switch's runtime
+/// (the stored active policy replaces `[[bindings]]`), then binds the
+/// listener. Every request except `/healthz`, `/readyz`, `/metrics` needs
+/// the token of [`resolve_token`] (`token_file` is its file). Returns the
+/// bound address.
+pub async fn start(
+    cfg: &AdminConfig,
+    token_file: &Path,
+    running: &Running,
+) -> anyhow::Result<Option<SocketAddr>> {
+    if !cfg.enabled {
+        return Ok(None);
+    }
+    let (token, hint) = resolve_token(cfg, token_file)?;
     let mut state = AdminState::new(
         (*running.runtime).clone(),
         running.store.clone(),
         Arc::new(SwitchHandle(running.control.clone())),
-    );
-    match &token {
-        Some(t) => state = state.with_token("admin", t.trim()),
-        None => eprintln!(
-            "WARNING: no admin API token ([admin] token or {TOKEN_ENV}): the admin API is read-only"
-        ),
+    )
+    .with_token("admin", token)
+    .with_limits(Limits {
+        max_body_bytes: cfg.max_body_bytes,
+        max_plugin_bytes: cfg.max_plugin_bytes,
+        max_dataset_bytes: cfg.max_dataset_bytes,
+    });
+    if let Some(h) = hint {
+        state = state.with_token_hint(h);
     }
     match state
         .restore()

@@ -58,6 +58,7 @@ impl Api {
         let (code, v) = Self::answer(
             self.http
                 .get(format!("{}{path}", self.base))
+                .bearer_auth(TOKEN)
                 .send()
                 .unwrap(),
         );
@@ -541,7 +542,13 @@ fn control_plane_survives_a_restart() {
     assert_eq!(c, 200, "{sim}");
     assert_eq!(sim["decision"]["carrier"], "55321", "{sim}");
     let status = std::process::Command::new(strowger_bin())
-        .args(["status", "--server", &sw.admin_url().unwrap()])
+        .args([
+            "status",
+            "--server",
+            &sw.admin_url().unwrap(),
+            "--token",
+            TOKEN,
+        ])
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&status.stdout);
@@ -897,6 +904,20 @@ fn trunks_stored_over_the_api_reach_the_switch() {
         e["error"].as_str().unwrap().contains("no_such_field"),
         "{e}"
     );
+    // the answer to a bad trunk never quotes its secret
+    for bad in [
+        json!({"host": peer_ip.to_string(), "secret": 918273645}),
+        json!({"register_string": "acct:regSECRET-3141@192.0.2.1:port"}),
+        json!({"register_string": "acct:regSECRET-3141"}),
+    ] {
+        let (c, e) = api.send(reqwest::Method::PUT, "/v1/trunks/peer", Some(&bad));
+        assert_eq!(c, 400, "{e}");
+        let text = e.to_string();
+        assert!(
+            !text.contains("918273645") && !text.contains("regSECRET-3141"),
+            "{text}"
+        );
+    }
     assert!(
         api.get("/v1/trunks")["trunks"]
             .as_array()
@@ -1194,4 +1215,65 @@ fn a_scaffolded_plugin_deploys_with_one_command() {
         !ok && out.contains("cannot be bound to the rewrite hook"),
         "{out}"
     );
+}
+
+/// Without a configured token the switch generates one into a 0600 file
+/// next to its store and says where; every API route but the probes and
+/// metrics then needs it; `strowger status` run from that directory finds
+/// it on its own, from elsewhere it fails naming `--token`.
+#[test]
+fn a_switch_without_a_token_generates_a_private_token_file() {
+    let sw = Switch::builder("").env("STROWGER_ADMIN_TOKEN", "").start();
+    let api = Api::connect(&sw);
+    let file = sw.dir().join("strowger-admin.token");
+    let token = std::fs::read_to_string(&file)
+        .unwrap_or_else(|e| panic!("{}: {e}\n{}", file.display(), sw.log()));
+    let token = token.trim();
+    assert_eq!(token.len(), 64, "{token}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "mode {mode:o}");
+    }
+    assert!(sw.log().contains("strowger-admin.token"), "{}", sw.log());
+    let anon = api
+        .http
+        .get(format!("{}/v1/users", api.base))
+        .send()
+        .unwrap();
+    assert_eq!(anon.status().as_u16(), 401);
+    let body = anon.text().unwrap();
+    assert!(
+        body.contains("strowger-admin.token") && body.contains("--token"),
+        "{body}"
+    );
+    let ok = api
+        .http
+        .get(format!("{}/v1/users", api.base))
+        .bearer_auth(token)
+        .send()
+        .unwrap();
+    assert_eq!(ok.status().as_u16(), 200);
+    let status = |dir: &std::path::Path| {
+        std::process::Command::new(strowger_bin())
+            .args(["status", "--server", &sw.admin_url().unwrap()])
+            .env_remove("STROWGER_ADMIN_TOKEN")
+            .env_remove("STROWGER_ADMIN_TOKEN_FILE")
+            .current_dir(dir)
+            .output()
+            .unwrap()
+    };
+    let here = status(sw.dir());
+    assert!(
+        here.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&here.stdout),
+        String::from_utf8_lossy(&here.stderr)
+    );
+    let elsewhere = tempfile::tempdir().unwrap();
+    let there = status(elsewhere.path());
+    assert!(!there.status.success());
+    let err = String::from_utf8_lossy(&there.stderr);
+    assert!(err.contains("401") && err.contains("--token"), "{err}");
 }

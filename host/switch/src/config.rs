@@ -503,18 +503,35 @@ impl AuthConfig {
     }
 }
 
-/// `[admin]`: the admin HTTP API (served by `strowger serve`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// `[admin]`: the admin HTTP API (served by `strowger serve`). Its
+/// `Debug` does not show the token.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AdminConfig {
     /// Serve the API at all (default true).
     pub enabled: bool,
     /// TCP address; default `127.0.0.1:8080` (loopback only).
     pub listen: SocketAddr,
-    /// Bearer token for writes; none = `$STROWGER_ADMIN_TOKEN`; neither =
-    /// writes are refused (reads stay open).
+    /// Bearer token for every request except `/healthz`, `/readyz`,
+    /// `/metrics`; none = `$STROWGER_ADMIN_TOKEN`; neither = the token in
+    /// [`AdminConfig::token_file`] (generated at first start).
     pub token: Option<String>,
+    /// File holding the token when neither `token` nor
+    /// `$STROWGER_ADMIN_TOKEN` is set: created (mode 0600) with a random
+    /// token at first start. None = [`ADMIN_TOKEN_FILE`] next to the store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_file: Option<PathBuf>,
+    /// Largest JSON request body, bytes (policies, trunks, users, simulate).
+    pub max_body_bytes: usize,
+    /// Largest plugin upload (`POST /v1/plugins`), bytes.
+    pub max_plugin_bytes: usize,
+    /// Largest data-set upload (`POST /v1/datasets/{name}`), bytes.
+    pub max_dataset_bytes: u64,
 }
+
+/// File name of the generated admin API token, next to the store file
+/// (`strowger` CLI commands read it from the current directory by default).
+pub const ADMIN_TOKEN_FILE: &str = "strowger-admin.token";
 
 impl Default for AdminConfig {
     fn default() -> Self {
@@ -522,7 +539,25 @@ impl Default for AdminConfig {
             enabled: true,
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             token: None,
+            token_file: None,
+            max_body_bytes: 1 << 20,
+            max_plugin_bytes: 64 << 20,
+            max_dataset_bytes: 256 << 20,
         }
+    }
+}
+
+impl std::fmt::Debug for AdminConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminConfig")
+            .field("enabled", &self.enabled)
+            .field("listen", &self.listen)
+            .field("token", &self.token.as_ref().map(|_| "***"))
+            .field("token_file", &self.token_file)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("max_plugin_bytes", &self.max_plugin_bytes)
+            .field("max_dataset_bytes", &self.max_dataset_bytes)
+            .finish()
     }
 }
 
@@ -577,8 +612,9 @@ impl CallsConfig {
     }
 }
 
-/// `[[users]]`: one SIP user with digest credentials.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// `[[users]]`: one SIP user with digest credentials. Its `Debug` does not
+/// show the password.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UserConfig {
     /// User part of the AOR and digest username, e.g. `1001`.
@@ -588,6 +624,16 @@ pub struct UserConfig {
     /// Domain of the AOR; none = `sip.domain`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub domain: Option<String>,
+}
+
+impl std::fmt::Debug for UserConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserConfig")
+            .field("user", &self.user)
+            .field("password", &"***")
+            .field("domain", &self.domain)
+            .finish()
+    }
 }
 
 impl UserConfig {
@@ -655,8 +701,9 @@ pub enum BFrom {
     To,
 }
 
-/// `[[trunks]]`: a peer the switch sends calls to and/or trusts.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// `[[trunks]]`: a peer the switch sends calls to and/or trusts. Its
+/// `Debug` shows neither `secret` nor the secret of `register_string`.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrunkConfig {
     /// Unique name, used by routing decisions and CDRs.
@@ -848,6 +895,39 @@ impl Default for ProtectionConfig {
     }
 }
 
+impl std::fmt::Debug for TrunkConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // every field, by its serialized form, with the secrets masked
+        let mut v = serde_json::to_value(self).unwrap_or_default();
+        if let Some(o) = v.as_object_mut() {
+            if let Some(x) = o.get_mut("secret")
+                && !x.is_null()
+            {
+                *x = "***".into();
+            }
+            if let Some(x) = o.get_mut("register_string")
+                && let Some(r) = x.as_str()
+            {
+                *x = redact_register_string(r).into();
+            }
+        }
+        write!(f, "TrunkConfig {v}")
+    }
+}
+
+/// An Asterisk register string `user[:secret[:authuser]]@host...` with the
+/// secret replaced by `***` (for logs and error messages).
+pub fn redact_register_string(s: &str) -> String {
+    let Some((cred, rest)) = s.rsplit_once('@') else {
+        return "***".into();
+    };
+    let mut parts: Vec<&str> = cred.splitn(3, ':').collect();
+    if parts.len() >= 2 {
+        parts[1] = "***";
+    }
+    format!("{}@{rest}", parts.join(":"))
+}
+
 impl TrunkConfig {
     /// True for `host = "dynamic"`.
     pub fn is_dynamic(&self) -> bool {
@@ -862,9 +942,11 @@ impl TrunkConfig {
     /// Applies an Asterisk-style register string
     /// `user[:secret[:authuser]]@host[:port][/did]`.
     pub fn apply_register_string(&mut self, s: &str) -> Result<(), String> {
+        // errors quote the string without its secret
+        let shown = redact_register_string(s);
         let (cred, rest) = s
             .rsplit_once('@')
-            .ok_or_else(|| format!("register string \"{s}\" has no '@'"))?;
+            .ok_or_else(|| format!("register string \"{shown}\" has no '@'"))?;
         let (hostport, did) = match rest.split_once('/') {
             Some((h, d)) => (h, Some(d)),
             None => (rest, None),
@@ -872,7 +954,7 @@ impl TrunkConfig {
         let mut c = cred.splitn(3, ':');
         let user = c.next().unwrap_or_default();
         if user.is_empty() {
-            return Err(format!("register string \"{s}\" has no user"));
+            return Err(format!("register string \"{shown}\" has no user"));
         }
         self.username = Some(user.to_string());
         if let Some(sec) = c.next() {
@@ -886,13 +968,13 @@ impl TrunkConfig {
                 h,
                 Some(
                     p.parse::<u16>()
-                        .map_err(|_| format!("register string \"{s}\": bad port"))?,
+                        .map_err(|_| format!("register string \"{shown}\": bad port"))?,
                 ),
             ),
             _ => (hostport, None),
         };
         if host.is_empty() {
-            return Err(format!("register string \"{s}\" has no host"));
+            return Err(format!("register string \"{shown}\" has no host"));
         }
         self.host = host.to_string();
         if let Some(p) = port {
@@ -1242,6 +1324,9 @@ impl Config {
             resolve(base, &mut tls.key);
         }
         resolve(base, &mut self.store.path);
+        if let Some(f) = &mut self.admin.token_file {
+            resolve(base, f);
+        }
         if let Some(d) = &mut self.plugins.dir {
             resolve(base, d);
         }
@@ -1330,6 +1415,15 @@ impl Config {
                 .is_some_and(|t| t.trim().len() < 8)
         {
             p.push("admin.token must be at least 8 characters".into());
+        }
+        if self.admin.max_body_bytes < 1024
+            || self.admin.max_plugin_bytes < 1024
+            || self.admin.max_dataset_bytes < 1024
+        {
+            p.push(
+                "admin.max_body_bytes, max_plugin_bytes and max_dataset_bytes must be at least 1024"
+                    .into(),
+            );
         }
 
         // [auth]
@@ -1677,6 +1771,18 @@ impl Config {
         match std::env::var_os(PLUGIN_DIR_ENV) {
             Some(d) if !d.is_empty() => PathBuf::from(d),
             _ => self.base_dir.join("plugins"),
+        }
+    }
+
+    /// The admin API token file: `admin.token_file`, else
+    /// [`ADMIN_TOKEN_FILE`] next to the store file.
+    pub fn admin_token_file(&self) -> PathBuf {
+        if let Some(f) = &self.admin.token_file {
+            return f.clone();
+        }
+        match self.store.path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.join(ADMIN_TOKEN_FILE),
+            _ => PathBuf::from(ADMIN_TOKEN_FILE),
         }
     }
 
@@ -2056,5 +2162,39 @@ mod tests {
         assert!(json["routes"].is_array(), "{json}");
         assert_eq!(c.store.path, PathBuf::from("strowger-demo.db"));
         assert!(c.sip.listen.iter().all(|l| l.addr.ip().is_loopback()));
+    }
+
+    #[test]
+    fn debug_output_and_errors_show_no_secret() {
+        let c = Config::parse(
+            "[admin]\ntoken='adminTOKEN-1234'\n\
+             [[users]]\nuser='1001'\npassword='userPW-9876'\n\
+             [[trunks]]\nname='a'\nhost='192.0.2.1'\nsecret='trunkSECRET-55'\ninbound='digest'\n",
+            "/",
+        )
+        .unwrap();
+        let mut t = c.trunks[0].clone();
+        t.register_string = Some("acct:regSECRET-77:auth@192.0.2.2/100".into());
+        let dbg = format!("{c:?} {t:?}");
+        for s in [
+            "adminTOKEN-1234",
+            "userPW-9876",
+            "trunkSECRET-55",
+            "regSECRET-77",
+        ] {
+            assert!(!dbg.contains(s), "{s} in {dbg}");
+        }
+        assert!(dbg.contains("acct:***:auth@192.0.2.2/100"), "{dbg}");
+        assert!(dbg.contains("192.0.2.1") && dbg.contains("1001"), "{dbg}");
+        // a register string error quotes it without its secret
+        let e = t
+            .apply_register_string("acct:regSECRET-77@192.0.2.2:notaport")
+            .unwrap_err();
+        assert!(
+            !e.contains("regSECRET-77") && e.contains("acct:***@"),
+            "{e}"
+        );
+        assert_eq!(redact_register_string("u:s:a@h:5060/d"), "u:***:a@h:5060/d");
+        assert_eq!(redact_register_string("u@h"), "u@h");
     }
 }

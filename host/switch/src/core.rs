@@ -49,8 +49,9 @@ impl Now {
     }
 }
 
-/// A user allowed to register and call.
-#[derive(Clone, Debug)]
+/// A user allowed to register and call. Its `Debug` does not show the
+/// password.
+#[derive(Clone)]
 pub struct UserCred {
     /// User name (digest username and AOR user part).
     pub user: String,
@@ -58,6 +59,16 @@ pub struct UserCred {
     pub password: String,
     /// Domain (realm) of the user.
     pub domain: String,
+}
+
+impl std::fmt::Debug for UserCred {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserCred")
+            .field("user", &self.user)
+            .field("password", &"***")
+            .field("domain", &self.domain)
+            .finish()
+    }
 }
 
 pub use crate::trunks::{

@@ -65,7 +65,7 @@
 //! [admin]                            # the admin HTTP API (docs/config.md)
 //! enabled = true
 //! listen = "127.0.0.1:8080"
-//! token = "..."                      # or $STROWGER_ADMIN_TOKEN; none = read-only API
+//! token = "..."                      # or $STROWGER_ADMIN_TOKEN; neither = token_file (generated, 0600)
 //! ```
 //! CLI: `strowger serve [--config FILE] [--demo] [--plugin-dir DIR]`. `--demo` without a file = built-in demo config: listen udp+tcp 127.0.0.1:5060 only, users 1001–1010 with password `demo<ext>`, store in `./strowger-demo.db` (or a data dir), route binding `route-table` with `guest-examples/rust/route-table/demo-config.json` (embedded into the binary with `include_str!`), prints a clear warning that demo credentials are active. On start the switch logs (stderr) `listening on <transport>:<addr>` per listener; SIGTERM/SIGINT shut it down cleanly (flush the store).
 //!
@@ -118,8 +118,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let opts = fault_injection()?;
     let failed = rt.block_on(async move {
         let admin = cfg.admin.clone();
+        let token_file = cfg.admin_token_file();
         let running = strowger_switch::server::start_with(cfg, opts).await?;
-        let admin_addr = crate::control::start(&admin, &running).await?;
+        let admin_addr = crate::control::start(&admin, &token_file, &running).await?;
         for l in &running.listeners {
             eprintln!("listening on {}:{}", l.transport, l.addr);
         }
