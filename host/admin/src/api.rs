@@ -170,10 +170,10 @@ async fn require_token(
             let mut resp = e.into_response();
             if small {
                 let _ = axum::body::to_bytes(req.into_body(), 64 << 10).await;
-            } else if !req
+            } else if req
                 .headers()
                 .get(header::CONTENT_LENGTH)
-                .is_some_and(|v| v == "0")
+                .is_none_or(|v| v != "0")
                 && req.method() != axum::http::Method::GET
             {
                 resp.headers_mut().insert(
@@ -333,7 +333,7 @@ fn secret_values(v: &Value) -> Vec<String> {
                         }
                     } else if k == "register_string"
                         && let Some(cred) = x.as_str().and_then(|r| r.rsplit_once('@'))
-                        && let Some(sec) = cred.0.splitn(3, ':').nth(1)
+                        && let Some(sec) = cred.0.split(':').nth(1)
                     {
                         out.push(sec.to_string());
                     } else {

@@ -255,47 +255,6 @@ pub fn utc_time(ms: i64) -> String {
     )
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn utc_times() {
-        assert_eq!(utc_time(0), "1970-01-01 00:00:00");
-        assert_eq!(utc_time(951_782_400_000), "2000-02-29 00:00:00");
-        assert_eq!(utc_time(1_796_216_645_123), "2026-12-02 13:04:05");
-        assert_eq!(utc_time(-1000), "1969-12-31 23:59:59");
-    }
-
-    #[test]
-    fn list_table_shows_state_source_and_hooks() {
-        let r = json!({"active": 0, "canary": {"version": 2, "percent": 10}, "versions": [
-            {"version": 0, "state": "active", "source": "config", "created_at_ms": 0,
-             "created_by": null, "bindings": [{"hook": "route", "scope": "global"}],
-             "comment": "the configuration file's [[bindings]]"},
-            {"version": 2, "state": "canary", "source": "api", "created_at_ms": 1_796_216_645_123u64,
-             "created_by": "admin", "bindings": [{"hook": "route", "scope": {"trunk": "a"}}],
-             "comment": null}]});
-        let t = list_table(&r);
-        let lines: Vec<&str> = t.lines().collect();
-        assert_eq!(lines.len(), 3, "{t}");
-        assert!(lines[0].starts_with("VERSION  STATE"), "{t}");
-        assert!(lines[1].starts_with("0        active"), "{t}");
-        assert!(
-            lines[1].contains("config") && lines[1].contains("1970-01-01 00:00:00"),
-            "{t}"
-        );
-        assert!(
-            lines[2].contains("canary 10%") && lines[2].contains("route@a"),
-            "{t}"
-        );
-        assert!(
-            lines[2].contains("2026-12-02 13:04:05") && lines[2].contains("admin"),
-            "{t}"
-        );
-    }
-}
-
 fn load(a: &RepoArgs) -> anyhow::Result<Repo> {
     policy_repo::load(&a.dir, a.plugin_dir.as_deref())
         .with_context(|| format!("policy repository {}", a.dir.display()))
@@ -652,5 +611,46 @@ fn print_failures(f: &Value) {
         for m in x["mismatches"].as_array().into_iter().flatten() {
             println!("      {}", m.as_str().unwrap_or_default());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_times() {
+        assert_eq!(utc_time(0), "1970-01-01 00:00:00");
+        assert_eq!(utc_time(951_782_400_000), "2000-02-29 00:00:00");
+        assert_eq!(utc_time(1_796_216_645_123), "2026-12-02 13:04:05");
+        assert_eq!(utc_time(-1000), "1969-12-31 23:59:59");
+    }
+
+    #[test]
+    fn list_table_shows_state_source_and_hooks() {
+        let r = json!({"active": 0, "canary": {"version": 2, "percent": 10}, "versions": [
+            {"version": 0, "state": "active", "source": "config", "created_at_ms": 0,
+             "created_by": null, "bindings": [{"hook": "route", "scope": "global"}],
+             "comment": "the configuration file's [[bindings]]"},
+            {"version": 2, "state": "canary", "source": "api", "created_at_ms": 1_796_216_645_123u64,
+             "created_by": "admin", "bindings": [{"hook": "route", "scope": {"trunk": "a"}}],
+             "comment": null}]});
+        let t = list_table(&r);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines.len(), 3, "{t}");
+        assert!(lines[0].starts_with("VERSION  STATE"), "{t}");
+        assert!(lines[1].starts_with("0        active"), "{t}");
+        assert!(
+            lines[1].contains("config") && lines[1].contains("1970-01-01 00:00:00"),
+            "{t}"
+        );
+        assert!(
+            lines[2].contains("canary 10%") && lines[2].contains("route@a"),
+            "{t}"
+        );
+        assert!(
+            lines[2].contains("2026-12-02 13:04:05") && lines[2].contains("admin"),
+            "{t}"
+        );
     }
 }
