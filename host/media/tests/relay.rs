@@ -1106,7 +1106,10 @@ fn hold_with_unspecified_address_still_works() {
     establish(&s, 40000, 6000, "", "");
     assert!(!s.is_held());
     let to_b = offer_with_c(&s, "0.0.0.0", "").unwrap();
-    assert!(to_b.contains("c=IN IP4 0.0.0.0\r\n"), "hold passed on: {to_b}");
+    assert!(
+        to_b.contains("c=IN IP4 0.0.0.0\r\n"),
+        "hold passed on: {to_b}"
+    );
     s.answer(Leg::B, &sdp(6000, "")).unwrap();
     assert!(s.is_held());
     // a refresh while held, then resume
