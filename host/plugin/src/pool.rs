@@ -429,7 +429,12 @@ impl InstancePool {
     /// Runs one decision on the decision pool: `budget` of CPU time, and
     /// [`PoolSettings::decision_wall`] of wall time for the call itself. When
     /// the pool is full, fails at once with reason `overloaded`.
-    pub async fn decide(self: &Arc<Self>, call_id: &str, req: Req<'_>, budget: Duration) -> CallResult {
+    pub async fn decide(
+        self: &Arc<Self>,
+        call_id: &str,
+        req: Req<'_>,
+        budget: Duration,
+    ) -> CallResult {
         let submitted = Instant::now();
         let pool = self.clone();
         let call_id_owned = call_id.to_string();
@@ -476,7 +481,13 @@ impl InstancePool {
     }
 
     /// Runs one decision (on a decision-pool thread) with a CPU-time budget.
-    async fn call(&self, call_id: &str, req: Req<'_>, budget: Duration, submitted: Instant) -> CallResult {
+    async fn call(
+        &self,
+        call_id: &str,
+        req: Req<'_>,
+        budget: Duration,
+        submitted: Instant,
+    ) -> CallResult {
         let queue_timeout = self.settings.queue_timeout;
         let waited = submitted.elapsed();
         if waited >= queue_timeout {

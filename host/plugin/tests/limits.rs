@@ -124,8 +124,7 @@ async fn a_decision_that_sleeps_gets_the_fallback_within_its_deadline() {
     for i in 0..6 {
         let g = g.clone();
         tasks.push(tokio::spawn(async move {
-            tokio::time::timeout(NOT_FOREVER, g.route(None, &call(&format!("z{i}"), "sleep")))
-                .await
+            tokio::time::timeout(NOT_FOREVER, g.route(None, &call(&format!("z{i}"), "sleep"))).await
         }));
     }
     for t in tasks {
@@ -258,7 +257,12 @@ async fn spinning_decisions_on_every_pool_thread_do_not_hold_up_the_caller() {
     // The pool is full: one more decision gets the fallback at once, while
     // both spinners are still running.
     let d = g.route(None, &call("excess", "ok")).await.unwrap();
-    assert_eq!(d.fallback, Some(FallbackReason::Overloaded), "{:?}", d.error);
+    assert_eq!(
+        d.fallback,
+        Some(FallbackReason::Overloaded),
+        "{:?}",
+        d.error
+    );
     assert_eq!(d.value, plugin_failed_value());
     assert!(d.error.unwrap().contains("decision pool full"));
     assert!(spinners.iter().all(|s| !s.is_finished()));

@@ -465,7 +465,8 @@ impl PluginsConfig {
 
     /// The largest `deadline_ms` a binding may ask for.
     pub fn max_deadline_ms(&self) -> u64 {
-        self.max_deadline_ms.unwrap_or(Self::DEFAULT_MAX_DEADLINE_MS)
+        self.max_deadline_ms
+            .unwrap_or(Self::DEFAULT_MAX_DEADLINE_MS)
     }
 
     /// Copies the limits set here into the plugin runtime's configuration.
@@ -1563,10 +1564,16 @@ impl Config {
                 pl.max_deadline_ms()
             ));
         }
-        if pl.init_deadline_ms.is_some_and(|ms| !(1..=60_000).contains(&ms)) {
+        if pl
+            .init_deadline_ms
+            .is_some_and(|ms| !(1..=60_000).contains(&ms))
+        {
             p.push("plugins.init_deadline_ms must be between 1 and 60000".into());
         }
-        if pl.wall_limit_ms.is_some_and(|ms| !(1..=60_000).contains(&ms)) {
+        if pl
+            .wall_limit_ms
+            .is_some_and(|ms| !(1..=60_000).contains(&ms))
+        {
             p.push("plugins.wall_limit_ms must be between 1 and 60000".into());
         }
         if pl.decision_threads.is_some_and(|n| !(1..=256).contains(&n)) {
