@@ -24,6 +24,11 @@
 //! [plugins]
 //! dir = "..."                        # where <name>.wasm plugins are found; default $STROWGER_PLUGIN_DIR
 //! cache_dir = "..."                  # compiled-component cache; default <store dir>/cache
+//! max_deadline_ms = 2000             # largest deadline_ms a binding may ask for (1..=10000)
+//! init_deadline_ms = 2000            # CPU budget of instantiation + init; twice this of wall time
+//! wall_limit_ms = 500                # wall-time limit per decision: max(this, 2 x deadline_ms)
+//! decision_threads = 2               # plugin threads (default: one per CPU, 2..=16)
+//! decision_queue = 256               # decisions that may wait for a plugin thread; more get the fallback
 //!
 //! [auth]
 //! algorithms = ["md5", "sha256"]     # offered side by side, in this order (docs/config.md)
@@ -456,6 +461,53 @@ pub struct PluginsConfig {
     /// Compiled-component cache; none = `<store dir>/cache`. See
     /// [`Config::cache_dir`].
     pub cache_dir: Option<PathBuf>,
+    /// Largest `deadline_ms` a binding may ask for (also through the admin
+    /// API); none = 2000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_deadline_ms: Option<u64>,
+    /// CPU budget of instantiation plus `init`, ms (twice this of wall
+    /// time); none = 2000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init_deadline_ms: Option<u64>,
+    /// Wall-time limit of a decision, ms: the larger of this and twice the
+    /// binding's `deadline_ms`; none = 500.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wall_limit_ms: Option<u64>,
+    /// Threads that run plugin code; none = one per CPU, 2..=16.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision_threads: Option<usize>,
+    /// Decisions that may wait for a plugin thread; more get the binding's
+    /// fallback at once. None = 256.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision_queue: Option<usize>,
+}
+
+impl PluginsConfig {
+    /// Default of [`PluginsConfig::max_deadline_ms`].
+    pub const DEFAULT_MAX_DEADLINE_MS: u64 = 2000;
+
+    /// The largest `deadline_ms` a binding may ask for.
+    pub fn max_deadline_ms(&self) -> u64 {
+        self.max_deadline_ms
+            .unwrap_or(Self::DEFAULT_MAX_DEADLINE_MS)
+    }
+
+    /// Copies the limits set here into the plugin runtime's configuration.
+    pub fn apply_limits(&self, rc: &mut strowger_plugin::RuntimeConfig) {
+        rc.max_deadline = Duration::from_millis(self.max_deadline_ms());
+        if let Some(ms) = self.init_deadline_ms {
+            rc.init_deadline = Duration::from_millis(ms);
+        }
+        if let Some(ms) = self.wall_limit_ms {
+            rc.wall_limit = Duration::from_millis(ms);
+        }
+        if let Some(n) = self.decision_threads {
+            rc.decision_threads = n;
+        }
+        if let Some(n) = self.decision_queue {
+            rc.decision_queue = n;
+        }
+    }
 }
 
 /// A digest algorithm (RFC 8760).
@@ -1624,6 +1676,33 @@ impl Config {
             }
         }
 
+        // [plugins] limits
+        let pl = &self.plugins;
+        if !(1..=10_000).contains(&pl.max_deadline_ms()) {
+            p.push(format!(
+                "plugins.max_deadline_ms ({}) must be between 1 and 10000",
+                pl.max_deadline_ms()
+            ));
+        }
+        if pl
+            .init_deadline_ms
+            .is_some_and(|ms| !(1..=60_000).contains(&ms))
+        {
+            p.push("plugins.init_deadline_ms must be between 1 and 60000".into());
+        }
+        if pl
+            .wall_limit_ms
+            .is_some_and(|ms| !(1..=60_000).contains(&ms))
+        {
+            p.push("plugins.wall_limit_ms must be between 1 and 60000".into());
+        }
+        if pl.decision_threads.is_some_and(|n| !(1..=256).contains(&n)) {
+            p.push("plugins.decision_threads must be between 1 and 256".into());
+        }
+        if pl.decision_queue.is_some_and(|n| n > 1_000_000) {
+            p.push("plugins.decision_queue must be at most 1000000".into());
+        }
+
         // [[bindings]]
         let mut bound = HashSet::new();
         for b in &self.bindings {
@@ -1651,10 +1730,11 @@ impl Config {
                     b.hook, b.scope
                 ));
             }
-            if b.deadline_ms == 0 || b.deadline_ms > 10_000 {
+            if b.deadline_ms == 0 || b.deadline_ms > pl.max_deadline_ms() {
                 p.push(format!(
-                    "{what}: deadline_ms ({}) must be between 1 and 10000",
-                    b.deadline_ms
+                    "{what}: deadline_ms ({}) must be between 1 and {} (plugins.max_deadline_ms)",
+                    b.deadline_ms,
+                    pl.max_deadline_ms()
                 ));
             }
             if b.max_memory_mb == Some(0) {

@@ -445,11 +445,12 @@ fn hook_of(h: config::Hook) -> Hook {
 /// Builds the plugin runtime, loads data sets and plugins and activates the
 /// initial policy from `[[bindings]]`.
 pub async fn build_runtime(cfg: &Config) -> anyhow::Result<Arc<Runtime>> {
-    let rc = RuntimeConfig {
+    let mut rc = RuntimeConfig {
         cache_dir: Some(cfg.cache_dir()),
         utc_offset_minutes: cfg.calls.timezone_offset_minutes,
         ..RuntimeConfig::default()
     };
+    cfg.plugins.apply_limits(&mut rc);
     let rt = Arc::new(Runtime::new(rc).context("starting the plugin runtime")?);
     for d in &cfg.datasets {
         let rows = d
