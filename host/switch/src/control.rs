@@ -101,6 +101,8 @@ pub struct Control {
     /// the stored trunks merged in (its users and digest trunks are users
     /// of the registrar too).
     managed: Arc<parking_lot::Mutex<(Vec<UserCred>, Arc<Config>)>>,
+    /// Limit counters of the transports and the core.
+    guard: Arc<std::sync::OnceLock<Arc<crate::guard::GuardMetrics>>>,
 }
 
 impl Control {
@@ -118,6 +120,7 @@ impl Control {
                 store,
                 domain,
                 managed: Arc::new(parking_lot::Mutex::new((Vec::new(), file.clone()))),
+                guard: Arc::default(),
                 file,
             },
             rx,
@@ -128,6 +131,17 @@ impl Control {
         let (tx, rx) = oneshot::channel();
         self.tx.send(make(tx)).await.ok()?;
         rx.await.ok()
+    }
+
+    /// Uses `m` for [`Control::guard_metrics_text`] (set once at start).
+    pub(crate) fn use_guard_metrics(&self, m: Arc<crate::guard::GuardMetrics>) {
+        let _ = self.guard.set(m);
+    }
+
+    /// Prometheus text of the limit counters (connection caps, stream
+    /// timeouts, response cache, per-source tables).
+    pub fn guard_metrics_text(&self) -> String {
+        self.guard.get().map(|g| g.render()).unwrap_or_default()
     }
 
     /// Calls in progress (empty once the switch stopped).

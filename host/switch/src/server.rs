@@ -247,6 +247,12 @@ pub async fn core_config(cfg: &Config, listeners: &[Listen]) -> CoreConfig {
         max_udp_size: cfg.sip.max_udp_size,
         max_message_size: cfg.sip.max_message_size,
         tz_offset_minutes: cfg.calls.timezone_offset_minutes,
+        response_cache: crate::core::CacheLimits {
+            max_entries: cfg.sip.response_cache_max_entries,
+            max_bytes: cfg.sip.response_cache_max_bytes,
+            max_entry_bytes: cfg.sip.response_cache_max_entry_bytes,
+        },
+        max_tracked_sources: cfg.sip.max_tracked_sources,
     }
 }
 
@@ -432,7 +438,8 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
         }),
         _ => None,
     };
-    let (transports, net_rx, bound) = Transports::bind(&listens, tls, 65536).await?;
+    let limits = crate::transport::StreamLimits::from_config(&cfg.sip);
+    let (transports, net_rx, bound) = Transports::bind_with(&listens, tls, 65536, limits).await?;
     for l in &bound {
         tracing::info!("listening on {}:{}", l.transport, l.addr);
     }
@@ -512,6 +519,8 @@ pub async fn start(cfg: Config) -> anyhow::Result<Running> {
         };
     let mut core = Core::with_parts(ccfg, location.clone(), media);
     core.use_trunk_view(trunk_view.clone());
+    core.use_guard_metrics(transports.guard_metrics());
+    control.use_guard_metrics(transports.guard_metrics());
     let (shutdown, shutdown_rx) = watch::channel(false);
     let shell = Shell {
         core,
