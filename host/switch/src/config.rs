@@ -13,6 +13,15 @@
 //! t4_ms = 5000
 //! max_udp_size = 1300                # larger requests go over TCP (RFC 3261 §18.1.1)
 //! max_message_size = 32768           # larger messages get 513 (or are dropped)
+//! max_connections = 0                # TCP/TLS connections; 0 = auto (half the fd limit, <= 4096)
+//! max_connections_per_ip = 256
+//! tcp_idle_timeout_s = 300           # no message or CRLF keep-alive this long -> close (0 = never)
+//! tcp_message_timeout_s = 20         # a started message must complete this fast (0 = never)
+//! tcp_max_send_queue_bytes = 1048576 # a peer that does not read is disconnected above this
+//! response_cache_max_entries = 100000
+//! response_cache_max_bytes = 67108864
+//! response_cache_max_entry_bytes = 16384
+//! max_tracked_sources = 100000       # rate-limit / auth-failure table size
 //!
 //! [tls]                              # needed when a tls: listener is configured
 //! cert = "cert.pem"                  # paths relative to the config file's directory
@@ -361,6 +370,30 @@ pub struct SipConfig {
     /// Message Too Large. 32 KiB holds any real INVITE with SDP while
     /// refusing header-stuffing floods.
     pub max_message_size: usize,
+    /// Most TCP/TLS connections accepted at once (more are closed at
+    /// accept). 0 = automatic: half the file-descriptor limit (raised to
+    /// its hard maximum at start), at most 4096.
+    pub max_connections: usize,
+    /// Most TCP/TLS connections accepted at once from one IP address.
+    pub max_connections_per_ip: usize,
+    /// A TCP/TLS connection with no complete message or CRLF keep-alive
+    /// for this long is closed (0 = never).
+    pub tcp_idle_timeout_s: u64,
+    /// A message started on a TCP/TLS connection must be complete within
+    /// this long, else the connection is closed (slowloris; 0 = never).
+    pub tcp_message_timeout_s: u64,
+    /// Most bytes queued for a TCP/TLS peer that does not read its
+    /// responses; above, the connection is closed.
+    pub tcp_max_send_queue_bytes: usize,
+    /// Response (retransmission) cache: most entries.
+    pub response_cache_max_entries: usize,
+    /// Response cache: most bytes.
+    pub response_cache_max_bytes: usize,
+    /// Response cache: a larger response is not cached.
+    pub response_cache_max_entry_bytes: usize,
+    /// Most source addresses tracked for the rate limit and for
+    /// authentication failures.
+    pub max_tracked_sources: usize,
 }
 
 impl Default for SipConfig {
@@ -383,6 +416,15 @@ impl Default for SipConfig {
             t4_ms: 5000,
             max_udp_size: 1300,
             max_message_size: 32 * 1024,
+            max_connections: 0,
+            max_connections_per_ip: 256,
+            tcp_idle_timeout_s: 300,
+            tcp_message_timeout_s: 20,
+            tcp_max_send_queue_bytes: 1024 * 1024,
+            response_cache_max_entries: 100_000,
+            response_cache_max_bytes: 64 * 1024 * 1024,
+            response_cache_max_entry_bytes: 16 * 1024,
+            max_tracked_sources: 100_000,
         }
     }
 }
@@ -1450,6 +1492,27 @@ impl Config {
                 "sip.max_message_size ({}) must be between 1024 and 1048576",
                 self.sip.max_message_size
             ));
+        }
+        if self.sip.tcp_max_send_queue_bytes < 65_536 {
+            p.push(format!(
+                "sip.tcp_max_send_queue_bytes ({}) must be >= 65536",
+                self.sip.tcp_max_send_queue_bytes
+            ));
+        }
+        if self.sip.max_connections_per_ip == 0 {
+            p.push("sip.max_connections_per_ip must be > 0".into());
+        }
+        if self.sip.response_cache_max_entries == 0 {
+            p.push("sip.response_cache_max_entries must be > 0".into());
+        }
+        if self.sip.response_cache_max_bytes < self.sip.response_cache_max_entry_bytes {
+            p.push(format!(
+                "sip.response_cache_max_bytes ({}) must be >= sip.response_cache_max_entry_bytes ({})",
+                self.sip.response_cache_max_bytes, self.sip.response_cache_max_entry_bytes
+            ));
+        }
+        if self.sip.max_tracked_sources == 0 {
+            p.push("sip.max_tracked_sources must be > 0".into());
         }
         if self.sip.max_udp_size < 200 || self.sip.max_udp_size > 65_507 {
             p.push(format!(
