@@ -135,7 +135,7 @@ fn a_core_panic_makes_serve_exit_70() {
     // nothing listens there: the switch panics before it would send
     let nowhere: SocketAddr = SocketAddr::new(unique_loopback(), 9);
     let cfg = format!(
-        "{BASE}[admin]\ntoken = \"t0ken\"\n\n{}{ROUTE_BINDING}",
+        "{BASE}[admin]\ntoken = \"t0ken-abcdef\"\n\n{}{ROUTE_BINDING}",
         trusted_trunk("sipp-uac", uac_ip)
     );
     let mut sw = Switch::builder(&cfg)
