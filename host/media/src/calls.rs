@@ -5,6 +5,7 @@
 //! ports of the leg whose answer it received last.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::{CodecPolicy, Leg, MediaError, MediaRelay, Session, SessionOptions, SessionStats};
@@ -42,8 +43,25 @@ impl CallMedia {
     /// Options (DTMF conversion, strict source) for the session of (call,
     /// leg), applied when it is created by the next offer; `bypass` is
     /// always taken from that offer's `anchor`.
-    pub fn set_options(&mut self, call: u64, leg: u64, opts: SessionOptions) {
+    pub fn set_options(&mut self, call: u64, leg: u64, mut opts: SessionOptions) {
+        if opts.peers == [None, None]
+            && let Some(old) = self.options.get(&(call, leg))
+        {
+            opts.peers = old.peers;
+        }
         self.options.insert((call, leg), opts);
+    }
+
+    /// The IP addresses the SIP signalling of the caller (`peers[0]`) and
+    /// of outbound leg `leg`'s callee (`peers[1]`) come from: media from
+    /// them may be latched (see [`crate::Latching::Learn`]). Applies to
+    /// the session of (call, leg) now or when it is created.
+    pub fn set_peers(&mut self, call: u64, leg: u64, peers: [Option<IpAddr>; 2]) {
+        if let Some(s) = self.sessions.get(&(call, leg)) {
+            s.set_peer(Leg::A, peers[0]);
+            s.set_peer(Leg::B, peers[1]);
+        }
+        self.options.entry((call, leg)).or_default().peers = peers;
     }
 
     fn session(&mut self, call: u64, leg: u64, anchor: bool) -> Session {

@@ -15,6 +15,7 @@
 
 pub mod calls;
 pub mod codec;
+pub mod net;
 pub mod ng;
 mod pool;
 mod relay;
@@ -25,9 +26,10 @@ mod worker;
 
 pub use calls::CallMedia;
 pub use codec::CodecPolicy;
+pub use net::IpNet;
 pub use pool::PortPool;
 pub use relay::{
     MediaConfig, MediaError, MediaEvent, MediaRelay, RelayStats, Session, SessionOptions,
     SessionStats, StreamStats, dtmf_event, dtmf_signal,
 };
-pub use stream::{Leg, LegStats};
+pub use stream::{Latching, Leg, LegStats};

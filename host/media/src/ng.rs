@@ -272,6 +272,12 @@ fn handle(relay: &MediaRelay, calls: &mut HashMap<String, Call>, cmd: &Bencode) 
             ("sdp", Bencode::Bytes(sdp.into_bytes())),
         ])
     };
+    // rtpengine's `received-from`: ["IP4", "192.0.2.1"], the SIP source of
+    // the message carrying the SDP (lets NAT callers' media latch).
+    let received_from = match cmd.get("received-from") {
+        Some(Bencode::List(l)) => l.get(1).and_then(|v| v.as_str()?.parse().ok()),
+        _ => None,
+    };
     match command.as_str() {
         "ping" => Bencode::dict(&[("result", Bencode::str("pong"))]),
         "offer" => {
@@ -284,6 +290,9 @@ fn handle(relay: &MediaRelay, calls: &mut HashMap<String, Call>, cmd: &Bencode) 
             } else {
                 Leg::B
             };
+            if received_from.is_some() {
+                call.session.set_peer(leg, received_from);
+            }
             match call
                 .session
                 .offer(leg, &s("sdp"), &CodecPolicy::allow_all())
@@ -302,6 +311,9 @@ fn handle(relay: &MediaRelay, calls: &mut HashMap<String, Call>, cmd: &Bencode) 
             } else {
                 Leg::A
             };
+            if received_from.is_some() {
+                call.session.set_peer(leg, received_from);
+            }
             match call.session.answer(leg, &s("sdp")) {
                 Ok(sdp) => ok_sdp(sdp),
                 Err(e) => err_reply(&e.to_string()),

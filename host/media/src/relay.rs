@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -12,9 +12,10 @@ use parking_lot::Mutex;
 use tokio::sync::mpsc;
 
 use crate::codec::{self, CodecPolicy, NoCodec};
+use crate::net::{IpNet, check_media_addr};
 use crate::pool::PortPool;
 use crate::sdp::{Direction, Sdp, SdpError};
-use crate::stream::{Leg, LegStats, Stream, StreamState};
+use crate::stream::{LatchPolicy, Latching, Leg, LegStats, Stream, StreamState};
 use crate::worker::{self, Cmd, WorkerHandle};
 
 /// Relay configuration.
@@ -32,9 +33,25 @@ pub struct MediaConfig {
     /// Media timeout: no RTP from either leg for this long on an answered,
     /// non-held session raises [`MediaEvent::Timeout`]. `None` = off.
     pub timeout: Option<Duration>,
-    /// After latching, accept a new source only after the latched one has
-    /// been silent this long (`None` = never; the SDP address always may).
+    /// After latching, accept a new (acceptable, see `latching`) source
+    /// only after the latched one has been silent this long (`None` =
+    /// never).
     pub relatch_after: Option<Duration>,
+    /// Which sources may be latched: [`Latching::Learn`] (default: the SDP
+    /// address's IP or the IP the leg's SIP came from) or
+    /// [`Latching::Strict`] (the SDP address's IP only).
+    #[serde(default)]
+    pub latching: Latching,
+    /// After the first latch, a better source (exact SDP address > SDP IP >
+    /// SIP peer IP) may replace the latched one for this long.
+    #[serde(default = "default_learn_window")]
+    pub learn_window: Duration,
+    /// Networks media may be sent to (SDP `c=` / `a=rtcp` addresses);
+    /// empty = every unicast address. Multicast, broadcast and reserved
+    /// addresses are always refused (488), loopback unless the relay binds
+    /// loopback or a listed network holds it.
+    #[serde(default)]
+    pub allowed_networks: Vec<IpNet>,
     /// Worker threads of the fast path (0 = one per CPU).
     pub workers: usize,
     /// SO_RCVBUF/SO_SNDBUF per socket in bytes (0 = system default).
@@ -56,11 +73,18 @@ impl Default for MediaConfig {
             port_max: 39999,
             timeout: Some(Duration::from_secs(60)),
             relatch_after: Some(Duration::from_secs(5)),
+            latching: Latching::Learn,
+            learn_window: default_learn_window(),
+            allowed_networks: Vec::new(),
             workers: 0,
             socket_buffer: 0,
             coalesce: Duration::ZERO,
         }
     }
+}
+
+fn default_learn_window() -> Duration {
+    Duration::from_secs(3)
 }
 
 /// Errors of the media layer. [`MediaError::sip_status`] gives the SIP answer.
@@ -72,6 +96,16 @@ pub enum MediaError {
     /// No audio codec left after the codec policy (→ 488).
     #[error("no acceptable audio codec")]
     NoCodec,
+    /// An SDP connection (or `a=rtcp`) address the relay must not send to:
+    /// multicast, broadcast, reserved, outside the allowed networks, or
+    /// unspecified (`0.0.0.0`) outside hold (→ 488).
+    #[error("media address {addr} refused: {why}")]
+    AddressRefused {
+        /// The address from the SDP.
+        addr: IpAddr,
+        /// Why (`multicast`, `broadcast`, `unspecified`, ...).
+        why: &'static str,
+    },
     /// The answer does not fit the pending offer (→ 488).
     #[error("answer does not match the offer: {0}")]
     Mismatch(String),
@@ -99,7 +133,10 @@ impl MediaError {
     /// The SIP status code the switch should answer with.
     pub fn sip_status(&self) -> u16 {
         match self {
-            MediaError::BadSdp(_) | MediaError::NoCodec | MediaError::Mismatch(_) => 488,
+            MediaError::BadSdp(_)
+            | MediaError::NoCodec
+            | MediaError::Mismatch(_)
+            | MediaError::AddressRefused { .. } => 488,
             MediaError::NoOffer => 491,
             MediaError::NoPorts | MediaError::Io(_) => 503,
             MediaError::Closed => 481,
@@ -166,9 +203,14 @@ pub struct SessionOptions {
     /// allocated, no timeout (direct media / `canreinvite=yes`).
     pub bypass: bool,
     /// Strict source ("strict RTP"): accept media only from the IP address
-    /// each leg signalled in SDP (any port). For trunks with fixed media
-    /// addresses; breaks phones behind NAT. Default off (latching).
+    /// each leg signalled in SDP (any port), whatever
+    /// [`MediaConfig::latching`] says. For trunks with fixed media
+    /// addresses; breaks phones behind NAT. Default off.
     pub strict_source: bool,
+    /// Per leg [A, B]: the IP address that leg's SIP signalling comes from.
+    /// In [`Latching::Learn`] mode media from it may be latched (a phone
+    /// behind NAT); `None` = only the SDP address's IP.
+    pub peers: [Option<IpAddr>; 2],
     /// Per leg [A, B]: take RFC 4733 telephone-event packets out of that
     /// leg's RTP and report them as [`MediaEvent::Dtmf`] instead of
     /// forwarding them (the other leg wants SIP INFO). Anchored sessions only.
@@ -219,6 +261,9 @@ pub struct RelayStats {
     pub send_errors: u64,
     /// Worker wake-ups (epoll returns).
     pub wakeups: u64,
+    /// SDP bodies refused for a media address (multicast, broadcast,
+    /// unspecified outside hold, outside `allowed_networks`).
+    pub addresses_refused: u64,
 }
 
 pub(crate) struct Shared {
@@ -232,6 +277,9 @@ pub(crate) struct Shared {
     sessions: Mutex<HashMap<String, Weak<SessionInner>>>,
     events: mpsc::UnboundedSender<MediaEvent>,
     stop: AtomicBool,
+    latch: LatchPolicy,
+    relay_on_loopback: bool,
+    addresses_refused: AtomicU64,
 }
 
 /// The media relay: owns the port pool, the worker threads and the
@@ -275,7 +323,16 @@ impl MediaRelay {
             workers.push(WorkerHandle::new().map_err(|e| MediaError::Io(e.to_string()))?);
         }
         let (tx, rx) = mpsc::unbounded_channel();
+        let latch = LatchPolicy {
+            mode: cfg.latching,
+            learn_window: cfg.learn_window,
+            relatch_after: cfg.relatch_after,
+        };
+        let relay_on_loopback = cfg.bind_ip.is_loopback() || advertise.is_loopback();
         let shared = Arc::new(Shared {
+            latch,
+            relay_on_loopback,
+            addresses_refused: AtomicU64::new(0),
             cfg,
             advertise,
             pool,
@@ -335,7 +392,10 @@ impl MediaRelay {
             strict: opts.strict_source,
             dtmf_events: opts.dtmf_events,
             no_te: opts.no_telephone_event,
-            state: Mutex::new(SessionState::default()),
+            state: Mutex::new(SessionState {
+                peers: opts.peers,
+                ..SessionState::default()
+            }),
         });
         self.shared
             .sessions
@@ -359,6 +419,7 @@ impl MediaRelay {
             sessions: self.shared.sessions.lock().len(),
             ports_free: self.shared.pool.available(),
             ports_total: self.shared.pool.capacity(),
+            addresses_refused: self.shared.addresses_refused.load(Ordering::Relaxed),
             ..Default::default()
         };
         for w in &self.shared.workers {
@@ -439,6 +500,8 @@ struct SessionState {
     /// Set when an answer is applied: the media timeout runs from here.
     armed_at: Option<Duration>,
     timed_out: bool,
+    /// Per leg: the IP its SIP signalling comes from.
+    peers: [Option<IpAddr>; 2],
 }
 
 pub(crate) struct SessionInner {
@@ -562,6 +625,7 @@ impl Session {
             });
             return Ok(s.to_text());
         }
+        self.inner.check_addresses(&st, from, &s)?;
         // Allocate what is missing first, so a failure changes nothing.
         let n = s.media().len();
         let mut fresh: Vec<Option<Arc<Stream>>> = Vec::with_capacity(n);
@@ -582,7 +646,11 @@ impl Session {
                 }
             };
             let w = sh.next_worker.fetch_add(1, Ordering::Relaxed) % sh.workers.len();
-            let mut state = StreamState::new(m.is_rtp(), sh.cfg.relatch_after, self.inner.strict);
+            let mut state = StreamState::new(m.is_rtp(), sh.latch, self.inner.strict);
+            for (l, peer) in st.peers.iter().enumerate() {
+                state.legs[l].ep[0].peer = *peer;
+                state.legs[l].ep[1].peer = *peer;
+            }
             for (l, on) in self.inner.dtmf_events.iter().enumerate() {
                 state.legs[l].dtmf_report = *on;
             }
@@ -663,6 +731,7 @@ impl Session {
         let offerer = p.from;
         let offered_mux = p.mux.clone();
         if !self.inner.bypass {
+            self.inner.check_addresses(&st, from, &s)?;
             for i in 0..s.media().len() {
                 let r = remote_of(&s, i);
                 let Some(stream) = st.streams.get(i).cloned().flatten() else {
@@ -748,6 +817,12 @@ impl Session {
             .is_some_and(|s| s.send_dtmf(to.idx(), event, duration_ms, now))
     }
 
+    /// Sets the IP address leg `leg`'s SIP signalling comes from (see
+    /// [`SessionOptions::peers`]); applies to existing streams too.
+    pub fn set_peer(&self, leg: Leg, ip: Option<IpAddr>) {
+        self.inner.set_peer(leg, ip);
+    }
+
     /// Whether a leg has signalled hold (timeout is off while held).
     pub fn is_held(&self) -> bool {
         self.stats().held
@@ -760,6 +835,59 @@ impl Session {
 }
 
 impl SessionInner {
+    /// Refuses SDP naming an address the relay must not send media to (see
+    /// [`check_media_addr`]). An unspecified address (`0.0.0.0`, `::`) is
+    /// hold, accepted when the direction says hold or when the leg already
+    /// had media on that stream (RFC 2543 hold in a re-INVITE); otherwise
+    /// (a first offer or answer saying "send to nowhere") it is refused.
+    fn check_addresses(&self, st: &SessionState, leg: Leg, s: &Sdp) -> Result<(), MediaError> {
+        let sh = &self.shared;
+        for (i, m) in s.media().iter().enumerate() {
+            if m.port() == 0 {
+                continue;
+            }
+            let Some(c) = s.connection(i) else { continue };
+            let rtcp = m.rtcp().and_then(|(_, a)| a);
+            for addr in std::iter::once(c.addr).chain(rtcp) {
+                let why = if addr.to_canonical().is_unspecified() {
+                    let known = st.streams.get(i).and_then(|x| x.as_ref()).is_some_and(|x| {
+                        let ss = x.state.lock();
+                        let l = &ss.legs[leg.idx()];
+                        l.ep[0].sdp.is_some() || l.held
+                    });
+                    let hold = known || s.direction(i) != Direction::SendRecv;
+                    (!hold).then_some("unspecified outside hold")
+                } else {
+                    check_media_addr(addr, &sh.cfg.allowed_networks, sh.relay_on_loopback)
+                };
+                if let Some(why) = why {
+                    sh.addresses_refused.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(
+                        call_id = %self.call_id,
+                        ?leg,
+                        %addr,
+                        why,
+                        "SDP refused: media address not allowed"
+                    );
+                    return Err(MediaError::AddressRefused { addr, why });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Sets the IP leg `leg`'s SIP comes from, on every stream.
+    fn set_peer(&self, leg: Leg, ip: Option<IpAddr>) {
+        let mut st = self.state.lock();
+        st.peers[leg.idx()] = ip;
+        for s in st.streams.iter().flatten() {
+            let mut ss = s.state.lock();
+            for ep in &mut ss.legs[leg.idx()].ep {
+                ep.peer = ip;
+            }
+        }
+    }
+
     fn close(&self) {
         let mut st = self.state.lock();
         if st.closed {

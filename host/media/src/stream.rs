@@ -6,7 +6,7 @@
 //! testable without sockets.
 
 use std::mem::ManuallyDrop;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -42,53 +42,122 @@ impl Leg {
     }
 }
 
+/// How a leg's media source is learned (latching), see
+/// [`crate::MediaConfig::latching`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Latching {
+    /// Accept media only from the IP address the leg signalled in SDP (any
+    /// port). For trunks and phones with public addresses; breaks phones
+    /// behind NAT (their SDP names a private address).
+    Strict,
+    /// Learn the source from the first packet that comes from the SDP
+    /// address's IP or from the IP the leg's SIP signalling came from (a
+    /// phone behind NAT sends RTP from its public address, the one its SIP
+    /// came from). Never from a third address. Default.
+    #[default]
+    Learn,
+}
+
+/// Latching limits shared by every stream of a relay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct LatchPolicy {
+    /// Latching mode of the relay (a session may ask for strict).
+    pub mode: Latching,
+    /// After the first latch, a better source (the exact SDP address,
+    /// then the SDP IP, then the SIP peer's IP) may still replace the
+    /// latched one for this long (rtpengine's learning period).
+    pub learn_window: Duration,
+    /// Re-learn (from an acceptable source only) after the latched source
+    /// has been silent this long; `None` = never.
+    pub relatch_after: Option<Duration>,
+}
+
+impl Default for LatchPolicy {
+    fn default() -> Self {
+        LatchPolicy {
+            mode: Latching::Learn,
+            learn_window: Duration::from_secs(3),
+            relatch_after: Some(Duration::from_secs(5)),
+        }
+    }
+}
+
 /// Where to send to one component (RTP or RTCP) of a phone, and latching.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Endpoint {
     /// Address signalled in SDP.
     pub sdp: Option<SocketAddr>,
+    /// IP address the leg's SIP signalling came from.
+    pub peer: Option<IpAddr>,
     /// Address packets actually come from (symmetric RTP / comedia).
     pub latched: Option<SocketAddr>,
+    /// When the current latch was made (start of its learning window).
+    pub latched_at: Duration,
     /// Last packet accepted from the latched address.
     pub last: Duration,
+    /// Number of times a new source was latched (first latch included).
+    pub latches: u32,
 }
 
 impl Endpoint {
-    /// Latching with hijack protection. Accepts the first source; then only
-    /// the latched source, or the SDP-signalled address (authoritative: it
-    /// came through authenticated signalling), or any source once the
-    /// latched one has been silent for `relatch_after`. `strict`: only the
-    /// SDP-signalled IP address may send at all (any port).
+    /// How good `src` is as this endpoint's source: 3 = the SDP address,
+    /// 2 = the SDP address's IP, 1 = the SIP peer's IP (learn mode only),
+    /// 0 = unacceptable.
+    fn rank(&self, src: SocketAddr, strict: bool) -> u8 {
+        if self.sdp == Some(src) {
+            3
+        } else if self.sdp.is_some_and(|a| a.ip() == src.ip()) {
+            2
+        } else if !strict && self.peer == Some(src.ip()) {
+            1
+        } else {
+            0
+        }
+    }
+
+    fn latch(&mut self, src: SocketAddr, now: Duration) {
+        self.latched = Some(src);
+        self.latched_at = now;
+        self.last = now;
+        self.latches = self.latches.saturating_add(1);
+    }
+
+    /// Latching with hijack protection. Only an acceptable source (see
+    /// [`Endpoint::rank`]) may ever be latched. The first one latches; a
+    /// better one replaces it within `learn_window` of that; afterwards the
+    /// latch holds while media flows and moves (to an acceptable source
+    /// again) only after `relatch_after` of silence. `strict`: only the
+    /// SDP-signalled IP address is acceptable.
     pub fn accept(
         &mut self,
         src: SocketAddr,
         now: Duration,
-        relatch_after: Option<Duration>,
+        pol: &LatchPolicy,
         strict: bool,
     ) -> bool {
-        if strict && self.sdp.map(|a| a.ip()) != Some(src.ip()) {
+        let strict = strict || pol.mode == Latching::Strict;
+        if self.latched == Some(src) {
+            self.last = now;
+            return true;
+        }
+        let rank = self.rank(src, strict);
+        if rank == 0 {
             return false;
         }
-        match self.latched {
-            Some(a) if a == src => {
-                self.last = now;
-                true
-            }
-            Some(_) => {
-                let silent = relatch_after.is_some_and(|r| now.saturating_sub(self.last) >= r);
-                if silent || self.sdp == Some(src) {
-                    self.latched = Some(src);
-                    self.last = now;
-                    true
-                } else {
-                    false
-                }
-            }
-            None => {
-                self.latched = Some(src);
-                self.last = now;
-                true
-            }
+        let Some(cur) = self.latched else {
+            self.latch(src, now);
+            return true;
+        };
+        let learning = now.saturating_sub(self.latched_at) < pol.learn_window;
+        let silent = pol
+            .relatch_after
+            .is_some_and(|r| now.saturating_sub(self.last) >= r);
+        if silent || (learning && rank > self.rank(cur, strict)) {
+            self.latch(src, now);
+            true
+        } else {
+            false
         }
     }
 
@@ -207,9 +276,9 @@ pub(crate) struct StreamState {
     pub legs: [LegState; 2],
     /// RTP-based (stats and RTCP demultiplexing); false for T.38 udptl etc.
     pub rtp: bool,
-    /// Hijack protection: re-latch only after this much silence.
-    pub relatch_after: Option<Duration>,
-    /// Strict source: accept only the SDP-signalled IP address.
+    /// Latching limits (hijack protection).
+    pub latch: LatchPolicy,
+    /// Strict source for this session: accept only the SDP-signalled IP.
     pub strict: bool,
     /// DTMF digits taken out of the RTP since the worker last looked
     /// (legs with `dtmf_report`); the worker drains it into events.
@@ -221,11 +290,11 @@ pub(crate) struct StreamState {
 }
 
 impl StreamState {
-    pub fn new(rtp: bool, relatch_after: Option<Duration>, strict: bool) -> StreamState {
+    pub fn new(rtp: bool, latch: LatchPolicy, strict: bool) -> StreamState {
         StreamState {
             legs: Default::default(),
             rtp,
-            relatch_after,
+            latch,
             strict,
             dtmf_out: Vec::new(),
             dtmf_tx_seq: [0; 2],
@@ -244,12 +313,12 @@ impl StreamState {
         pkt: &[u8],
         now: Duration,
     ) -> Option<(usize, usize, SocketAddr)> {
-        let relatch = self.relatch_after;
+        let latch = self.latch;
         let strict = self.strict;
         let rtp_stream = self.rtp;
         let other_te = self.legs[1 - leg].te_pt;
         let l = &mut self.legs[leg];
-        if !l.ep[comp].accept(src, now, relatch, strict) {
+        if !l.ep[comp].accept(src, now, &latch, strict) {
             l.foreign += 1;
             return None;
         }
@@ -446,6 +515,9 @@ pub struct LegStats {
     pub other_packets: u64,
     /// Packets from foreign sources dropped by latching (hijack protection).
     pub foreign_dropped: u64,
+    /// Sources latched for RTP (1 normally; more after learning a better
+    /// source or re-learning after silence).
+    pub latches: u32,
     /// Packets forwarded to the phone.
     pub sent_packets: u64,
     /// Bytes forwarded to the phone.
@@ -475,6 +547,7 @@ impl StreamState {
             rtcp_bytes: l.rtcp_bytes,
             other_packets: l.other_packets,
             foreign_dropped: l.foreign,
+            latches: l.ep[0].latches,
             sent_packets: l.sent_packets,
             sent_bytes: l.sent_bytes,
             undeliverable: l.undeliverable,
@@ -509,7 +582,7 @@ mod tests {
     fn state(report: bool) -> (StreamState, SocketAddr, SocketAddr) {
         let a: SocketAddr = "127.0.0.1:4000".parse().unwrap();
         let b: SocketAddr = "127.0.0.1:6000".parse().unwrap();
-        let mut st = StreamState::new(true, None, false);
+        let mut st = StreamState::new(true, LatchPolicy::default(), false);
         st.legs[0].ep[0].sdp = Some(a);
         st.legs[1].ep[0].sdp = Some(b);
         st.legs[0].te_pt = Some(101);
@@ -598,5 +671,81 @@ mod tests {
         p.extend_from_slice(&[10, 0x80, 0x03, 0x20]);
         assert_eq!(telephone_event(&p), Some((10, true, 800)));
         assert_eq!(telephone_event(&p[..p.len() - 1]), None);
+    }
+
+    fn ep(sdp: &str, peer: &str) -> Endpoint {
+        Endpoint {
+            sdp: Some(sdp.parse().unwrap()),
+            peer: Some(peer.parse().unwrap()),
+            ..Default::default()
+        }
+    }
+
+    fn sa(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn only_the_sip_peer_or_the_sdp_ip_is_latched() {
+        let pol = LatchPolicy::default();
+        let t = Duration::from_secs;
+        // NAT caller: SDP names a private address, SIP came from 198.51.100.7.
+        let mut e = ep("10.0.0.5:4000", "198.51.100.7");
+        assert!(
+            !e.accept(sa("203.0.113.66:4000"), t(0), &pol, false),
+            "attacker first"
+        );
+        assert_eq!(e.latched, None);
+        assert!(e.accept(sa("198.51.100.7:61000"), t(1), &pol, false));
+        // Media flows; the attacker never gets in, not even after 6 s of
+        // silence of the caller (default re-learning after 5 s).
+        assert!(e.accept(sa("198.51.100.7:61000"), t(2), &pol, false));
+        assert!(!e.accept(sa("203.0.113.66:4000"), t(2), &pol, false));
+        assert!(!e.accept(sa("203.0.113.66:4000"), t(9), &pol, false));
+        assert_eq!(e.latched, Some(sa("198.51.100.7:61000")));
+        // After the silence the caller's new NAT port is learned.
+        assert!(e.accept(sa("198.51.100.7:62000"), t(10), &pol, false));
+        assert_eq!(e.latches, 2);
+        // Strict: the SIP peer is not enough.
+        let mut e = ep("10.0.0.5:4000", "198.51.100.7");
+        assert!(!e.accept(sa("198.51.100.7:61000"), t(0), &pol, true));
+        let strict = LatchPolicy {
+            mode: Latching::Strict,
+            ..pol
+        };
+        assert!(!e.accept(sa("198.51.100.7:61000"), t(0), &strict, false));
+        assert!(e.accept(sa("10.0.0.5:4002"), t(0), &strict, false));
+        // No peer known: only the SDP IP.
+        let mut e = Endpoint {
+            sdp: Some(sa("192.0.2.1:4000")),
+            ..Default::default()
+        };
+        assert!(!e.accept(sa("198.51.100.7:4000"), t(0), &pol, false));
+        assert!(e.accept(sa("192.0.2.1:5000"), t(0), &pol, false));
+    }
+
+    #[test]
+    fn a_better_source_wins_only_while_learning() {
+        let pol = LatchPolicy {
+            learn_window: Duration::from_secs(3),
+            relatch_after: Some(Duration::from_secs(5)),
+            mode: Latching::Learn,
+        };
+        let ms = Duration::from_millis;
+        let mut e = ep("198.51.100.7:4000", "198.51.100.7");
+        // Another port of the peer's IP latches first ...
+        assert!(e.accept(sa("198.51.100.7:9999"), ms(0), &pol, false));
+        // ... the exact SDP address replaces it within the learning window,
+        assert!(e.accept(sa("198.51.100.7:4000"), ms(1000), &pol, false));
+        // after which the latch holds while media flows.
+        for i in 1..=50 {
+            assert!(e.accept(sa("198.51.100.7:4000"), ms(1000 + i * 100), &pol, false));
+        }
+        assert!(!e.accept(sa("198.51.100.7:9999"), ms(6100), &pol, false));
+        assert_eq!(e.latched, Some(sa("198.51.100.7:4000")));
+        // Not a worse source within the window either.
+        let mut e = ep("198.51.100.7:4000", "198.51.100.7");
+        assert!(e.accept(sa("198.51.100.7:4000"), ms(0), &pol, false));
+        assert!(!e.accept(sa("198.51.100.7:9999"), ms(10), &pol, false));
     }
 }

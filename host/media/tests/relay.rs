@@ -879,3 +879,243 @@ fn dtmf_sent_by_the_relay_uses_the_legs_payload_type() {
     assert!(!plain.send_dtmf(Leg::B, 1, 100));
     assert!(!plain.send_dtmf(Leg::A, 1, 100));
 }
+
+// ---- hijack protection: latching only from the SIP peer or the SDP IP ----
+
+/// A socket on `ip` (any 127/8 address works on Linux).
+fn phone_on(ip: &str) -> UdpSocket {
+    let s = UdpSocket::bind((ip, 0)).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    s
+}
+
+/// A session whose caller is behind NAT: A's SIP comes from 127.0.0.1 (the
+/// SIP peer), its SDP names 127.0.0.4 (the private address nothing listens
+/// on); B is at 127.0.0.1. Returns (session, relay port for A, for B).
+fn nat_call(r: &MediaRelay, id: &str, b: &UdpSocket) -> (Session, u16, u16) {
+    let s = r.create_session(
+        id,
+        strowger_media::SessionOptions {
+            peers: [Some("127.0.0.1".parse().unwrap()), None],
+            ..Default::default()
+        },
+    );
+    let a_sdp = sdp(40000, "").replace("c=IN IP4 127.0.0.1", "c=IN IP4 127.0.0.4");
+    let to_b = s.offer(Leg::A, &a_sdp, &CodecPolicy::allow_all()).unwrap();
+    let to_a = s
+        .answer(Leg::B, &sdp(b.local_addr().unwrap().port(), ""))
+        .unwrap();
+    (s, port_of(&to_a), port_of(&to_b))
+}
+
+#[test]
+fn attacker_sending_first_from_another_ip_is_not_latched() {
+    let r = relay(47000, None);
+    let b = phone();
+    let (s, pa, pb) = nat_call(&r, "first", &b);
+    // The attacker knows the relay port and sends before the caller.
+    let evil = phone_on("127.0.0.2");
+    for i in 0..10u16 {
+        evil.send_to(&rtp(900 + i, 0, 666), local(pa)).unwrap();
+    }
+    // The caller (behind NAT: from its SIP address, not its SDP address).
+    let a = phone_on("127.0.0.1");
+    for i in 0..5u16 {
+        a.send_to(&rtp(i, 0, 7), local(pa)).unwrap();
+    }
+    let (got, srcs) = recv_n(&b, 5);
+    assert_eq!(got, 5, "B hears the caller");
+    assert_eq!(srcs, vec![local(pb)]);
+    assert_eq!(
+        recv_for(&b, Duration::from_millis(200)),
+        0,
+        "nothing from the attacker reached B"
+    );
+    // B's media goes to the caller, not to the attacker.
+    for i in 0..3u16 {
+        b.send_to(&rtp(i, 0, 8), local(pb)).unwrap();
+    }
+    assert_eq!(recv_n(&a, 3).0, 3);
+    assert_eq!(recv_for(&evil, Duration::from_millis(200)), 0);
+    let st = s.stats();
+    let la = &st.streams[0].legs[0];
+    assert_eq!(la.latched, Some(a.local_addr().unwrap()));
+    assert_eq!(la.foreign_dropped, 10);
+    assert_eq!(la.latches, 1);
+}
+
+#[test]
+fn attacker_after_silence_does_not_take_over() {
+    // Re-learning after 200 ms of silence (6 s in production terms).
+    let r = MediaRelay::start(MediaConfig {
+        port_min: 47200,
+        port_max: 47299,
+        relatch_after: Some(Duration::from_millis(200)),
+        learn_window: Duration::ZERO,
+        timeout: None,
+        workers: 1,
+        ..Default::default()
+    })
+    .unwrap();
+    let b = phone();
+    let (s, pa, pb) = nat_call(&r, "silence", &b);
+    let a = phone_on("127.0.0.1");
+    a.send_to(&rtp(1, 0, 7), local(pa)).unwrap();
+    assert_eq!(recv_n(&b, 1).0, 1);
+    // The caller goes silent for longer than relatch_after.
+    std::thread::sleep(Duration::from_millis(500));
+    let evil = phone_on("127.0.0.3");
+    for i in 0..5u16 {
+        evil.send_to(&rtp(900 + i, 0, 666), local(pa)).unwrap();
+    }
+    assert_eq!(
+        recv_for(&b, Duration::from_millis(300)),
+        0,
+        "the attacker did not take over the silent stream"
+    );
+    b.send_to(&rtp(1, 0, 8), local(pb)).unwrap();
+    assert_eq!(recv_n(&a, 1).0, 1, "B's media still goes to the caller");
+    assert_eq!(recv_for(&evil, Duration::from_millis(200)), 0);
+    // The caller's NAT binding changed (same public IP, new port): that is
+    // re-learned after the silence.
+    let a2 = phone_on("127.0.0.1");
+    a2.send_to(&rtp(2, 0, 7), local(pa)).unwrap();
+    assert_eq!(recv_n(&b, 1).0, 1);
+    b.send_to(&rtp(2, 0, 8), local(pb)).unwrap();
+    assert_eq!(recv_n(&a2, 1).0, 1);
+    let la = &s.stats().streams[0].legs[0];
+    assert_eq!(la.latched, Some(a2.local_addr().unwrap()));
+    assert_eq!(la.foreign_dropped, 5);
+    assert_eq!(la.latches, 2);
+}
+
+#[test]
+fn strict_latching_mode_refuses_the_sip_peer_when_sdp_says_otherwise() {
+    let r = MediaRelay::start(MediaConfig {
+        port_min: 47400,
+        port_max: 47499,
+        latching: strowger_media::Latching::Strict,
+        timeout: None,
+        workers: 1,
+        ..Default::default()
+    })
+    .unwrap();
+    let b = phone();
+    let (_s, pa, _) = nat_call(&r, "strict-mode", &b);
+    phone_on("127.0.0.1")
+        .send_to(&rtp(1, 0, 7), local(pa))
+        .unwrap();
+    assert_eq!(recv_for(&b, Duration::from_millis(300)), 0);
+    phone_on("127.0.0.4")
+        .send_to(&rtp(2, 0, 7), local(pa))
+        .unwrap();
+    assert_eq!(recv_n(&b, 1).0, 1, "the SDP address's IP may send");
+}
+
+#[test]
+fn ports_are_not_handed_out_in_sequence() {
+    let pool = strowger_media::PortPool::new("127.0.0.1".parse().unwrap(), 48000, 48999, 0);
+    let held: Vec<_> = (0..20).map(|_| pool.allocate().unwrap()).collect();
+    let ports: Vec<u16> = held.iter().map(|h| h.0).collect();
+    assert!(
+        ports
+            .iter()
+            .all(|p| p % 2 == 0 && (48000..48999).contains(p))
+    );
+    // Sequential allocation gives p, p+2, p+4, ...: random picks out of
+    // 500 pairs do that 19 times in a row with probability 500^-19.
+    assert!(
+        ports.windows(2).any(|w| w[1] != w[0] + 2),
+        "ports handed out in sequence: {ports:?}"
+    );
+    // A released pair cools down: not handed out again while others are free.
+    let gone = ports[0];
+    drop(held);
+    pool.release(gone);
+    let next: Vec<_> = (0..10).map(|_| pool.allocate().unwrap()).collect();
+    assert!(next.iter().all(|n| n.0 != gone), "{gone} reused at once");
+}
+
+// ---- media addresses the relay must not send to ----
+
+fn offer_with_c(s: &Session, c: &str, extra: &str) -> Result<String, strowger_media::MediaError> {
+    let text = sdp(40000, extra).replace("c=IN IP4 127.0.0.1", &format!("c=IN IP4 {c}"));
+    s.offer(Leg::A, &text, &CodecPolicy::allow_all())
+}
+
+#[test]
+fn multicast_broadcast_unspecified_and_foreign_addresses_get_488() {
+    let r = MediaRelay::start(MediaConfig {
+        port_min: 47600,
+        port_max: 47699,
+        timeout: None,
+        workers: 1,
+        allowed_networks: vec!["127.0.0.0/8".parse().unwrap()],
+        ..Default::default()
+    })
+    .unwrap();
+    for (c, extra, why) in [
+        ("224.0.0.1", "", "multicast"),
+        ("239.255.255.250", "", "multicast"),
+        ("255.255.255.255", "", "broadcast"),
+        ("0.0.0.0", "", "unspecified"),
+        ("0.0.0.0", "a=sendrecv\r\n", "unspecified"),
+        ("192.0.2.1", "", "allowed_networks"),
+        // the RTCP address counts too
+        (
+            "127.0.0.1",
+            "a=rtcp:40001 IN IP4 224.0.0.251\r\n",
+            "multicast",
+        ),
+    ] {
+        let s = r.create_session("bad", Default::default());
+        let e = offer_with_c(&s, c, extra).unwrap_err();
+        assert_eq!(e.sip_status(), 488, "{c} {extra}: {e}");
+        assert!(e.to_string().contains(why), "{c}: {e}");
+        s.close();
+    }
+    assert_eq!(
+        r.stats().ports_free,
+        r.stats().ports_total,
+        "nothing allocated"
+    );
+    assert_eq!(r.stats().addresses_refused, 7);
+    // An answer naming a multicast address is refused as well.
+    let s = r.create_session("answer", Default::default());
+    offer_with_c(&s, "127.0.0.1", "").unwrap();
+    let e = s
+        .answer(
+            Leg::B,
+            &sdp(6000, "").replace("c=IN IP4 127.0.0.1", "c=IN IP4 224.0.0.1"),
+        )
+        .unwrap_err();
+    assert_eq!(e.sip_status(), 488);
+}
+
+#[test]
+fn hold_with_unspecified_address_still_works() {
+    let r = relay(47800, None);
+    // A call that starts on hold (the direction says so).
+    let s = r.create_session("held-start", Default::default());
+    offer_with_c(&s, "0.0.0.0", "a=sendonly\r\n").unwrap();
+    s.answer(Leg::B, &sdp(6000, "a=recvonly\r\n")).unwrap();
+    assert!(s.is_held());
+    // RFC 2543 hold: a re-INVITE with c=0.0.0.0 (sendrecv), then resume.
+    let s = r.create_session("rfc2543", Default::default());
+    establish(&s, 40000, 6000, "", "");
+    assert!(!s.is_held());
+    let to_b = offer_with_c(&s, "0.0.0.0", "").unwrap();
+    assert!(
+        to_b.contains("c=IN IP4 0.0.0.0\r\n"),
+        "hold passed on: {to_b}"
+    );
+    s.answer(Leg::B, &sdp(6000, "")).unwrap();
+    assert!(s.is_held());
+    // a refresh while held, then resume
+    offer_with_c(&s, "0.0.0.0", "").unwrap();
+    s.answer(Leg::B, &sdp(6000, "")).unwrap();
+    offer_with_c(&s, "127.0.0.1", "").unwrap();
+    s.answer(Leg::B, &sdp(6000, "")).unwrap();
+    assert!(!s.is_held());
+}

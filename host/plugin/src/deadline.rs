@@ -10,6 +10,11 @@
 //! killed; one that spins is stopped within budget + one tick of CPU (the
 //! clock is read from the first tick on, see `CpuBudget`). A wall-clock hard
 //! limit backs this up.
+//!
+//! The epoch callback only runs while guest code runs. A guest that waits
+//! (a WASI clock subscription + `wasi:io/poll`, i.e. a sleep; a host call)
+//! is stopped by a tokio timeout of the same wall limit around the call
+//! (see `pool.rs`), which drops the call and its instance.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -27,6 +27,7 @@
 pub mod bindings;
 pub mod datasets;
 mod deadline;
+mod executor;
 mod host;
 pub mod json;
 pub mod metrics;
@@ -44,7 +45,10 @@ pub use host::{
 };
 pub use metrics::{MetricsSnapshot, PluginMetrics, PluginMetricsSnapshot};
 pub use policy::{Binding, BuildError, Decision, Fallback, Generation, PluginRef, Policy, Scope};
-pub use runtime::{LoadError, PluginVersion, Runtime, RuntimeConfig};
+pub use runtime::{
+    ALLOWED_WASI_INTERFACES, LoadError, PluginVersion, Runtime, RuntimeConfig,
+    default_decision_threads,
+};
 
 /// The four hooks (one WIT world each).
 #[derive(
@@ -120,7 +124,8 @@ impl std::str::FromStr for Hook {
 pub enum FallbackReason {
     /// The guest trapped (panic, unreachable, out-of-bounds access, ...).
     Trap,
-    /// The guest used up its CPU-time deadline.
+    /// The guest used up its deadline: its CPU-time budget, or its wall-time
+    /// limit (also while waiting in a WASI sleep or poll or a host call).
     Timeout,
     /// The guest tried to grow its memory past the cap.
     MemoryLimit,
@@ -133,11 +138,14 @@ pub enum FallbackReason {
     /// No instance could be obtained (instantiation or `init` failed, or
     /// the binding's concurrency limit was reached for too long).
     Unavailable,
+    /// The decision pool was full (`decision_threads + decision_queue`
+    /// decisions in flight): refused at once, the plugin was not called.
+    Overloaded,
 }
 
 impl FallbackReason {
     /// All reasons, in metric order.
-    pub const ALL: [FallbackReason; 7] = [
+    pub const ALL: [FallbackReason; 8] = [
         FallbackReason::Trap,
         FallbackReason::Timeout,
         FallbackReason::MemoryLimit,
@@ -145,6 +153,7 @@ impl FallbackReason {
         FallbackReason::GuestError,
         FallbackReason::InvalidAnswer,
         FallbackReason::Unavailable,
+        FallbackReason::Overloaded,
     ];
 
     /// The reason as used in metrics labels and JSON.
@@ -157,6 +166,7 @@ impl FallbackReason {
             FallbackReason::GuestError => "guest-error",
             FallbackReason::InvalidAnswer => "invalid-answer",
             FallbackReason::Unavailable => "unavailable",
+            FallbackReason::Overloaded => "overloaded",
         }
     }
 }

@@ -33,6 +33,7 @@ pub struct PluginMetrics {
     buckets: [AtomicU64; LATENCY_BUCKETS_US.len() + 1],
     latency_sum_ns: AtomicU64,
     instantiations: AtomicU64,
+    init_timeouts: AtomicU64,
     pub(crate) logs_suppressed: AtomicU64,
     counters: Mutex<BTreeMap<String, u64>>,
 }
@@ -47,6 +48,7 @@ impl PluginMetrics {
             buckets: Default::default(),
             latency_sum_ns: AtomicU64::new(0),
             instantiations: AtomicU64::new(0),
+            init_timeouts: AtomicU64::new(0),
             logs_suppressed: AtomicU64::new(0),
             counters: Mutex::new(BTreeMap::new()),
         }
@@ -69,6 +71,10 @@ impl PluginMetrics {
 
     pub(crate) fn instantiated(&self) {
         self.instantiations.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn init_timed_out(&self) {
+        self.init_timeouts.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn counter_add(&self, name: &str, delta: u64) {
@@ -104,6 +110,7 @@ impl PluginMetrics {
                 .collect(),
             latency_sum_ns: self.latency_sum_ns.load(Ordering::Relaxed),
             instantiations: self.instantiations.load(Ordering::Relaxed),
+            init_timeouts: self.init_timeouts.load(Ordering::Relaxed),
             logs_suppressed: self.logs_suppressed.load(Ordering::Relaxed),
             counters: self.counters.lock().clone(),
         }
@@ -137,6 +144,8 @@ pub struct PluginMetricsSnapshot {
     pub latency_sum_ns: u64,
     /// Instances created (initial, after traps, after recycling).
     pub instantiations: u64,
+    /// Instantiations whose `init` exceeded the init deadline (CPU or wall).
+    pub init_timeouts: u64,
     /// Log lines not emitted because of the rate limit.
     pub logs_suppressed: u64,
     /// The plugin's own counters (`counter-add`).
@@ -156,11 +165,16 @@ pub struct MetricsSnapshot {
     pub generation: u64,
     /// Canary generation id and share, if any.
     pub canary: Option<(u64, u8)>,
+    /// Decisions in flight on the decision pool (running or queued).
+    pub pool_in_flight: u64,
+    /// Decisions refused because the decision pool was full.
+    pub pool_rejected: u64,
 }
 
 /// Adapter exposing all plugin metrics to a `prometheus_client` registry.
 pub(crate) struct Collector {
     pub(crate) plugins: Arc<Mutex<Vec<Arc<PluginMetrics>>>>,
+    pub(crate) executor: Arc<crate::executor::Executor>,
 }
 
 impl std::fmt::Debug for PluginMetrics {
@@ -230,6 +244,37 @@ impl prometheus_client::collector::Collector for Collector {
                     None,
                 )?;
             }
+        }
+        {
+            let mut e = encoder.encode_descriptor(
+                "strowger_plugin_init_timeouts",
+                "Instantiations whose init exceeded the init deadline",
+                None,
+                MetricType::Counter,
+            )?;
+            for s in &snaps {
+                let labels = [("plugin", s.plugin.clone()), ("version", s.version.clone())];
+                ConstCounter::new(s.init_timeouts).encode(e.encode_family(&labels)?)?;
+            }
+        }
+        {
+            let e = encoder.encode_descriptor(
+                "strowger_plugin_pool_rejected",
+                "Decisions refused at once because the plugin decision pool was full",
+                None,
+                MetricType::Counter,
+            )?;
+            ConstCounter::new(self.executor.rejected()).encode(e)?;
+        }
+        {
+            let e = encoder.encode_descriptor(
+                "strowger_plugin_pool_in_flight",
+                "Decisions in flight on the plugin decision pool (running or queued)",
+                None,
+                MetricType::Gauge,
+            )?;
+            prometheus_client::metrics::gauge::ConstGauge::new(self.executor.in_flight() as i64)
+                .encode(e)?;
         }
         {
             let mut e = encoder.encode_descriptor(

@@ -70,7 +70,9 @@ pub struct Binding {
     pub config_json: String,
     /// Data sets the plugin may read.
     pub datasets: Vec<String>,
-    /// CPU-time budget per decision; `None` = the runtime default.
+    /// CPU-time budget per decision (the wall-time limit is the larger of
+    /// the runtime's `wall_limit` and twice this); `None` = the runtime
+    /// default. At most the runtime's `max_deadline`.
     pub deadline: Option<Duration>,
     /// What to answer when the plugin fails.
     pub fallback: Fallback,
@@ -374,6 +376,14 @@ impl Generation {
             if deadline.is_zero() {
                 return Err(err("deadline must be greater than zero".into()));
             }
+            if deadline > cfg.max_deadline {
+                return Err(err(format!(
+                    "deadline {} ms is above the maximum of {} ms (plugins.max_deadline_ms); \
+                     a decision holds up a call while it runs",
+                    deadline.as_millis(),
+                    cfg.max_deadline.as_millis()
+                )));
+            }
             let mut datasets = b.datasets.clone();
             datasets.sort();
             datasets.dedup();
@@ -416,6 +426,7 @@ impl Generation {
                     });
                     let pool = Arc::new(InstancePool::new(
                         inner.engine.clone(),
+                        inner.executor.clone(),
                         pre,
                         env,
                         PoolSettings {
@@ -526,7 +537,7 @@ impl Generation {
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Decision<Resp>> + Send + 'a>> {
         Box::pin(async move {
             let t0 = Instant::now();
-            let r = b.pool.call(call_id, req, b.deadline).await;
+            let r = b.pool.decide(call_id, req, b.deadline).await;
             let failure = match r.outcome {
                 Ok(resp) => match crate::validate::answer(&resp) {
                     Ok(()) => None,

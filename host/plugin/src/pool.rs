@@ -7,7 +7,7 @@
 //! replaced after `recycle_after_calls` decisions.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use tokio::sync::Semaphore;
@@ -15,6 +15,7 @@ use wasmtime::component::{Component, Linker};
 use wasmtime::{Engine, Store, Trap};
 
 use crate::bindings::{authorize, portability, rewrite, route};
+use crate::executor::Executor;
 use crate::host::{BindingEnv, InstanceState, LogLine};
 use crate::types::{
     AuthDecision, AuthRequest, Call, Numbers, PortabilityQuery, PortabilityResult, RewriteRequest,
@@ -71,6 +72,36 @@ pub(crate) enum Req<'a> {
     Rewrite(&'a RewriteRequest),
 }
 
+/// A request to a plugin, owned (to cross to the decision pool).
+pub(crate) enum OwnedReq {
+    Route(Call),
+    Authorize(AuthRequest),
+    Portability(PortabilityQuery),
+    Rewrite(RewriteRequest),
+}
+
+impl Req<'_> {
+    pub fn to_owned_req(self) -> OwnedReq {
+        match self {
+            Req::Route(c) => OwnedReq::Route(c.clone()),
+            Req::Authorize(r) => OwnedReq::Authorize(r.clone()),
+            Req::Portability(q) => OwnedReq::Portability(q.clone()),
+            Req::Rewrite(r) => OwnedReq::Rewrite(r.clone()),
+        }
+    }
+}
+
+impl OwnedReq {
+    pub fn as_req(&self) -> Req<'_> {
+        match self {
+            OwnedReq::Route(c) => Req::Route(c),
+            OwnedReq::Authorize(r) => Req::Authorize(r),
+            OwnedReq::Portability(q) => Req::Portability(q),
+            OwnedReq::Rewrite(r) => Req::Rewrite(r),
+        }
+    }
+}
+
 /// A plugin's answer.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Resp {
@@ -117,16 +148,6 @@ impl Warm {
             }
         })
     }
-
-    async fn init(&mut self, config: &str) -> wasmtime::Result<Result<(), String>> {
-        let s = &mut self.store;
-        match &self.exports {
-            Exports::Route(e) => e.strowger_plugin_lifecycle().call_init(s, config).await,
-            Exports::Authorize(e) => e.strowger_plugin_lifecycle().call_init(s, config).await,
-            Exports::Portability(e) => e.strowger_plugin_lifecycle().call_init(s, config).await,
-            Exports::Rewrite(e) => e.strowger_plugin_lifecycle().call_init(s, config).await,
-        }
-    }
 }
 
 /// Settings of a pool.
@@ -139,6 +160,17 @@ pub(crate) struct PoolSettings {
     pub recycle_after: u64,
     pub init_deadline: Duration,
     pub wall_limit: Duration,
+}
+
+impl PoolSettings {
+    /// Wall-clock limit of one decision with CPU budget `budget`.
+    pub fn decision_wall(&self, budget: Duration) -> Duration {
+        self.wall_limit.max(budget.saturating_mul(2))
+    }
+    /// Wall-clock limit of instantiation plus `init`.
+    pub fn init_wall(&self) -> Duration {
+        self.init_deadline.saturating_mul(2)
+    }
 }
 
 /// A failure to get an answer.
@@ -156,6 +188,7 @@ pub(crate) struct CallResult {
 
 pub(crate) struct InstancePool {
     engine: Engine,
+    exec: Arc<Executor>,
     pre: Pre,
     pub env: Arc<BindingEnv>,
     settings: PoolSettings,
@@ -190,6 +223,19 @@ fn classify(state: &mut InstanceState, e: &wasmtime::Error) -> Failure {
         }
     };
     let message = match reason {
+        FallbackReason::Timeout
+            if state
+                .call
+                .cpu
+                .wall_deadline
+                .is_some_and(|d| std::time::Instant::now() >= d) =>
+        {
+            format!(
+                "deadline exceeded: wall-time limit reached ({:.2} ms CPU used of {:.2} ms budget)",
+                used_ns as f64 / 1e6,
+                state.call.cpu.budget_ns as f64 / 1e6
+            )
+        }
         FallbackReason::Timeout => format!(
             "deadline exceeded ({:.2} ms CPU of {:.2} ms budget)",
             used_ns as f64 / 1e6,
@@ -213,12 +259,14 @@ fn classify(state: &mut InstanceState, e: &wasmtime::Error) -> Failure {
 impl InstancePool {
     pub fn new(
         engine: Engine,
+        exec: Arc<Executor>,
         pre: &Pre,
         env: Arc<BindingEnv>,
         settings: PoolSettings,
     ) -> InstancePool {
         InstancePool {
             engine,
+            exec,
             pre: pre.clone_pre(),
             env,
             permits: Semaphore::new(settings.max_concurrency.max(1)),
@@ -233,6 +281,10 @@ impl InstancePool {
         self.idle.lock().len()
     }
 
+    /// Creates an instance and runs `init(config)` on it, within the init
+    /// deadline: `init_deadline` of CPU time (epoch interruption) and twice
+    /// that of wall time (a tokio timeout around instantiation and `init`,
+    /// which also stops a guest waiting in a WASI sleep or poll).
     async fn instantiate(&self) -> Result<Warm, Failure> {
         let mut store = Store::new(
             &self.engine,
@@ -241,30 +293,104 @@ impl InstancePool {
         store.limiter(|s| &mut s.limiter);
         store.epoch_deadline_callback(crate::deadline::on_epoch);
         store.data_mut().call.call_id.push_str("(init)");
-        store.data_mut().call.cpu.start(
-            self.settings.init_deadline,
-            self.settings.init_deadline.max(self.settings.wall_limit) * 4,
-        );
+        let wall = self.settings.init_wall();
+        store
+            .data_mut()
+            .call
+            .cpu
+            .start(self.settings.init_deadline, wall);
         store.set_epoch_deadline(1);
-        let r = match &self.pre {
-            Pre::Route(p) => p.instantiate_async(&mut store).await.map(Exports::Route),
-            Pre::Authorize(p) => p
-                .instantiate_async(&mut store)
-                .await
-                .map(Exports::Authorize),
-            Pre::Portability(p) => p
-                .instantiate_async(&mut store)
-                .await
-                .map(Exports::Portability),
-            Pre::Rewrite(p) => p.instantiate_async(&mut store).await.map(Exports::Rewrite),
-        };
+        let config = self.env.config.clone();
+        let pre = &self.pre;
+        let r = tokio::time::timeout(wall, async {
+            let r = match pre {
+                Pre::Route(p) => p.instantiate_async(&mut store).await.map(Exports::Route),
+                Pre::Authorize(p) => p
+                    .instantiate_async(&mut store)
+                    .await
+                    .map(Exports::Authorize),
+                Pre::Portability(p) => p
+                    .instantiate_async(&mut store)
+                    .await
+                    .map(Exports::Portability),
+                Pre::Rewrite(p) => p.instantiate_async(&mut store).await.map(Exports::Rewrite),
+            };
+            let exports = match r {
+                Ok(e) => e,
+                Err(e) => {
+                    let mut f = classify(store.data_mut(), &e);
+                    f.message = format!("instantiation failed: {}", f.message);
+                    f.reason = FallbackReason::Unavailable;
+                    return Err(f);
+                }
+            };
+            let init = match &exports {
+                Exports::Route(e) => {
+                    e.strowger_plugin_lifecycle()
+                        .call_init(&mut store, &config)
+                        .await
+                }
+                Exports::Authorize(e) => {
+                    e.strowger_plugin_lifecycle()
+                        .call_init(&mut store, &config)
+                        .await
+                }
+                Exports::Portability(e) => {
+                    e.strowger_plugin_lifecycle()
+                        .call_init(&mut store, &config)
+                        .await
+                }
+                Exports::Rewrite(e) => {
+                    e.strowger_plugin_lifecycle()
+                        .call_init(&mut store, &config)
+                        .await
+                }
+            };
+            match init {
+                Ok(Ok(())) => Ok(exports),
+                Ok(Err(msg)) => Err(Failure {
+                    reason: FallbackReason::Unavailable,
+                    message: truncate_msg(format!("init refused the configuration: {msg}")),
+                }),
+                Err(e) => {
+                    let f = classify(store.data_mut(), &e);
+                    if f.reason == FallbackReason::Timeout {
+                        self.env.metrics.init_timed_out();
+                    }
+                    Err(Failure {
+                        reason: FallbackReason::Unavailable,
+                        message: format!("init failed ({}): {}", f.reason, f.message),
+                    })
+                }
+            }
+        })
+        .await;
         let exports = match r {
-            Ok(e) => e,
-            Err(e) => {
-                let mut f = classify(store.data_mut(), &e);
-                f.message = format!("instantiation failed: {}", f.message);
-                f.reason = FallbackReason::Unavailable;
-                return Err(f);
+            Ok(Ok(e)) => e,
+            Ok(Err(f)) => return Err(f),
+            Err(_elapsed) => {
+                // The guest was waiting (not running: a running guest is
+                // stopped by the epoch callback). Dropping the future above
+                // abandoned the call; the store is dropped with it.
+                self.env.metrics.init_timed_out();
+                let used = store.data_mut().call.cpu.used();
+                tracing::warn!(
+                    plugin = &*self.env.plugin_name,
+                    version = &*self.env.plugin_version,
+                    wall_ms = wall.as_millis() as u64,
+                    "plugin instantiation or init exceeded its deadline while waiting"
+                );
+                return Err(Failure {
+                    reason: FallbackReason::Unavailable,
+                    message: format!(
+                        "init failed (timeout): deadline exceeded: no answer within {} ms of wall \
+                         time ({:.2} ms CPU used of {} ms); the plugin was waiting (a WASI sleep or \
+                         poll, or a host call)",
+                        wall.as_millis(),
+                        used as f64 / 1e6,
+                        self.settings.init_deadline.as_millis()
+                    ),
+                });
             }
         };
         let mut warm = Warm {
@@ -272,23 +398,6 @@ impl InstancePool {
             exports,
             calls: 0,
         };
-        let config = self.env.config.clone();
-        match warm.init(&config).await {
-            Ok(Ok(())) => {}
-            Ok(Err(msg)) => {
-                return Err(Failure {
-                    reason: FallbackReason::Unavailable,
-                    message: truncate_msg(format!("init refused the configuration: {msg}")),
-                });
-            }
-            Err(e) => {
-                let f = classify(warm.store.data_mut(), &e);
-                return Err(Failure {
-                    reason: FallbackReason::Unavailable,
-                    message: format!("init failed ({}): {}", f.reason, f.message),
-                });
-            }
-        }
         let st = warm.store.data_mut();
         st.call.logs.clear();
         st.call.call_id.clear();
@@ -296,33 +405,114 @@ impl InstancePool {
         Ok(warm)
     }
 
-    /// Creates one instance (running `init`) and keeps it warm. Used when a
-    /// generation is built, so that a bad plugin or configuration is refused
-    /// before it goes live.
-    pub async fn warm_up(&self) -> Result<Vec<LogLine>, Failure> {
-        let mut w = self.instantiate().await?;
-        let logs = std::mem::take(&mut w.store.data_mut().call.logs);
-        self.idle.lock().push(w);
-        Ok(logs)
+    /// Creates one instance (running `init` on the decision pool) and keeps
+    /// it warm. Used when a generation is built, so that a bad plugin or
+    /// configuration is refused before it goes live.
+    pub async fn warm_up(self: &Arc<Self>) -> Result<Vec<LogLine>, Failure> {
+        let pool = self.clone();
+        let task = self.exec.spawn(async move {
+            let mut w = pool.instantiate().await?;
+            let logs = std::mem::take(&mut w.store.data_mut().call.logs);
+            pool.idle.lock().push(w);
+            Ok(logs)
+        });
+        let backstop = self.settings.init_wall() + Duration::from_secs(5);
+        wait(task, backstop, |f| {
+            Err(Failure {
+                reason: FallbackReason::Unavailable,
+                message: format!("init failed: {}", f.message),
+            })
+        })
+        .await
     }
 
-    /// Runs one decision with a CPU-time budget.
-    pub async fn call(&self, call_id: &str, req: Req<'_>, budget: Duration) -> CallResult {
+    /// Runs one decision on the decision pool: `budget` of CPU time, and
+    /// [`PoolSettings::decision_wall`] of wall time for the call itself. When
+    /// the pool is full, fails at once with reason `overloaded`.
+    pub async fn decide(
+        self: &Arc<Self>,
+        call_id: &str,
+        req: Req<'_>,
+        budget: Duration,
+    ) -> CallResult {
+        let submitted = Instant::now();
+        let pool = self.clone();
+        let call_id_owned = call_id.to_string();
+        let owned = req.to_owned_req();
+        let Some(task) = self.exec.try_spawn(async move {
+            pool.call(&call_id_owned, owned.as_req(), budget, submitted)
+                .await
+        }) else {
+            return CallResult {
+                outcome: Err(Failure {
+                    reason: FallbackReason::Overloaded,
+                    message: format!(
+                        "decision pool full: {} decisions in flight ({} plugin threads, queue {}); \
+                         raise plugins.decision_threads / plugins.decision_queue or fix the slow plugin",
+                        self.exec.in_flight(),
+                        self.exec.threads,
+                        self.exec.capacity - self.exec.threads
+                    ),
+                }),
+                logs: Vec::new(),
+            };
+        };
+        // The task bounds itself (queue wait, instance wait, init and call
+        // deadlines); this backstop only guards against a wedged pool.
+        let backstop = self.settings.queue_timeout.saturating_mul(2)
+            + self.settings.init_wall()
+            + self.settings.decision_wall(budget)
+            + Duration::from_secs(1);
+        wait(task, backstop, |f| CallResult {
+            outcome: Err(f),
+            logs: Vec::new(),
+        })
+        .await
+    }
+
+    fn unavailable(&self, message: String) -> CallResult {
+        CallResult {
+            outcome: Err(Failure {
+                reason: FallbackReason::Unavailable,
+                message,
+            }),
+            logs: Vec::new(),
+        }
+    }
+
+    /// Runs one decision (on a decision-pool thread) with a CPU-time budget.
+    async fn call(
+        &self,
+        call_id: &str,
+        req: Req<'_>,
+        budget: Duration,
+        submitted: Instant,
+    ) -> CallResult {
+        let queue_timeout = self.settings.queue_timeout;
+        let waited = submitted.elapsed();
+        if waited >= queue_timeout {
+            return CallResult {
+                outcome: Err(Failure {
+                    reason: FallbackReason::Overloaded,
+                    message: format!(
+                        "waited {} ms for a free plugin thread (queue_timeout {} ms); the plugin \
+                         was not called",
+                        waited.as_millis(),
+                        queue_timeout.as_millis()
+                    ),
+                }),
+                logs: Vec::new(),
+            };
+        }
         let permit =
-            match tokio::time::timeout(self.settings.queue_timeout, self.permits.acquire()).await {
+            match tokio::time::timeout(queue_timeout - waited, self.permits.acquire()).await {
                 Ok(Ok(p)) => p,
                 _ => {
-                    return CallResult {
-                        outcome: Err(Failure {
-                            reason: FallbackReason::Unavailable,
-                            message: format!(
-                                "no free instance within {} ms ({} decisions already running)",
-                                self.settings.queue_timeout.as_millis(),
-                                self.settings.max_concurrency
-                            ),
-                        }),
-                        logs: Vec::new(),
-                    };
+                    return self.unavailable(format!(
+                        "no free instance within {} ms ({} decisions already running)",
+                        queue_timeout.as_millis(),
+                        self.settings.max_concurrency
+                    ));
                 }
             };
         let pooled = self.idle.lock().pop();
@@ -338,6 +528,7 @@ impl InstancePool {
                 }
             },
         };
+        let wall = self.settings.decision_wall(budget);
         {
             let st = w.store.data_mut();
             st.call.call_id.clear();
@@ -346,12 +537,13 @@ impl InstancePool {
             st.call.logs_dropped = 0;
             st.call.snapshots.clear();
             st.limiter.memory_refused = false;
-            st.call
-                .cpu
-                .start(budget, self.settings.wall_limit.max(budget * 2));
+            st.call.cpu.start(budget, wall);
         }
         w.store.set_epoch_deadline(1);
-        let r = w.invoke(req).await;
+        // The epoch callback stops a guest that runs too long (CPU budget,
+        // wall limit); this timeout stops one that waits too long (a WASI
+        // sleep or poll, a host call), by dropping the call's future.
+        let r = tokio::time::timeout(wall, w.invoke(req)).await;
         w.calls += 1;
         let st = w.store.data_mut();
         let mut logs = std::mem::take(&mut st.call.logs);
@@ -363,17 +555,37 @@ impl InstancePool {
         }
         st.call.snapshots.clear();
         let outcome = match r {
-            Ok(Ok(resp)) => Ok(resp),
-            Ok(Err(msg)) => Err(Failure {
+            Ok(Ok(Ok(resp))) => Ok(resp),
+            Ok(Ok(Err(msg))) => Err(Failure {
                 reason: FallbackReason::GuestError,
                 message: truncate_msg(msg),
             }),
-            Err(e) => {
+            Ok(Err(e)) => {
                 let f = classify(w.store.data_mut(), &e);
                 drop(w);
                 drop(permit);
                 return CallResult {
                     outcome: Err(f),
+                    logs,
+                };
+            }
+            Err(_elapsed) => {
+                // The instance is abandoned mid-call: discard it.
+                let used = w.store.data_mut().call.cpu.used();
+                drop(w);
+                drop(permit);
+                return CallResult {
+                    outcome: Err(Failure {
+                        reason: FallbackReason::Timeout,
+                        message: format!(
+                            "deadline exceeded: no answer within {} ms of wall time ({:.2} ms CPU \
+                             used of {:.2} ms budget); the plugin was waiting (a WASI sleep or \
+                             poll, or a host call)",
+                            wall.as_millis(),
+                            used as f64 / 1e6,
+                            budget.as_secs_f64() * 1e3
+                        ),
+                    }),
                     logs,
                 };
             }
@@ -386,5 +598,34 @@ impl InstancePool {
         }
         drop(permit);
         CallResult { outcome, logs }
+    }
+}
+
+/// Awaits a pool task for at most `backstop`; `failed` makes the answer
+/// when the task panicked or the backstop expired.
+async fn wait<T>(
+    mut task: crate::executor::AbortOnDrop<T>,
+    backstop: Duration,
+    failed: impl FnOnce(Failure) -> T,
+) -> T {
+    match tokio::time::timeout(backstop, &mut task.0).await {
+        Ok(Ok(v)) => v,
+        Ok(Err(e)) => failed(Failure {
+            reason: FallbackReason::Trap,
+            message: format!("plugin task failed: {e}"),
+        }),
+        Err(_) => {
+            tracing::error!(
+                backstop_ms = backstop.as_millis() as u64,
+                "the plugin decision pool did not answer in time"
+            );
+            failed(Failure {
+                reason: FallbackReason::Timeout,
+                message: format!(
+                    "deadline exceeded: no answer from the plugin decision pool within {} ms",
+                    backstop.as_millis()
+                ),
+            })
+        }
     }
 }

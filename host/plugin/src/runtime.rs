@@ -15,6 +15,7 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 
 use crate::datasets::Datasets;
 use crate::deadline::Ticker;
+use crate::executor::Executor;
 use crate::host::{HostServices, InstanceState, NoHostServices};
 use crate::metrics::{Collector, MetricsSnapshot, PluginMetrics};
 use crate::policy::{Generation, Policy};
@@ -32,10 +33,22 @@ pub struct RuntimeConfig {
     pub utc_offset_minutes: i32,
     /// CPU-time budget of one decision unless the binding sets one.
     pub default_deadline: Duration,
-    /// CPU-time budget of instantiation plus `init(config)`.
+    /// Largest deadline a binding may ask for; a policy with more is refused.
+    pub max_deadline: Duration,
+    /// CPU-time budget of instantiation plus `init(config)`; twice this is
+    /// its wall-time limit (also while the guest waits in WASI or the host).
     pub init_deadline: Duration,
-    /// Wall-clock hard limit of one decision, whatever its CPU use.
+    /// Wall-time limit of one decision: the larger of this and twice the
+    /// binding's CPU deadline. Enforced while the guest runs (epoch
+    /// interruption) and while it waits (WASI sleep or poll, host calls).
     pub wall_limit: Duration,
+    /// Threads of the decision pool, which runs every plugin call (never on
+    /// the caller's threads).
+    pub decision_threads: usize,
+    /// Decisions that may wait for a decision-pool thread; beyond
+    /// `decision_threads + decision_queue` in flight a decision gets the
+    /// binding's fallback at once (reason `overloaded`).
+    pub decision_queue: usize,
     /// Linear-memory cap of one instance (each instance has its own).
     pub memory_limit_bytes: usize,
     /// Maximum wasm stack of one decision.
@@ -65,8 +78,11 @@ impl Default for RuntimeConfig {
             cache_dir: None,
             utc_offset_minutes: 0,
             default_deadline: Duration::from_millis(5),
+            max_deadline: Duration::from_millis(2000),
             init_deadline: Duration::from_secs(2),
             wall_limit: Duration::from_millis(500),
+            decision_threads: default_decision_threads(),
+            decision_queue: 256,
             memory_limit_bytes: 64 << 20,
             max_wasm_stack: 512 << 10,
             max_instances: 256,
@@ -79,6 +95,14 @@ impl Default for RuntimeConfig {
             log_lines_per_second: 100,
         }
     }
+}
+
+/// The default size of the decision pool: one thread per CPU, 2..=16.
+pub fn default_decision_threads() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+        .clamp(2, 16)
 }
 
 /// Why a component could not be loaded or bound.
@@ -213,6 +237,7 @@ pub(crate) struct Inner {
     compilations: AtomicU64,
     cache_hits: AtomicU64,
     pub pools: Mutex<HashMap<PoolKey, Weak<InstancePool>>>,
+    pub executor: Arc<Executor>,
     activate_lock: Mutex<()>,
     _ticker: Ticker,
 }
@@ -259,7 +284,18 @@ impl Runtime {
             .map_err(|e| anyhow::anyhow!("linking WASI: {e:#}"))?;
         crate::bindings::add_to_linker(&mut linker)
             .map_err(|e| anyhow::anyhow!("linking host interface: {e:#}"))?;
+        if config.max_deadline.is_zero() || config.default_deadline > config.max_deadline {
+            anyhow::bail!(
+                "plugin default deadline ({} ms) must be between 1 ms and the maximum deadline ({} ms)",
+                config.default_deadline.as_millis(),
+                config.max_deadline.as_millis()
+            );
+        }
         let ticker = Ticker::start(engine.clone(), config.epoch_tick)?;
+        let executor = Arc::new(
+            Executor::new(config.decision_threads, config.decision_queue)
+                .map_err(|e| anyhow::anyhow!("starting the plugin decision pool: {e}"))?,
+        );
         if let Some(dir) = &config.cache_dir {
             std::fs::create_dir_all(dir)
                 .map_err(|e| anyhow::anyhow!("creating plugin cache dir {}: {e}", dir.display()))?;
@@ -284,6 +320,7 @@ impl Runtime {
                 compilations: AtomicU64::new(0),
                 cache_hits: AtomicU64::new(0),
                 pools: Mutex::new(HashMap::new()),
+                executor,
                 activate_lock: Mutex::new(()),
                 _ticker: ticker,
             }),
@@ -362,22 +399,39 @@ impl Runtime {
             }
         }
         let mut imports_bad = Vec::new();
+        let mut wasi_refused = Vec::new();
         for (import, _) in ty.imports(&self.inner.engine) {
-            let ok = import.starts_with("wasi:")
-                || contract_interface(import).is_some_and(|i| {
-                    matches!(
-                        i,
-                        "host"
-                            | "types"
-                            | "routing-types"
-                            | "authorize-types"
-                            | "portability-types"
-                            | "rewrite-types"
-                    )
-                });
+            if import.starts_with("wasi:") {
+                if !wasi_import_allowed(import) {
+                    wasi_refused.push(import.to_string());
+                }
+                continue;
+            }
+            let ok = contract_interface(import).is_some_and(|i| {
+                matches!(
+                    i,
+                    "host"
+                        | "types"
+                        | "routing-types"
+                        | "authorize-types"
+                        | "portability-types"
+                        | "rewrite-types"
+                )
+            });
             if !ok {
                 imports_bad.push(import.to_string());
             }
+        }
+        if !wasi_refused.is_empty() {
+            tracing::warn!(plugin = name, imports = ?wasi_refused, "plugin refused: it imports WASI interfaces plugins may not use");
+            return Err(LoadError::Contract(format!(
+                "plugin {name} imports {} which plugins may not use: a plugin gets no network, \
+                 files, environment or other outside access, only strowger:plugin/host and the \
+                 WASI interfaces a language runtime needs ({}, at version 0.2.x); remove the code \
+                 that uses it (for example std::net, net/http or os.Open)",
+                wasi_refused.join(", "),
+                ALLOWED_WASI_INTERFACES.join(", ")
+            )));
         }
         if !imports_bad.is_empty() {
             return Err(LoadError::Contract(format!(
@@ -621,6 +675,8 @@ impl Runtime {
             cache_hits: self.cache_hits(),
             generation: self.current().id(),
             canary: self.canary().map(|(g, p)| (g.id(), p)),
+            pool_in_flight: self.inner.executor.in_flight() as u64,
+            pool_rejected: self.inner.executor.rejected(),
         }
     }
 
@@ -628,6 +684,7 @@ impl Runtime {
     pub fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
         registry.register_collector(Box::new(Collector {
             plugins: self.inner.plugins.clone(),
+            executor: self.inner.executor.clone(),
         }));
     }
 }
@@ -643,6 +700,44 @@ pub(crate) fn canary_bucket(call_id: &str) -> u32 {
         h = h.wrapping_mul(0x0100_0193);
     }
     h % 100
+}
+
+/// The WASI interfaces a plugin may import: what the standard library of
+/// Rust (`wasm32-wasip2`) and Go (`wasip1` + the preview1 adapter) import
+/// even for pure logic. They are linked to an empty context: no preopened
+/// directories (so `wasi:filesystem` reaches no file), no environment or
+/// arguments, stdin empty, stdout/stderr discarded. Waiting is possible
+/// (`monotonic-clock` subscriptions with `wasi:io/poll`), and bounded by the
+/// decision's wall-time limit. Anything else (`wasi:sockets`, `wasi:http`,
+/// ...) is refused at load.
+pub const ALLOWED_WASI_INTERFACES: &[&str] = &[
+    "wasi:cli/environment",
+    "wasi:cli/exit",
+    "wasi:cli/stdin",
+    "wasi:cli/stdout",
+    "wasi:cli/stderr",
+    "wasi:cli/terminal-input",
+    "wasi:cli/terminal-output",
+    "wasi:cli/terminal-stdin",
+    "wasi:cli/terminal-stdout",
+    "wasi:cli/terminal-stderr",
+    "wasi:clocks/monotonic-clock",
+    "wasi:clocks/wall-clock",
+    "wasi:filesystem/preopens",
+    "wasi:filesystem/types",
+    "wasi:io/error",
+    "wasi:io/poll",
+    "wasi:io/streams",
+    "wasi:random/insecure-seed",
+    "wasi:random/random",
+];
+
+/// `wasi:<pkg>/<iface>@0.2.x` with the interface in [`ALLOWED_WASI_INTERFACES`].
+fn wasi_import_allowed(name: &str) -> bool {
+    let Some((iface, version)) = name.split_once('@') else {
+        return false;
+    };
+    version.starts_with("0.2.") && ALLOWED_WASI_INTERFACES.contains(&iface)
 }
 
 /// `strowger:plugin/<iface>@0.1.x` → `<iface>`.
@@ -762,6 +857,16 @@ mod tests {
         );
         assert_eq!(contract_interface("strowger:plugin/router@0.2.0"), None);
         assert_eq!(contract_interface("wasi:cli/run@0.2.0"), None);
+    }
+
+    #[test]
+    fn wasi_allow_list() {
+        assert!(wasi_import_allowed("wasi:io/poll@0.2.6"));
+        assert!(wasi_import_allowed("wasi:cli/stdout@0.2.0"));
+        assert!(!wasi_import_allowed("wasi:sockets/tcp@0.2.0"));
+        assert!(!wasi_import_allowed("wasi:http/outgoing-handler@0.2.0"));
+        assert!(!wasi_import_allowed("wasi:io/poll@0.3.0"));
+        assert!(!wasi_import_allowed("wasi:io/poll"));
     }
 
     #[test]

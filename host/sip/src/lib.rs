@@ -31,8 +31,8 @@ mod value;
 pub use builder::{MessageEditor, RequestBuilder, ResponseBuilder, reason_phrase};
 pub use header::HeaderName;
 pub use message::{
-    Frame, Header, Message, ParseError, ParseErrorKind, ParseOptions, StartLine, frame, parse,
-    parse_with,
+    Frame, Header, Message, ParseError, ParseErrorKind, ParseOptions, StartLine, StreamFramer,
+    frame, parse, parse_with,
 };
 pub use method::{Method, Transport};
 pub use uri::{Scheme, Uri, percent_decode};

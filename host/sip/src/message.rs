@@ -1108,94 +1108,157 @@ pub enum Frame {
 /// end of headers plus Content-Length (missing = 0). Errors (malformed or
 /// oversized Content-Length, no header end within `max_size`) mean the
 /// stream is unrecoverable and should be closed.
+///
+/// Stateless: every call scans `buf` from its start. A reader that calls
+/// it after each read should use a [`StreamFramer`], which resumes where
+/// the previous call stopped (linear in the bytes received).
 pub fn frame(buf: &[u8], max_size: usize) -> Result<Frame, ParseError> {
-    if buf.is_empty() {
-        return Ok(Frame::Incomplete);
+    StreamFramer::default().frame(buf, max_size)
+}
+
+/// Incremental [`frame`] for a stream reader: remembers how far the search
+/// for the end of headers got, and the message length once the headers
+/// are complete, so a message arriving a byte at a time costs linear work
+/// (a stateless re-scan from the start at every read is quadratic).
+///
+/// Call [`StreamFramer::frame`] with the reader's buffer after each read;
+/// when it returns a [`Frame::Message`] or [`Frame::KeepAlive`] the caller
+/// consumes exactly `len` bytes from the front of the buffer and the
+/// framer starts over on what follows.
+#[derive(Clone, Debug, Default)]
+pub struct StreamFramer {
+    /// Offset below which no end of headers starts (a newline not yet
+    /// decidable is re-examined).
+    pos: usize,
+    /// Message length, once the headers are complete.
+    total: Option<usize>,
+    /// Bytes examined so far (work counter for tests and metrics).
+    scanned: u64,
+}
+
+impl StreamFramer {
+    /// Bytes examined in total by this framer (a measure of its work).
+    pub fn bytes_scanned(&self) -> u64 {
+        self.scanned
     }
-    if buf[0] == b'\r' || buf[0] == b'\n' {
-        if buf.starts_with(b"\r\n\r\n") {
-            return Ok(Frame::KeepAlive { len: 4, ping: true });
+
+    /// Like [`frame`], resuming from the previous call on the same buffer
+    /// (the buffer may only have grown at its end since).
+    pub fn frame(&mut self, buf: &[u8], max_size: usize) -> Result<Frame, ParseError> {
+        let r = self.frame_inner(buf, max_size);
+        if !matches!(r, Ok(Frame::Incomplete)) {
+            // consumed (or the stream is dead): start over
+            self.pos = 0;
+            self.total = None;
         }
-        if buf == b"\r" || buf == b"\r\n\r" {
+        r
+    }
+
+    fn frame_inner(&mut self, buf: &[u8], max_size: usize) -> Result<Frame, ParseError> {
+        if let Some(total) = self.total {
+            return Ok(if buf.len() < total {
+                Frame::Incomplete
+            } else {
+                Frame::Message { len: total }
+            });
+        }
+        if buf.is_empty() {
             return Ok(Frame::Incomplete);
         }
-        let n = if buf.starts_with(b"\r\n") { 2 } else { 1 };
-        return Ok(Frame::KeepAlive {
-            len: n,
-            ping: false,
-        });
-    }
-    // Find the end of headers: an empty line (CRLF CRLF or LF LF).
-    let mut p = 0;
-    let hdr_end;
-    loop {
-        let Some(i) = memchr::memchr(b'\n', &buf[p..]) else {
-            if buf.len() > max_size {
+        if self.pos == 0 && (buf[0] == b'\r' || buf[0] == b'\n') {
+            self.scanned += buf.len().min(4) as u64;
+            if buf.starts_with(b"\r\n\r\n") {
+                return Ok(Frame::KeepAlive { len: 4, ping: true });
+            }
+            if buf == b"\r" || buf == b"\r\n\r" {
+                return Ok(Frame::Incomplete);
+            }
+            let n = if buf.starts_with(b"\r\n") { 2 } else { 1 };
+            return Ok(Frame::KeepAlive {
+                len: n,
+                ping: false,
+            });
+        }
+        // Find the end of headers: an empty line (CRLF CRLF or LF LF).
+        // (the buffer only grew since the last call: resume where it stopped)
+        let mut p = self.pos.min(buf.len());
+        let hdr_end;
+        loop {
+            let Some(i) = memchr::memchr(b'\n', &buf[p..]) else {
+                self.scanned += (buf.len() - p) as u64;
+                self.pos = buf.len();
+                if buf.len() > max_size {
+                    return Err(err(ParseErrorKind::TooLarge, "headers too large"));
+                }
+                return Ok(Frame::Incomplete);
+            };
+            self.scanned += (i + 1) as u64;
+            let nl = p + i;
+            let next = nl + 1;
+            if next < buf.len() && buf[next] == b'\n' {
+                hdr_end = next + 1;
+                break;
+            }
+            if next + 1 < buf.len() && buf[next] == b'\r' && buf[next + 1] == b'\n' {
+                hdr_end = next + 2;
+                break;
+            }
+            if next >= buf.len() || (next + 1 >= buf.len() && buf[next] == b'\r') {
+                // undecidable yet: look at this newline again next time
+                self.pos = nl;
+                if buf.len() > max_size {
+                    return Err(err(ParseErrorKind::TooLarge, "headers too large"));
+                }
+                return Ok(Frame::Incomplete);
+            }
+            p = next;
+            if p > max_size {
                 return Err(err(ParseErrorKind::TooLarge, "headers too large"));
             }
-            return Ok(Frame::Incomplete);
-        };
-        let nl = p + i;
-        let next = nl + 1;
-        if next < buf.len() && buf[next] == b'\n' {
-            hdr_end = next + 1;
-            break;
         }
-        if next + 1 < buf.len() && buf[next] == b'\r' && buf[next + 1] == b'\n' {
-            hdr_end = next + 2;
-            break;
-        }
-        if next >= buf.len() || (next + 1 >= buf.len() && buf[next] == b'\r') {
-            if buf.len() > max_size {
-                return Err(err(ParseErrorKind::TooLarge, "headers too large"));
+        self.scanned += hdr_end as u64;
+        // Content-Length among the header lines (folding not supported here).
+        let mut cl: Option<usize> = None;
+        for line in buf[..hdr_end].split(|&c| c == b'\n') {
+            let Some(colon) = memchr::memchr(b':', line) else {
+                continue;
+            };
+            let mut ne = colon;
+            while ne > 0 && is_ws(line[ne - 1]) {
+                ne -= 1;
             }
+            if HeaderName::from_bytes(&line[..ne]) != HeaderName::ContentLength {
+                continue;
+            }
+            let v = trim_lws(str_of(&line[colon + 1..]));
+            if v.is_empty() || v.len() > 12 || !v.bytes().all(|c| c.is_ascii_digit()) {
+                return Err(err(
+                    ParseErrorKind::ContentLength,
+                    "malformed Content-Length",
+                ));
+            }
+            let n: u64 = v.parse().unwrap_or(u64::MAX);
+            if n > max_size as u64 {
+                return Err(err(ParseErrorKind::TooLarge, "Content-Length too large"));
+            }
+            if cl.is_some_and(|c| c as u64 != n) {
+                return Err(err(
+                    ParseErrorKind::ContentLength,
+                    "conflicting Content-Length headers",
+                ));
+            }
+            cl = Some(n as usize);
+        }
+        let total = hdr_end + cl.unwrap_or(0);
+        if total > max_size {
+            return Err(err(ParseErrorKind::TooLarge, "message too large"));
+        }
+        self.total = Some(total);
+        if buf.len() < total {
             return Ok(Frame::Incomplete);
         }
-        p = next;
-        if p > max_size {
-            return Err(err(ParseErrorKind::TooLarge, "headers too large"));
-        }
+        Ok(Frame::Message { len: total })
     }
-    // Content-Length among the header lines (folding not supported here).
-    let mut cl: Option<usize> = None;
-    for line in buf[..hdr_end].split(|&c| c == b'\n') {
-        let Some(colon) = memchr::memchr(b':', line) else {
-            continue;
-        };
-        let mut ne = colon;
-        while ne > 0 && is_ws(line[ne - 1]) {
-            ne -= 1;
-        }
-        if HeaderName::from_bytes(&line[..ne]) != HeaderName::ContentLength {
-            continue;
-        }
-        let v = trim_lws(str_of(&line[colon + 1..]));
-        if v.is_empty() || v.len() > 12 || !v.bytes().all(|c| c.is_ascii_digit()) {
-            return Err(err(
-                ParseErrorKind::ContentLength,
-                "malformed Content-Length",
-            ));
-        }
-        let n: u64 = v.parse().unwrap_or(u64::MAX);
-        if n > max_size as u64 {
-            return Err(err(ParseErrorKind::TooLarge, "Content-Length too large"));
-        }
-        if cl.is_some_and(|c| c as u64 != n) {
-            return Err(err(
-                ParseErrorKind::ContentLength,
-                "conflicting Content-Length headers",
-            ));
-        }
-        cl = Some(n as usize);
-    }
-    let total = hdr_end + cl.unwrap_or(0);
-    if total > max_size {
-        return Err(err(ParseErrorKind::TooLarge, "message too large"));
-    }
-    if buf.len() < total {
-        return Ok(Frame::Incomplete);
-    }
-    Ok(Frame::Message { len: total })
 }
 
 #[cfg(test)]

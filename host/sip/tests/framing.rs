@@ -96,3 +96,64 @@ fn framing_errors() {
         }
     );
 }
+
+/// The incremental framer finds the same boundaries as the stateless one
+/// whatever the chunking, and resumes: a message delivered one byte at a
+/// time costs work linear in its size (a re-scan from the start at every
+/// read is quadratic: ~n²/2 bytes for n bytes).
+#[test]
+fn stream_framer_resumes_and_does_linear_work() {
+    let stream = format!(
+        "\r\n\r\n{}\r\n{}{}",
+        msg("hello", "c1"),
+        msg("", "c2"),
+        msg("x\r\n\r\ny", "c3")
+    );
+    for chunk in 1..=64 {
+        let mut buf = BytesMut::new();
+        let mut fr = strowger_sip::StreamFramer::default();
+        let mut got = Vec::new();
+        for piece in stream.as_bytes().chunks(chunk) {
+            buf.extend_from_slice(piece);
+            loop {
+                let want = frame(&buf, 65536).unwrap();
+                let f = fr.frame(&buf, 65536).unwrap();
+                assert_eq!(f, want, "chunk {chunk}");
+                match f {
+                    Frame::Incomplete => break,
+                    Frame::KeepAlive { len, .. } => buf.advance(len),
+                    Frame::Message { len } => got.push(buf.split_to(len)),
+                }
+            }
+        }
+        assert_eq!(got.len(), 3, "chunk {chunk}");
+        assert!(buf.is_empty());
+    }
+
+    // 20 kB of headers (many Via lines) then a body, one byte per read.
+    let mut m = String::from("OPTIONS sip:b@example.com SIP/2.0\r\n");
+    for i in 0..400 {
+        m.push_str(&format!(
+            "Via: SIP/2.0/TCP 192.0.2.1:5060;branch=z9hG4bK{i:08}\r\n"
+        ));
+    }
+    m.push_str("Call-ID: lin\r\nCSeq: 1 OPTIONS\r\nContent-Length: 2000\r\n\r\n");
+    m.push_str(&"b".repeat(2000));
+    let n = m.len();
+    let mut buf = BytesMut::new();
+    let mut fr = strowger_sip::StreamFramer::default();
+    let mut done = 0;
+    for b in m.as_bytes() {
+        buf.extend_from_slice(&[*b]);
+        if let Frame::Message { len } = fr.frame(&buf, 65536).unwrap() {
+            assert_eq!(len, n);
+            done += 1;
+        }
+    }
+    assert_eq!(done, 1);
+    assert!(
+        fr.bytes_scanned() <= 4 * n as u64,
+        "framing {n} bytes delivered one at a time scanned {} bytes (quadratic)",
+        fr.bytes_scanned()
+    );
+}

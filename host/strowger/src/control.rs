@@ -131,6 +131,7 @@ impl SwitchControl for SwitchHandle {
                     t.name, t.state, t.active_calls
                 ));
             }
+            out.push_str(&self.0.guard_metrics_text());
             out
         })
     }

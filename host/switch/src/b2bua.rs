@@ -797,6 +797,13 @@ impl Core {
             let leg = u64::from(leg_no);
             self.media.set_leg_dtmf(call, leg, caller_dtmf, callee_dtmf);
         }
+        // media may be latched from where each side's SIP comes from (NAT)
+        self.media.set_leg_peers(
+            call,
+            u64::from(leg_no),
+            Some(c.facts.source.remote.ip()),
+            Some(target.addr().ip()),
+        );
         let body = crate::media::body_for(
             &mut *self.media,
             call,

@@ -13,6 +13,15 @@
 //! t4_ms = 5000
 //! max_udp_size = 1300                # larger requests go over TCP (RFC 3261 §18.1.1)
 //! max_message_size = 32768           # larger messages get 513 (or are dropped)
+//! max_connections = 0                # TCP/TLS connections; 0 = auto (half the fd limit, <= 4096)
+//! max_connections_per_ip = 256
+//! tcp_idle_timeout_s = 300           # no message or CRLF keep-alive this long -> close (0 = never)
+//! tcp_message_timeout_s = 20         # a started message must complete this fast (0 = never)
+//! tcp_max_send_queue_bytes = 1048576 # a peer that does not read is disconnected above this
+//! response_cache_max_entries = 100000
+//! response_cache_max_bytes = 67108864
+//! response_cache_max_entry_bytes = 16384
+//! max_tracked_sources = 100000       # rate-limit / auth-failure table size
 //!
 //! [tls]                              # needed when a tls: listener is configured
 //! cert = "cert.pem"                  # paths relative to the config file's directory
@@ -24,6 +33,11 @@
 //! [plugins]
 //! dir = "..."                        # where <name>.wasm plugins are found; default $STROWGER_PLUGIN_DIR
 //! cache_dir = "..."                  # compiled-component cache; default <store dir>/cache
+//! max_deadline_ms = 2000             # largest deadline_ms a binding may ask for (1..=10000)
+//! init_deadline_ms = 2000            # CPU budget of instantiation + init; twice this of wall time
+//! wall_limit_ms = 500                # wall-time limit per decision: max(this, 2 x deadline_ms)
+//! decision_threads = 2               # plugin threads (default: one per CPU, 2..=16)
+//! decision_queue = 256               # decisions that may wait for a plugin thread; more get the fallback
 //!
 //! [auth]
 //! algorithms = ["md5", "sha256"]     # offered side by side, in this order (docs/config.md)
@@ -356,6 +370,30 @@ pub struct SipConfig {
     /// Message Too Large. 32 KiB holds any real INVITE with SDP while
     /// refusing header-stuffing floods.
     pub max_message_size: usize,
+    /// Most TCP/TLS connections accepted at once (more are closed at
+    /// accept). 0 = automatic: half the file-descriptor limit (raised to
+    /// its hard maximum at start), at most 4096.
+    pub max_connections: usize,
+    /// Most TCP/TLS connections accepted at once from one IP address.
+    pub max_connections_per_ip: usize,
+    /// A TCP/TLS connection with no complete message or CRLF keep-alive
+    /// for this long is closed (0 = never).
+    pub tcp_idle_timeout_s: u64,
+    /// A message started on a TCP/TLS connection must be complete within
+    /// this long, else the connection is closed (slowloris; 0 = never).
+    pub tcp_message_timeout_s: u64,
+    /// Most bytes queued for a TCP/TLS peer that does not read its
+    /// responses; above, the connection is closed.
+    pub tcp_max_send_queue_bytes: usize,
+    /// Response (retransmission) cache: most entries.
+    pub response_cache_max_entries: usize,
+    /// Response cache: most bytes.
+    pub response_cache_max_bytes: usize,
+    /// Response cache: a larger response is not cached.
+    pub response_cache_max_entry_bytes: usize,
+    /// Most source addresses tracked for the rate limit and for
+    /// authentication failures.
+    pub max_tracked_sources: usize,
 }
 
 impl Default for SipConfig {
@@ -378,6 +416,15 @@ impl Default for SipConfig {
             t4_ms: 5000,
             max_udp_size: 1300,
             max_message_size: 32 * 1024,
+            max_connections: 0,
+            max_connections_per_ip: 256,
+            tcp_idle_timeout_s: 300,
+            tcp_message_timeout_s: 20,
+            tcp_max_send_queue_bytes: 1024 * 1024,
+            response_cache_max_entries: 100_000,
+            response_cache_max_bytes: 64 * 1024 * 1024,
+            response_cache_max_entry_bytes: 16 * 1024,
+            max_tracked_sources: 100_000,
         }
     }
 }
@@ -456,6 +503,53 @@ pub struct PluginsConfig {
     /// Compiled-component cache; none = `<store dir>/cache`. See
     /// [`Config::cache_dir`].
     pub cache_dir: Option<PathBuf>,
+    /// Largest `deadline_ms` a binding may ask for (also through the admin
+    /// API); none = 2000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_deadline_ms: Option<u64>,
+    /// CPU budget of instantiation plus `init`, ms (twice this of wall
+    /// time); none = 2000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init_deadline_ms: Option<u64>,
+    /// Wall-time limit of a decision, ms: the larger of this and twice the
+    /// binding's `deadline_ms`; none = 500.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wall_limit_ms: Option<u64>,
+    /// Threads that run plugin code; none = one per CPU, 2..=16.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision_threads: Option<usize>,
+    /// Decisions that may wait for a plugin thread; more get the binding's
+    /// fallback at once. None = 256.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision_queue: Option<usize>,
+}
+
+impl PluginsConfig {
+    /// Default of [`PluginsConfig::max_deadline_ms`].
+    pub const DEFAULT_MAX_DEADLINE_MS: u64 = 2000;
+
+    /// The largest `deadline_ms` a binding may ask for.
+    pub fn max_deadline_ms(&self) -> u64 {
+        self.max_deadline_ms
+            .unwrap_or(Self::DEFAULT_MAX_DEADLINE_MS)
+    }
+
+    /// Copies the limits set here into the plugin runtime's configuration.
+    pub fn apply_limits(&self, rc: &mut strowger_plugin::RuntimeConfig) {
+        rc.max_deadline = Duration::from_millis(self.max_deadline_ms());
+        if let Some(ms) = self.init_deadline_ms {
+            rc.init_deadline = Duration::from_millis(ms);
+        }
+        if let Some(ms) = self.wall_limit_ms {
+            rc.wall_limit = Duration::from_millis(ms);
+        }
+        if let Some(n) = self.decision_threads {
+            rc.decision_threads = n;
+        }
+        if let Some(n) = self.decision_queue {
+            rc.decision_queue = n;
+        }
+    }
 }
 
 /// A digest algorithm (RFC 8760).
@@ -1399,6 +1493,27 @@ impl Config {
                 self.sip.max_message_size
             ));
         }
+        if self.sip.tcp_max_send_queue_bytes < 65_536 {
+            p.push(format!(
+                "sip.tcp_max_send_queue_bytes ({}) must be >= 65536",
+                self.sip.tcp_max_send_queue_bytes
+            ));
+        }
+        if self.sip.max_connections_per_ip == 0 {
+            p.push("sip.max_connections_per_ip must be > 0".into());
+        }
+        if self.sip.response_cache_max_entries == 0 {
+            p.push("sip.response_cache_max_entries must be > 0".into());
+        }
+        if self.sip.response_cache_max_bytes < self.sip.response_cache_max_entry_bytes {
+            p.push(format!(
+                "sip.response_cache_max_bytes ({}) must be >= sip.response_cache_max_entry_bytes ({})",
+                self.sip.response_cache_max_bytes, self.sip.response_cache_max_entry_bytes
+            ));
+        }
+        if self.sip.max_tracked_sources == 0 {
+            p.push("sip.max_tracked_sources must be > 0".into());
+        }
         if self.sip.max_udp_size < 200 || self.sip.max_udp_size > 65_507 {
             p.push(format!(
                 "sip.max_udp_size ({}) must be between 200 and 65507",
@@ -1624,6 +1739,33 @@ impl Config {
             }
         }
 
+        // [plugins] limits
+        let pl = &self.plugins;
+        if !(1..=10_000).contains(&pl.max_deadline_ms()) {
+            p.push(format!(
+                "plugins.max_deadline_ms ({}) must be between 1 and 10000",
+                pl.max_deadline_ms()
+            ));
+        }
+        if pl
+            .init_deadline_ms
+            .is_some_and(|ms| !(1..=60_000).contains(&ms))
+        {
+            p.push("plugins.init_deadline_ms must be between 1 and 60000".into());
+        }
+        if pl
+            .wall_limit_ms
+            .is_some_and(|ms| !(1..=60_000).contains(&ms))
+        {
+            p.push("plugins.wall_limit_ms must be between 1 and 60000".into());
+        }
+        if pl.decision_threads.is_some_and(|n| !(1..=256).contains(&n)) {
+            p.push("plugins.decision_threads must be between 1 and 256".into());
+        }
+        if pl.decision_queue.is_some_and(|n| n > 1_000_000) {
+            p.push("plugins.decision_queue must be at most 1000000".into());
+        }
+
         // [[bindings]]
         let mut bound = HashSet::new();
         for b in &self.bindings {
@@ -1651,10 +1793,11 @@ impl Config {
                     b.hook, b.scope
                 ));
             }
-            if b.deadline_ms == 0 || b.deadline_ms > 10_000 {
+            if b.deadline_ms == 0 || b.deadline_ms > pl.max_deadline_ms() {
                 p.push(format!(
-                    "{what}: deadline_ms ({}) must be between 1 and 10000",
-                    b.deadline_ms
+                    "{what}: deadline_ms ({}) must be between 1 and {} (plugins.max_deadline_ms)",
+                    b.deadline_ms,
+                    pl.max_deadline_ms()
                 ));
             }
             if b.max_memory_mb == Some(0) {

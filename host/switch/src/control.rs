@@ -105,6 +105,8 @@ pub struct Control {
     managed: Arc<parking_lot::Mutex<(Vec<UserCred>, Arc<Config>)>>,
     /// Set by the shell's supervisor when a switch task failed.
     health: crate::server::Health,
+    /// Limit counters of the transports and the core.
+    guard: Arc<std::sync::OnceLock<Arc<crate::guard::GuardMetrics>>>,
 }
 
 impl Control {
@@ -124,6 +126,7 @@ impl Control {
                 store,
                 domain,
                 managed: Arc::new(parking_lot::Mutex::new((Vec::new(), file.clone()))),
+                guard: Arc::default(),
                 file,
             },
             rx,
@@ -151,6 +154,17 @@ impl Control {
     /// stopped), if it does not.
     pub fn failure(&self) -> Option<String> {
         self.health.failure()
+    }
+
+    /// Uses `m` for [`Control::guard_metrics_text`] (set once at start).
+    pub(crate) fn use_guard_metrics(&self, m: Arc<crate::guard::GuardMetrics>) {
+        let _ = self.guard.set(m);
+    }
+
+    /// Prometheus text of the limit counters (connection caps, stream
+    /// timeouts, response cache, per-source tables).
+    pub fn guard_metrics_text(&self) -> String {
+        self.guard.get().map(|g| g.render()).unwrap_or_default()
     }
 
     /// Calls in progress (empty once the switch stopped).

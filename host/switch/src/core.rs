@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -122,6 +123,11 @@ pub struct CoreConfig {
     /// Seed of the call id generator's random bits (the shell passes OS
     /// randomness; tests a constant, for repeatable ids).
     pub id_seed: u64,
+    /// Bounds of the response (retransmission) cache.
+    pub response_cache: CacheLimits,
+    /// Most source addresses tracked by the protection tables (rate-limit
+    /// buckets, authentication failures, bans).
+    pub max_tracked_sources: usize,
 }
 
 impl CoreConfig {
@@ -149,6 +155,8 @@ impl CoreConfig {
             max_message_size: 32 * 1024,
             tz_offset_minutes: 0,
             id_seed: 1,
+            response_cache: CacheLimits::default(),
+            max_tracked_sources: 100_000,
         }
     }
 }
@@ -514,13 +522,58 @@ pub(crate) enum TimerKind {
     Trunk(crate::trunks::TrunkTimer),
 }
 
+/// Bounds of the [`ResponseCache`] (`[sip] response_cache_*`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CacheLimits {
+    /// Most entries held; the oldest is evicted beyond.
+    pub max_entries: usize,
+    /// Most bytes held (responses plus keys); the oldest is evicted beyond.
+    pub max_bytes: usize,
+    /// A response larger than this is not cached: a retransmission of its
+    /// request is absorbed without an answer.
+    pub max_entry_bytes: usize,
+}
+
+impl Default for CacheLimits {
+    fn default() -> Self {
+        CacheLimits {
+            max_entries: 100_000,
+            max_bytes: 64 * 1024 * 1024,
+            max_entry_bytes: 16 * 1024,
+        }
+    }
+}
+
+/// Bookkeeping bytes charged per entry on top of its key and response.
+const CACHE_ENTRY_OVERHEAD: usize = 128;
+
+struct CacheEntry {
+    seq: u64,
+    size: usize,
+    val: Option<(Target, Bytes)>,
+}
+
 /// Cached final responses of server transactions (retransmission
-/// absorption): two generations rotated every 64*T1, so an entry lives
-/// between 32 and 64 s (Timer J / Timer H territory).
+/// absorption). Entries expire by generation: the generation advances every
+/// 64*T1, and an entry lives until two rotations passed (between 32 and
+/// 64 s: Timer J / Timer H territory). The cache is bounded by entries and
+/// by bytes: beyond either the oldest entries are evicted first (insertion
+/// order kept in a queue; O(1) amortized per operation, never a scan).
 #[derive(Default)]
 pub(crate) struct ResponseCache {
-    cur: HashMap<TxKey, Option<(Target, Bytes)>>,
-    prev: HashMap<TxKey, Option<(Target, Bytes)>>,
+    map: HashMap<Arc<TxKey>, CacheEntry>,
+    /// Insertion order: (sequence, generation, key). An item whose sequence
+    /// no longer matches the map's entry is stale (the key was re-put).
+    order: std::collections::VecDeque<(u64, u64, Arc<TxKey>)>,
+    next_seq: u64,
+    generation: u64,
+    bytes: usize,
+    limits: CacheLimits,
+    metrics: Arc<crate::guard::GuardMetrics>,
+    /// Evictions and oversize responses since the last rotation (logged
+    /// once per rotation).
+    evicted_since_log: u64,
+    oversize_since_log: u64,
 }
 
 /// Server transaction key: top Via branch, sent-by and CSeq method
@@ -542,16 +595,110 @@ impl TxKey {
     }
 }
 
+impl TxKey {
+    fn heap_size(&self) -> usize {
+        self.branch.len() + self.method.len() + self.call_id.len()
+    }
+}
+
 impl ResponseCache {
+    pub(crate) fn new(limits: CacheLimits, metrics: Arc<crate::guard::GuardMetrics>) -> Self {
+        ResponseCache {
+            limits,
+            metrics,
+            ..ResponseCache::default()
+        }
+    }
+
     fn get(&self, k: &TxKey) -> Option<&Option<(Target, Bytes)>> {
-        self.cur.get(k).or_else(|| self.prev.get(k))
+        self.map.get(k).map(|e| &e.val)
     }
-    pub(crate) fn put(&mut self, k: TxKey, v: Option<(Target, Bytes)>) {
-        self.prev.remove(&k);
-        self.cur.insert(k, v);
+
+    /// Entries held.
+    pub(crate) fn len(&self) -> usize {
+        self.map.len()
     }
-    fn rotate(&mut self) {
-        self.prev = std::mem::take(&mut self.cur);
+
+    /// Bytes held (responses, keys and bookkeeping).
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    pub(crate) fn put(&mut self, k: TxKey, mut v: Option<(Target, Bytes)>) {
+        if v.as_ref()
+            .is_some_and(|(_, d)| d.len() > self.limits.max_entry_bytes)
+        {
+            // too big to keep: absorb retransmissions without an answer
+            v = None;
+            self.metrics.cache_oversize.fetch_add(1, Relaxed);
+            self.oversize_since_log += 1;
+        }
+        let size =
+            CACHE_ENTRY_OVERHEAD + k.heap_size() + v.as_ref().map(|(_, d)| d.len()).unwrap_or(0);
+        let k = Arc::new(k);
+        self.next_seq += 1;
+        let seq = self.next_seq;
+        if let Some(old) = self.map.insert(k.clone(), CacheEntry { seq, size, val: v }) {
+            self.bytes -= old.size;
+        }
+        self.bytes += size;
+        self.order.push_back((seq, self.generation, k));
+        while self.map.len() > self.limits.max_entries || self.bytes > self.limits.max_bytes {
+            if !self.pop_oldest() {
+                break;
+            }
+            self.metrics.cache_evictions.fetch_add(1, Relaxed);
+            self.evicted_since_log += 1;
+        }
+        // stale queue items (re-put keys) are dropped when they reach the
+        // front; compact if they ever outnumber the live ones (amortized
+        // O(1): at least max_entries puts between two compactions)
+        if self.order.len() > 2 * self.limits.max_entries.max(self.map.len()) + 16 {
+            let map = &self.map;
+            self.order
+                .retain(|(seq, _, k)| map.get(k).is_some_and(|e| e.seq == *seq));
+        }
+        self.publish();
+    }
+
+    /// Removes the oldest live entry; false if empty.
+    fn pop_oldest(&mut self) -> bool {
+        while let Some((seq, _, k)) = self.order.pop_front() {
+            if self.map.get(&k).is_some_and(|e| e.seq == seq) {
+                let e = self.map.remove(&k).expect("checked");
+                self.bytes -= e.size;
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Advances the generation and drops the entries two generations old.
+    /// Returns (evicted, oversize) counts since the previous rotation.
+    fn rotate(&mut self) -> (u64, u64) {
+        self.generation += 1;
+        while let Some((_, g, _)) = self.order.front() {
+            if g + 2 > self.generation {
+                break;
+            }
+            let (seq, _, k) = self.order.pop_front().expect("front exists");
+            if self.map.get(&k).is_some_and(|e| e.seq == seq) {
+                let e = self.map.remove(&k).expect("checked");
+                self.bytes -= e.size;
+            }
+        }
+        self.publish();
+        (
+            std::mem::take(&mut self.evicted_since_log),
+            std::mem::take(&mut self.oversize_since_log),
+        )
+    }
+
+    fn publish(&self) {
+        self.metrics
+            .cache_entries
+            .store(self.map.len() as u64, Relaxed);
+        self.metrics.cache_bytes.store(self.bytes as u64, Relaxed);
     }
 }
 
@@ -570,6 +717,8 @@ pub struct Core {
     pub(crate) timers: Timers<TimerKind>,
     pub(crate) out: Vec<Action>,
     pub(crate) cache: ResponseCache,
+    /// Limit counters (shared with the transports for `/metrics`).
+    pub(crate) guard: Arc<crate::guard::GuardMetrics>,
     pub(crate) pending_auth: HashMap<u64, PendingAuth>,
     pub(crate) calls: HashMap<u64, CallState>,
     /// SIP Call-ID → call and leg.
@@ -607,6 +756,8 @@ impl Core {
         let auth = DigestAuth::new(cfg.nonce_ttl);
         let trunks = crate::trunks::Trunks::new(cfg.trunks.len(), cfg.t1, cfg.t2, cfg.t4);
         let user_index = index_users(&cfg.users);
+        let guard = Arc::new(crate::guard::GuardMetrics::default());
+        let cache = ResponseCache::new(cfg.response_cache, guard.clone());
         Core {
             call_ids: crate::call_id::CallIds::new(cfg.id_seed),
             user_index,
@@ -616,7 +767,8 @@ impl Core {
             auth,
             timers: Timers::default(),
             out: Vec::new(),
-            cache: ResponseCache::default(),
+            cache,
+            guard,
             pending_auth: HashMap::new(),
             calls: HashMap::new(),
             legs: HashMap::new(),
@@ -625,6 +777,18 @@ impl Core {
             stats: Stats::default(),
             started: false,
         }
+    }
+
+    /// Uses `metrics` for the limit counters (shared with the transports,
+    /// exported on `/metrics`).
+    pub fn use_guard_metrics(&mut self, metrics: Arc<crate::guard::GuardMetrics>) {
+        self.cache.metrics = metrics.clone();
+        self.guard = metrics;
+    }
+
+    /// The limit counters.
+    pub fn guard_metrics(&self) -> &Arc<crate::guard::GuardMetrics> {
+        &self.guard
     }
 
     /// Settings.
@@ -683,7 +847,25 @@ impl Core {
         while let Some((id, kind)) = self.timers.pop_expired(now.mono) {
             match kind {
                 TimerKind::CacheRotate => {
-                    self.cache.rotate();
+                    let (evicted, oversize) = self.cache.rotate();
+                    if evicted > 0 {
+                        let l = self.cfg.response_cache;
+                        tracing::warn!(
+                            evicted,
+                            max_entries = l.max_entries,
+                            max_bytes = l.max_bytes,
+                            "response cache full: oldest entries evicted early \
+                             (sip.response_cache_max_entries / _max_bytes)"
+                        );
+                    }
+                    if oversize > 0 {
+                        tracing::warn!(
+                            responses = oversize,
+                            max_entry_bytes = self.cfg.response_cache.max_entry_bytes,
+                            "responses too large to cache for retransmissions \
+                             (sip.response_cache_max_entry_bytes)"
+                        );
+                    }
                     self.timers
                         .schedule(now.mono + self.cfg.t1 * 64, TimerKind::CacheRotate);
                 }

@@ -1565,3 +1565,103 @@ fn call_ids_are_unique_across_restarts_and_repeatable_with_a_seed() {
     // a second call of the same core gets another id
     assert_ne!(first_call_id(&mut before, "A-id-2"), a);
 }
+
+/// An OPTIONS from `PHONE` with `vias` extra Via lines of ~60 bytes (the
+/// response echoes them: a big response, as in a header-stuffing flood).
+fn stuffed_options(i: usize, vias: usize) -> String {
+    let mut m = format!(
+        "OPTIONS sip:test.local SIP/2.0\nVia: SIP/2.0/UDP 127.0.0.1:7001;branch=z9hG4bKflood{i}\n"
+    );
+    for j in 0..vias {
+        m.push_str(&format!(
+            "Via: SIP/2.0/UDP 192.0.2.{}:5060;branch=z9hG4bKstuff{j:08}\n",
+            j % 250
+        ));
+    }
+    m.push_str(&format!(
+        "From: <sip:x@test.local>;tag=f{i}\nTo: <sip:test.local>\nCall-ID: flood{i}\n\
+         CSeq: 1 OPTIONS\nContent-Length: 0\n\n"
+    ));
+    m
+}
+
+#[test]
+fn response_cache_stays_within_entries_and_bytes_under_a_flood() {
+    let limits = CacheLimits {
+        max_entries: 50,
+        max_bytes: 60_000,
+        max_entry_bytes: 8 * 1024,
+    };
+    let mut h = H::with(|c| c.response_cache = limits);
+    // 1,000 distinct requests whose responses are ~2 kB: 2 MB unbounded
+    for i in 0..1000 {
+        h.rx(PHONE, &stuffed_options(i, 30));
+        assert_eq!(h.take_sent().len(), 1, "request {i} answered");
+        assert!(h.core.cache.len() <= limits.max_entries, "entries at {i}");
+        assert!(h.core.cache.bytes() <= limits.max_bytes, "bytes at {i}");
+    }
+    let m = h.core.guard_metrics();
+    let evicted = m.cache_evictions.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(evicted >= 900, "evictions counted: {evicted}");
+    // the newest entry still absorbs a retransmission with the same answer
+    h.rx(PHONE, &stuffed_options(999, 30));
+    let again = h.take_sent();
+    assert_eq!(again.len(), 1);
+    assert_eq!(h.core.stats().retransmissions, 1);
+    // the oldest was evicted: its retransmission is handled anew
+    h.rx(PHONE, &stuffed_options(0, 30));
+    assert_eq!(h.take_sent().len(), 1);
+    assert_eq!(h.core.stats().retransmissions, 1);
+    // entries still expire by time: two rotations (64*T1 each) empty it
+    h.advance(Duration::from_secs(33));
+    h.advance(Duration::from_secs(33));
+    assert_eq!(h.core.cache.len(), 0);
+    assert_eq!(h.core.cache.bytes(), 0);
+}
+
+#[test]
+fn response_larger_than_the_entry_cap_is_not_cached() {
+    let mut h = H::with(|c| {
+        c.response_cache = CacheLimits {
+            max_entries: 1000,
+            max_bytes: 1 << 20,
+            max_entry_bytes: 4096,
+        }
+    });
+    // ~27 kB of Via headers: the 200 echoes them
+    h.rx(PHONE, &stuffed_options(1, 450));
+    let s = h.take_sent();
+    assert_eq!(s.len(), 1);
+    assert!(h.core.cache.bytes() < 4096, "{}", h.core.cache.bytes());
+    assert_eq!(
+        h.core
+            .guard_metrics()
+            .cache_oversize
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+    // its retransmission is absorbed (not re-handled), without an answer
+    h.rx(PHONE, &stuffed_options(1, 450));
+    assert!(h.take_sent().is_empty());
+    assert_eq!(h.core.stats().retransmissions, 1);
+}
+
+#[test]
+fn rate_limit_table_is_bounded_under_a_flood_of_sources() {
+    let mut h = H::with(|c| {
+        c.protection.rate_limit = 5;
+        c.max_tracked_sources = 20;
+    });
+    for i in 0..200u32 {
+        let src = format!("10.{}.{}.1:5060", i / 250, i % 250);
+        h.rx(&src, &stuffed_options(i as usize, 0));
+        assert_eq!(h.take_sent().len(), 1, "source {i} answered");
+        let (buckets, _, _) = h.core.trunks.protection.tracked();
+        assert!(buckets <= 20, "{buckets} buckets at source {i}");
+    }
+    // a second later the idle buckets are dropped: new sources are metered
+    h.now = h.now.after(Duration::from_secs(2));
+    h.rx("10.9.9.9:5060", &stuffed_options(5000, 0));
+    let (buckets, _, _) = h.core.trunks.protection.tracked();
+    assert!(buckets <= 1, "{buckets}");
+}

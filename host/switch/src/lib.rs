@@ -18,6 +18,7 @@ pub mod config;
 pub use b2bua::control;
 pub mod core;
 pub mod flow;
+pub mod guard;
 pub mod location;
 pub mod media;
 mod registrar;

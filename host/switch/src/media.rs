@@ -15,7 +15,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use strowger_media::calls::parse_session_key;
 use strowger_media::{
-    CallMedia, Leg, MediaConfig, MediaError, MediaEvent, MediaRelay, SessionOptions,
+    CallMedia, IpNet, Latching, Leg, MediaConfig, MediaError, MediaEvent, MediaRelay,
+    SessionOptions,
 };
 
 use crate::config::DtmfMode;
@@ -56,10 +57,14 @@ impl From<MediaError> for MediaRefusal {
             _ => "Call/Transaction Does Not Exist",
         };
         tracing::info!(error = %e, code, "SDP refused");
-        MediaRefusal {
-            code,
-            reason: reason.into(),
-        }
+        let reason = match e {
+            // the reason phrase (and so the CDR's final_reason) says why
+            MediaError::AddressRefused { addr, why } => {
+                format!("{reason} (media address {addr}: {why})")
+            }
+            _ => reason.into(),
+        };
+        MediaRefusal { code, reason }
     }
 }
 
@@ -90,6 +95,18 @@ pub trait MediaHandler: Send {
     /// [`crate::core::Event::MediaDtmf`]; offers to an in-band side lose
     /// telephone-event.
     fn set_leg_dtmf(&mut self, _call: u64, _leg: u64, _caller: DtmfMode, _callee: DtmfMode) {}
+    /// The IP addresses the SIP signalling of the caller and of outbound
+    /// leg `leg`'s callee come from (called before the leg's first offer):
+    /// the relay may latch media from them (NAT), never from a third
+    /// address.
+    fn set_leg_peers(
+        &mut self,
+        _call: u64,
+        _leg: u64,
+        _caller: Option<IpAddr>,
+        _callee: Option<IpAddr>,
+    ) {
+    }
     /// Send a DTMF digit (RFC 4733 event code) that came as SIP INFO as
     /// telephone-event RTP to the caller (`to_caller`) or the callee of
     /// leg `leg`. `false` = not possible (no relayed media): relay the INFO.
@@ -160,6 +177,21 @@ pub struct MediaSettings {
     pub mode: Mode,
     /// Relay worker threads (0 = one per CPU).
     pub workers: usize,
+    /// Which sources media is accepted from: `learn` (the SDP address's IP
+    /// or the IP the leg's SIP came from, so phones behind NAT work) or
+    /// `strict` (the SDP address's IP only).
+    pub latching: Latching,
+    /// After the first packet latched a leg's source, a better one (the
+    /// exact SDP address, then its IP, then the SIP peer's IP) may still
+    /// replace it for this long; then the source is fixed while media flows.
+    pub learn_window_ms: u32,
+    /// A latched source silent this long may be replaced (by an acceptable
+    /// source only: NAT rebinding). 0 = never.
+    pub relatch_after_ms: u32,
+    /// Networks (CIDR) media may be sent to; an SDP address outside them
+    /// gets 488. Empty = every unicast address. Multicast, broadcast and
+    /// reserved addresses are always refused.
+    pub allowed_networks: Vec<IpNet>,
 }
 
 impl Default for MediaSettings {
@@ -173,6 +205,10 @@ impl Default for MediaSettings {
             timeout_s: 30,
             mode: Mode::Relay,
             workers: 0,
+            latching: Latching::Learn,
+            learn_window_ms: 3000,
+            relatch_after_ms: 5000,
+            allowed_networks: Vec::new(),
         }
     }
 }
@@ -191,6 +227,12 @@ impl MediaSettings {
             p.push(format!(
                 "media.port_max ({}) must leave room for at least two port pairs above media.port_min ({})",
                 self.port_max, self.port_min
+            ));
+        }
+        if self.learn_window_ms > 60_000 {
+            p.push(format!(
+                "media.learn_window_ms ({}) must be <= 60000",
+                self.learn_window_ms
             ));
         }
         if self.advertise_ip.is_some_and(|a| a.is_unspecified()) {
@@ -214,6 +256,11 @@ impl MediaSettings {
             port_max: self.port_max,
             timeout: (self.timeout_s > 0).then(|| Duration::from_secs(self.timeout_s.into())),
             workers: self.workers,
+            latching: self.latching,
+            learn_window: Duration::from_millis(self.learn_window_ms.into()),
+            relatch_after: (self.relatch_after_ms > 0)
+                .then(|| Duration::from_millis(self.relatch_after_ms.into())),
+            allowed_networks: self.allowed_networks.clone(),
             ..MediaConfig::default()
         }
     }
@@ -254,12 +301,25 @@ pub fn start_relay(settings: &MediaSettings, sip_ip: IpAddr) -> anyhow::Result<O
         .take_events()
         .ok_or_else(|| anyhow::anyhow!("media relay events already taken"))?;
     tracing::info!(
-        "media relay on {} ports {}-{} (advertised {}), timeout {:?}",
+        "media relay on {} ports {}-{} (advertised {}, random allocation), timeout {:?}, \
+         latching {:?} (learn window {:?}, re-learn after {:?} of silence), media to {}",
         cfg.bind_ip,
         cfg.port_min,
         cfg.port_max,
         relay.advertise_ip(),
-        cfg.timeout
+        cfg.timeout,
+        cfg.latching,
+        cfg.learn_window,
+        cfg.relatch_after,
+        if cfg.allowed_networks.is_empty() {
+            "any unicast address".to_string()
+        } else {
+            cfg.allowed_networks
+                .iter()
+                .map(|n| n.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
     );
     Ok(Some(Relay {
         relay: Arc::new(relay),
@@ -409,6 +469,16 @@ impl MediaHandler for RelayMedia {
         );
     }
 
+    fn set_leg_peers(
+        &mut self,
+        call: u64,
+        leg: u64,
+        caller: Option<IpAddr>,
+        callee: Option<IpAddr>,
+    ) {
+        self.calls.set_peers(call, leg, [caller, callee]);
+    }
+
     fn cdr_media(&self, call: u64) -> Option<serde_json::Value> {
         let legs: Vec<serde_json::Value> = self
             .calls
@@ -466,6 +536,7 @@ fn side_counters(l: &strowger_media::LegStats) -> serde_json::Value {
         "sent_packets": l.sent_packets,
         "sent_bytes": l.sent_bytes,
         "foreign_dropped": l.foreign_dropped,
+        "latches": l.latches,
         "dtmf_packets": l.dtmf_packets,
         "remote": l.remote.map(|a| a.to_string()),
     })
@@ -600,6 +671,53 @@ mod tests {
         assert_eq!(m.sessions(), 1);
         m.release(1);
         assert_eq!(m.sessions(), 0);
+    }
+
+    #[test]
+    fn media_addresses_not_to_send_to_are_refused_with_the_reason() {
+        let s = MediaSettings {
+            port_min: 41200,
+            port_max: 41300,
+            workers: 1,
+            allowed_networks: vec!["127.0.0.0/8".parse().unwrap()],
+            ..Default::default()
+        };
+        let relay =
+            Arc::new(MediaRelay::start(s.relay_config("127.0.0.1".parse().unwrap())).unwrap());
+        let mut m = RelayMedia::new(relay.clone(), Mode::Relay);
+        for (i, (c, why)) in [
+            ("224.0.0.1", "multicast"),
+            ("255.255.255.255", "broadcast"),
+            ("0.0.0.0", "unspecified"),
+            ("192.0.2.10", "allowed_networks"),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let offer = OFFER.replace("c=IN IP4 127.0.0.9", &format!("c=IN IP4 {c}"));
+            let e = m
+                .rewrite(
+                    i as u64,
+                    0,
+                    SdpDirection::Offer,
+                    offer.as_bytes(),
+                    None,
+                    None,
+                )
+                .unwrap_err();
+            assert_eq!(e.code, 488, "{c}");
+            assert!(
+                e.reason.starts_with("Not Acceptable Here (media address ")
+                    && e.reason.contains(why),
+                "{c}: {}",
+                e.reason
+            );
+        }
+        assert_eq!(m.sessions(), 0);
+        assert_eq!(relay.stats().addresses_refused, 4);
+        // An address of an allowed network passes.
+        m.rewrite(9, 0, SdpDirection::Offer, OFFER.as_bytes(), None, None)
+            .unwrap();
     }
 
     #[test]

@@ -346,6 +346,12 @@ pub async fn core_config(cfg: &Config, listeners: &[Listen]) -> CoreConfig {
         tz_offset_minutes: cfg.calls.timezone_offset_minutes,
         // call ids must not repeat across restarts or nodes: OS randomness
         id_seed: rand::random(),
+        response_cache: crate::core::CacheLimits {
+            max_entries: cfg.sip.response_cache_max_entries,
+            max_bytes: cfg.sip.response_cache_max_bytes,
+            max_entry_bytes: cfg.sip.response_cache_max_entry_bytes,
+        },
+        max_tracked_sources: cfg.sip.max_tracked_sources,
     }
 }
 
@@ -445,11 +451,12 @@ fn hook_of(h: config::Hook) -> Hook {
 /// Builds the plugin runtime, loads data sets and plugins and activates the
 /// initial policy from `[[bindings]]`.
 pub async fn build_runtime(cfg: &Config) -> anyhow::Result<Arc<Runtime>> {
-    let rc = RuntimeConfig {
+    let mut rc = RuntimeConfig {
         cache_dir: Some(cfg.cache_dir()),
         utc_offset_minutes: cfg.calls.timezone_offset_minutes,
         ..RuntimeConfig::default()
     };
+    cfg.plugins.apply_limits(&mut rc);
     let rt = Arc::new(Runtime::new(rc).context("starting the plugin runtime")?);
     for d in &cfg.datasets {
         let rows = d
@@ -546,7 +553,8 @@ pub async fn start_with(cfg: Config, opts: StartOptions) -> anyhow::Result<Runni
         }),
         _ => None,
     };
-    let (transports, net_rx, bound) = Transports::bind(&listens, tls, 65536).await?;
+    let limits = crate::transport::StreamLimits::from_config(&cfg.sip);
+    let (transports, net_rx, bound) = Transports::bind_with(&listens, tls, 65536, limits).await?;
     for l in &bound {
         tracing::info!("listening on {}:{}", l.transport, l.addr);
     }
@@ -630,6 +638,8 @@ pub async fn start_with(cfg: Config, opts: StartOptions) -> anyhow::Result<Runni
     };
     let mut core = Core::with_parts(ccfg, location.clone(), media);
     core.use_trunk_view(trunk_view.clone());
+    core.use_guard_metrics(transports.guard_metrics());
+    control.use_guard_metrics(transports.guard_metrics());
     let (shutdown, shutdown_rx) = watch::channel(false);
     let shell = Shell {
         core,

@@ -5,9 +5,10 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use parking_lot::Mutex;
@@ -15,9 +16,10 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::mpsc;
 
-use strowger_sip::Frame;
+use strowger_sip::{Frame, StreamFramer};
 
 use crate::flow::{ConnId, Flow, Target, Transport};
+use crate::guard::{GuardMetrics, LogLimiter};
 
 /// A message (or undecodable datagram) received on a flow.
 #[derive(Debug)]
@@ -40,9 +42,137 @@ pub enum NetEvent {
 /// Largest message accepted on a stream before the connection is closed.
 pub const MAX_STREAM_MESSAGE: usize = 64 * 1024;
 
+/// Limits on stream (TCP/TLS) connections (`[sip] max_connections`, ...).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StreamLimits {
+    /// Most accepted connections open at once; more are closed at accept.
+    pub max_connections: usize,
+    /// Most accepted connections open at once from one IP address.
+    pub max_connections_per_ip: usize,
+    /// A connection with no complete message (or CRLF keep-alive) for this
+    /// long is closed. Zero = never.
+    pub idle_timeout: Duration,
+    /// A message whose first byte arrived must be complete within this
+    /// long, else the connection is closed (slowloris). Zero = never.
+    pub message_timeout: Duration,
+    /// Most bytes queued for a peer that does not read; above, the
+    /// connection is closed.
+    pub max_send_queue: usize,
+}
+
+impl Default for StreamLimits {
+    fn default() -> Self {
+        StreamLimits {
+            max_connections: 4096,
+            max_connections_per_ip: 256,
+            idle_timeout: Duration::from_secs(300),
+            message_timeout: Duration::from_secs(20),
+            max_send_queue: 1024 * 1024,
+        }
+    }
+}
+
+impl StreamLimits {
+    /// The limits of a `[sip]` section. `max_connections = 0` (automatic)
+    /// raises the soft descriptor limit to the hard one and takes
+    /// [`auto_max_connections`] of it, so descriptors stay free for the
+    /// admin API and established calls when the cap is reached.
+    pub fn from_config(sip: &crate::config::SipConfig) -> StreamLimits {
+        let nofile = raise_nofile_limit();
+        let max_connections = match sip.max_connections {
+            0 => auto_max_connections(nofile.unwrap_or(1024)),
+            n => n,
+        };
+        tracing::info!(
+            max_connections,
+            max_connections_per_ip = sip.max_connections_per_ip,
+            nofile = nofile.unwrap_or(0),
+            "SIP stream connection limits"
+        );
+        if let Some(n) = nofile
+            && max_connections as u64 + 64 > n
+        {
+            tracing::warn!(
+                max_connections,
+                nofile = n,
+                "sip.max_connections leaves few file descriptors for anything else"
+            );
+        }
+        StreamLimits {
+            max_connections,
+            max_connections_per_ip: sip.max_connections_per_ip,
+            idle_timeout: Duration::from_secs(sip.tcp_idle_timeout_s),
+            message_timeout: Duration::from_secs(sip.tcp_message_timeout_s),
+            max_send_queue: sip.tcp_max_send_queue_bytes,
+        }
+    }
+}
+
+/// File descriptors kept free for everything that is not a SIP stream
+/// connection (admin API, store, plugins, media sockets of calls): the
+/// automatic connection cap is at most half the descriptor limit.
+pub fn auto_max_connections(nofile: u64) -> usize {
+    (nofile / 2).clamp(16, 4096) as usize
+}
+
+/// Raises the soft `RLIMIT_NOFILE` to the hard limit (once per process)
+/// and returns the resulting soft limit (none if it cannot be read).
+pub fn raise_nofile_limit() -> Option<u64> {
+    #[cfg(unix)]
+    {
+        // SAFETY: getrlimit/setrlimit with a valid pointer to a local struct.
+        unsafe {
+            let mut rl = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) != 0 {
+                return None;
+            }
+            if rl.rlim_cur < rl.rlim_max {
+                let want = libc::rlimit {
+                    rlim_cur: rl.rlim_max,
+                    rlim_max: rl.rlim_max,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &want) == 0 {
+                    rl.rlim_cur = rl.rlim_max;
+                }
+            }
+            Some(rl.rlim_cur as u64)
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        None
+    }
+}
+
+/// Accounting of one accepted connection: released on drop.
+struct Slot {
+    inner: Arc<Inner>,
+    ip: IpAddr,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.inner.guard.conns_open.fetch_sub(1, Ordering::Relaxed);
+        let mut per_ip = self.inner.per_ip.lock();
+        if let Some(n) = per_ip.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                per_ip.remove(&self.ip);
+            }
+        }
+    }
+}
+
 struct Conn {
     tx: mpsc::UnboundedSender<Bytes>,
     flow: Flow,
+    /// Bytes queued for the writer and not yet written.
+    queued: Arc<std::sync::atomic::AtomicUsize>,
+    /// Asks the connection's reader to close it.
+    kill: Arc<tokio::sync::Notify>,
 }
 
 /// The transports of one switch instance. Cheap to clone.
@@ -64,6 +194,14 @@ struct Inner {
     pub dropped_inbound: AtomicU64,
     /// Listener tasks until the shell's supervisor takes them.
     tasks: Mutex<Vec<(String, tokio::task::JoinHandle<()>)>>,
+    limits: StreamLimits,
+    guard: Arc<GuardMetrics>,
+    /// Accepted connections open per source IP.
+    per_ip: Mutex<HashMap<IpAddr, usize>>,
+    /// Log limiters: one line per interval for floods.
+    log_cap: LogLimiter,
+    log_accept: LogLimiter,
+    log_timeout: LogLimiter,
 }
 
 /// A listener specification: transport and address.
@@ -137,6 +275,16 @@ impl Transports {
         tls: Option<TlsSetup>,
         queue: usize,
     ) -> anyhow::Result<(Transports, mpsc::Receiver<NetEvent>, Vec<Listen>)> {
+        Self::bind_with(listens, tls, queue, StreamLimits::default()).await
+    }
+
+    /// [`Transports::bind`] with stream connection limits.
+    pub async fn bind_with(
+        listens: &[Listen],
+        tls: Option<TlsSetup>,
+        queue: usize,
+        limits: StreamLimits,
+    ) -> anyhow::Result<(Transports, mpsc::Receiver<NetEvent>, Vec<Listen>)> {
         use anyhow::Context;
         let (events, rx) = mpsc::channel(queue);
         let mut udp = Vec::new();
@@ -185,6 +333,12 @@ impl Transports {
             }),
             dropped_inbound: AtomicU64::new(0),
             tasks: Mutex::new(Vec::new()),
+            limits,
+            guard: Arc::new(GuardMetrics::default()),
+            per_ip: Mutex::new(HashMap::new()),
+            log_cap: LogLimiter::new(Duration::from_secs(10)),
+            log_accept: LogLimiter::new(Duration::from_secs(10)),
+            log_timeout: LogLimiter::new(Duration::from_secs(10)),
         });
         let t = Transports { inner };
         let mut tasks = t.inner.tasks.lock();
@@ -238,6 +392,11 @@ impl Transports {
     /// True if a listener exists for `transport`.
     pub fn has(&self, transport: Transport) -> bool {
         self.local_addr(transport, false).is_some()
+    }
+
+    /// Limit counters (connections, timeouts; the core adds its own).
+    pub fn guard_metrics(&self) -> Arc<GuardMetrics> {
+        self.inner.guard.clone()
     }
 
     /// Inbound messages dropped because the core's queue was full.
@@ -297,8 +456,9 @@ impl Transports {
                 });
                 if let Some(id) = conn_id
                     && let Some(c) = self.inner.conns.lock().get(&id)
-                    && c.tx.send(data.clone()).is_ok()
+                    && !c.tx.is_closed()
                 {
+                    self.queue(c, data);
                     return;
                 }
                 self.connect(transport, target.addr(), data);
@@ -372,8 +532,45 @@ impl Transports {
         });
     }
 
+    /// Queues `data` on a connection's writer; a peer that does not read
+    /// (its send queue above `sip.tcp_max_send_queue_bytes`) is
+    /// disconnected instead of growing the queue.
+    fn queue(&self, c: &Conn, data: Bytes) {
+        let limit = self.inner.limits.max_send_queue;
+        let len = data.len();
+        let q = c.queued.fetch_add(len, Ordering::Relaxed) + len;
+        if q > limit {
+            c.queued.fetch_sub(len, Ordering::Relaxed);
+            c.kill.notify_one();
+            self.inner
+                .guard
+                .conns_send_queue_full
+                .fetch_add(1, Ordering::Relaxed);
+            if let Some(suppressed) = self.inner.log_cap.check(Instant::now()) {
+                tracing::warn!(
+                    remote = %c.flow.remote,
+                    limit,
+                    suppressed,
+                    "peer does not read its responses: closing (sip.tcp_max_send_queue_bytes reached)"
+                );
+            }
+            return;
+        }
+        if c.tx.send(data).is_err() {
+            c.queued.fetch_sub(len, Ordering::Relaxed);
+        }
+    }
+
     fn register(&self, id: ConnId, flow: Flow, tx: mpsc::UnboundedSender<Bytes>) {
-        self.inner.conns.lock().insert(id, Conn { tx, flow });
+        self.inner.conns.lock().insert(
+            id,
+            Conn {
+                tx,
+                flow,
+                queued: Arc::default(),
+                kill: Arc::default(),
+            },
+        );
         self.inner
             .by_remote
             .lock()
@@ -421,14 +618,36 @@ impl Transports {
     }
 
     async fn accept_loop(self, transport: Transport, local: SocketAddr, l: TcpListener) {
+        let mut backoff = Duration::from_millis(10);
         loop {
             let (stream, remote) = match l.accept().await {
-                Ok(x) => x,
+                Ok(x) => {
+                    backoff = Duration::from_millis(10);
+                    x
+                }
                 Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    // out of descriptors (EMFILE/ENFILE) and the like: back
+                    // off instead of spinning, one log line per interval
+                    self.inner
+                        .guard
+                        .accept_errors
+                        .fetch_add(1, Ordering::Relaxed);
+                    if let Some(suppressed) = self.inner.log_accept.check(Instant::now()) {
+                        tracing::warn!(
+                            error = %e,
+                            suppressed,
+                            open = self.inner.guard.conns_open.load(Ordering::Relaxed),
+                            "accept failed; backing off (sip.max_connections may exceed the descriptor limit)"
+                        );
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
                     continue;
                 }
+            };
+            let Some(slot) = self.admit(remote.ip()) else {
+                drop(stream); // closed at once
+                continue;
             };
             let _ = stream.set_nodelay(true);
             let id = ConnId(self.inner.next_conn.fetch_add(1, Ordering::Relaxed));
@@ -442,6 +661,7 @@ impl Transports {
             self.register(id, flow, tx);
             let t = self.clone();
             tokio::spawn(async move {
+                let _slot = slot;
                 if transport == Transport::Tls {
                     let acc = t
                         .inner
@@ -467,29 +687,124 @@ impl Transports {
         }
     }
 
+    /// Takes a connection slot for a new connection from `ip`, or none if
+    /// the global or the per-IP cap is reached (counted, logged once per
+    /// interval).
+    fn admit(&self, ip: IpAddr) -> Option<Slot> {
+        let lim = &self.inner.limits;
+        let g = &self.inner.guard;
+        let open = g.conns_open.load(Ordering::Relaxed) as usize;
+        let cap = if open >= lim.max_connections {
+            g.conns_rejected_global.fetch_add(1, Ordering::Relaxed);
+            Some(("sip.max_connections", lim.max_connections))
+        } else {
+            let mut per_ip = self.inner.per_ip.lock();
+            let n = per_ip.entry(ip).or_insert(0);
+            if *n >= lim.max_connections_per_ip {
+                g.conns_rejected_per_ip.fetch_add(1, Ordering::Relaxed);
+                Some(("sip.max_connections_per_ip", lim.max_connections_per_ip))
+            } else {
+                *n += 1;
+                g.conns_open.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+        };
+        match cap {
+            None => Some(Slot {
+                inner: self.inner.clone(),
+                ip,
+            }),
+            Some((key, limit)) => {
+                if let Some(suppressed) = self.inner.log_cap.check(Instant::now()) {
+                    tracing::warn!(
+                        source = %ip,
+                        limit,
+                        suppressed,
+                        "connection refused: {key} reached"
+                    );
+                }
+                None
+            }
+        }
+    }
+
     async fn run_stream<S>(&self, stream: S, flow: Flow, mut rx: mpsc::UnboundedReceiver<Bytes>)
     where
         S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
     {
         let id = flow.conn.expect("stream flow has a connection");
+        let (queued, kill) = self
+            .inner
+            .conns
+            .lock()
+            .get(&id)
+            .map(|c| (c.queued.clone(), c.kill.clone()))
+            .unwrap_or_default();
         let (mut rd, mut wr) = tokio::io::split(stream);
+        let wq = queued.clone();
         let writer = tokio::spawn(async move {
             while let Some(b) = rx.recv().await {
                 if wr.write_all(&b).await.is_err() {
                     break;
                 }
+                wq.fetch_sub(b.len(), Ordering::Relaxed);
             }
             let _ = wr.shutdown().await;
         });
         let mut buf = BytesMut::with_capacity(8192);
+        let mut framer = StreamFramer::default();
+        let lim = self.inner.limits;
+        // idle: no complete message or keep-alive since; message: the
+        // first byte of an incomplete message arrived then
+        let mut last_complete = tokio::time::Instant::now();
+        let mut started: Option<tokio::time::Instant> = None;
         'read: loop {
-            match rd.read_buf(&mut buf).await {
+            let idle = (!lim.idle_timeout.is_zero()).then(|| last_complete + lim.idle_timeout);
+            let msg = started
+                .filter(|_| !lim.message_timeout.is_zero())
+                .map(|t| t + lim.message_timeout);
+            let deadline = match (idle, msg) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let expiry = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let read = tokio::select! {
+                r = rd.read_buf(&mut buf) => r,
+                _ = kill.notified() => break 'read,
+                _ = expiry => {
+                    let which = if deadline.is_some() && msg == deadline { "message" } else { "idle" };
+                    let c = if which == "message" {
+                        &self.inner.guard.conns_header_timeout
+                    } else {
+                        &self.inner.guard.conns_idle_timeout
+                    };
+                    c.fetch_add(1, Ordering::Relaxed);
+                    if let Some(suppressed) = self.inner.log_timeout.check(Instant::now()) {
+                        tracing::info!(
+                            remote = %flow.remote,
+                            timeout = which,
+                            suppressed,
+                            "stream connection timed out: closing \
+                             (sip.tcp_idle_timeout_s / sip.tcp_message_timeout_s)"
+                        );
+                    }
+                    break 'read;
+                }
+            };
+            match read {
                 Ok(0) | Err(_) => break,
                 Ok(_) => {}
             }
             loop {
-                match strowger_sip::frame(&buf, MAX_STREAM_MESSAGE) {
+                match framer.frame(&buf, MAX_STREAM_MESSAGE) {
                     Ok(Frame::Message { len }) => {
+                        last_complete = tokio::time::Instant::now();
+                        started = None;
                         let msg = buf.split_to(len).freeze();
                         let ev = NetEvent::Message(Inbound { flow, data: msg });
                         if self.inner.events.send(ev).await.is_err() {
@@ -497,13 +812,22 @@ impl Transports {
                         }
                     }
                     Ok(Frame::KeepAlive { len, ping }) => {
+                        last_complete = tokio::time::Instant::now();
+                        started = None;
                         let _ = buf.split_to(len);
                         if ping && let Some(c) = self.inner.conns.lock().get(&id) {
                             // RFC 5626 pong
-                            let _ = c.tx.send(Bytes::from_static(b"\r\n"));
+                            self.queue(c, Bytes::from_static(b"\r\n"));
                         }
                     }
-                    Ok(Frame::Incomplete) => break,
+                    Ok(Frame::Incomplete) => {
+                        if buf.is_empty() {
+                            started = None;
+                        } else if started.is_none() {
+                            started = Some(tokio::time::Instant::now());
+                        }
+                        break;
+                    }
                     Err(e) => {
                         tracing::debug!(remote = %flow.remote, error = %e, "unframeable stream data: closing");
                         break 'read;

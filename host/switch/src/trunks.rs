@@ -10,6 +10,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -305,6 +306,10 @@ pub(crate) struct Protection {
     failures: HashMap<IpAddr, Vec<Instant>>,
     banned: HashMap<IpAddr, Instant>,
     buckets: HashMap<IpAddr, (f64, Instant)>,
+    /// Last time the full bucket table was pruned.
+    buckets_pruned: Option<Instant>,
+    /// Last time "table full" was logged.
+    sources_full_logged: Option<Instant>,
     /// Requests dropped because the source is banned.
     pub(crate) banned_drops: u64,
     /// Requests dropped by the rate limit.
@@ -313,6 +318,14 @@ pub(crate) struct Protection {
     pub(crate) scanner_drops: u64,
     /// Bans issued.
     pub(crate) bans: u64,
+}
+
+impl Protection {
+    /// Sources tracked (rate buckets, failure lists, bans).
+    #[cfg(test)]
+    pub(crate) fn tracked(&self) -> (usize, usize, usize) {
+        (self.buckets.len(), self.failures.len(), self.banned.len())
+    }
 }
 
 /// Trunk and protection state of the core.
@@ -920,6 +933,35 @@ impl Core {
         }
         let rate = self.cfg.protection.rate_limit;
         if rate > 0 {
+            let cap = self.cfg.max_tracked_sources;
+            if p.buckets.len() >= cap && !p.buckets.contains_key(&ip) {
+                // table full: forget the sources whose bucket refilled (idle
+                // for a second: same as untracked), at most once a second
+                if p.buckets_pruned
+                    .is_none_or(|t| now.mono >= t + Duration::from_secs(1))
+                {
+                    p.buckets_pruned = Some(now.mono);
+                    let full = Duration::from_secs(1);
+                    p.buckets
+                        .retain(|_, (_, last)| now.mono.saturating_duration_since(*last) < full);
+                }
+                if p.buckets.len() >= cap {
+                    // still full (a flood from many sources): this source
+                    // goes unmetered rather than growing the table
+                    self.guard.sources_dropped.fetch_add(1, Ordering::Relaxed);
+                    if p.sources_full_logged
+                        .is_none_or(|t| now.mono >= t + Duration::from_secs(10))
+                    {
+                        p.sources_full_logged = Some(now.mono);
+                        tracing::warn!(
+                            max_tracked_sources = cap,
+                            "rate-limit table full: new sources are not metered \
+                             (sip.max_tracked_sources)"
+                        );
+                    }
+                    return false;
+                }
+            }
             let (tokens, last) = p.buckets.entry(ip).or_insert((rate as f64, now.mono));
             let refill = now.mono.saturating_duration_since(*last).as_secs_f64() * rate as f64;
             *tokens = (*tokens + refill).min(rate as f64);
@@ -941,6 +983,12 @@ impl Core {
             return;
         }
         let p = &mut self.trunks.protection;
+        if p.failures.len() >= self.cfg.max_tracked_sources && !p.failures.contains_key(&src.ip()) {
+            // table full: this failure is not counted (the periodic sweep
+            // frees entries whose window passed)
+            self.guard.sources_dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         let v = p.failures.entry(src.ip()).or_default();
         v.retain(|t| now.mono.saturating_duration_since(*t) < cfg.ban_window);
         v.push(now.mono);

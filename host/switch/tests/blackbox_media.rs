@@ -496,6 +496,44 @@ fn offer_with_no_allowed_codec_gets_488() {
 }
 
 #[test]
+fn offers_naming_addresses_rtp_must_not_go_to_get_488_with_the_reason() {
+    // Nothing listens at the destination: a 488 can only come from the switch.
+    let nowhere = SocketAddr::new(unique_loopback(), 5060);
+    let uac_ip = unique_loopback();
+    let mut sw = media_switch(
+        uac_ip,
+        nowhere,
+        "",
+        "allowed_networks = [\"127.0.0.0/8\"]\n",
+    );
+    let cases = [
+        ("5511000000001", "224.0.0.1", "multicast"),
+        ("5511000000002", "255.255.255.255", "broadcast"),
+        ("5511000000003", "0.0.0.0", "unspecified"),
+        ("5511000000004", "192.0.2.1", "allowed_networks"),
+    ];
+    for (number, c, _) in cases {
+        // a media-level c= line overrides the caller's own address
+        let rtpmaps = format!("c=IN IP4 {c}\na=rtpmap:8 PCMA/8000");
+        let scn = media_scenario(
+            "media_uac_reject.xml",
+            &[("PTS", "8"), ("RTPMAPS", &rtpmaps), ("CODE", "488")],
+        );
+        uac(scn, uac_ip, &sw, number).run().assert_ok(1);
+    }
+    assert_eq!(sw.ping(T), Some(200));
+    assert!(sw.stop().is_some(), "switch did not exit on SIGTERM");
+    for (number, c, why) in cases {
+        let cdr = only_cdr(&sw, number);
+        assert_eq!(cdr.final_code, 488, "{cdr:#?}");
+        assert!(
+            cdr.final_reason.contains(c) && cdr.final_reason.contains(why),
+            "CDR of the {c} offer: {cdr:#?}"
+        );
+    }
+}
+
+#[test]
 fn silent_call_is_ended_by_media_timeout() {
     let counter = Counter::new(unique_loopback());
     let callee = uas_with_media(counter.addr, PCMA_PCMU);

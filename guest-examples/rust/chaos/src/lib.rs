@@ -16,9 +16,12 @@
 //! | `err`  | guest error `Err("chaos: err")`                        |
 //! | `slow` | busy for `spin_ms` CPU milliseconds, then `ok`         |
 //! | `host` | `ok`, after exercising every host import               |
+//! | `sleep`| sleep `sleep_ms` (a WASI clock subscription + `poll`), then `ok` |
 //!
-//! Config (JSON): `{"tag": "v7", "mode": "ok", "spin_ms": 2, "fail_init": false}`.
-//! `fail_init: true` makes `init` refuse the configuration.
+//! Config (JSON): `{"tag": "v7", "mode": "ok", "spin_ms": 2, "sleep_ms": 1000,
+//! "fail_init": false, "init": "sleep"}`.
+//! `fail_init: true` makes `init` refuse the configuration; `"init": "sleep"`
+//! makes `init` sleep `sleep_ms` first, `"init": "loop"` makes it spin forever.
 
 use std::cell::RefCell;
 
@@ -41,6 +44,7 @@ struct Config {
     tag: String,
     mode: String,
     spin_ms: u64,
+    sleep_ms: u64,
 }
 
 thread_local! {
@@ -68,12 +72,26 @@ impl Lifecycle for Chaos {
         if json_field(&config, "fail_init").as_deref() == Some("true") {
             return Err("chaos: fail_init is set".into());
         }
+        let sleep_ms = json_field(&config, "sleep_ms")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(1000);
+        match json_field(&config, "init").as_deref() {
+            Some("sleep") => std::thread::sleep(std::time::Duration::from_millis(sleep_ms)),
+            Some("loop") => {
+                let mut x = 0u64;
+                loop {
+                    x = std::hint::black_box(x.wrapping_add(1));
+                }
+            }
+            _ => {}
+        }
         let cfg = Config {
             tag: json_field(&config, "tag").unwrap_or_else(|| "chaos".into()),
             mode: json_field(&config, "mode").unwrap_or_else(|| "ok".into()),
             spin_ms: json_field(&config, "spin_ms")
                 .and_then(|s| s.parse().ok())
                 .unwrap_or(1),
+            sleep_ms,
         };
         CONFIG.with(|c| *c.borrow_mut() = cfg);
         Ok(())
@@ -164,6 +182,10 @@ impl Router for Chaos {
             "err" => Err("chaos: err".into()),
             "slow" => {
                 spin_cpu_ms(cfg.spin_ms);
+                Ok(ok(&cfg.tag))
+            }
+            "sleep" => {
+                std::thread::sleep(std::time::Duration::from_millis(cfg.sleep_ms));
                 Ok(ok(&cfg.tag))
             }
             "host" => {

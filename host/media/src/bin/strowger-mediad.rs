@@ -5,6 +5,7 @@
 //! ```text
 //! strowger-mediad --ng 127.0.0.1:2223 [--bind 127.0.0.1] [--port-min 30000]
 //!                 [--port-max 39999] [--workers 0] [--timeout-s 60]
+//!                 [--latching learn|strict] [--allowed-network CIDR]...
 //! ```
 
 use std::net::{IpAddr, SocketAddr, UdpSocket};
@@ -40,13 +41,30 @@ fn main() {
             "--port-max" => cfg.port_max = num(val(i)),
             "--workers" => cfg.workers = num(val(i)),
             "--coalesce-us" => cfg.coalesce = Duration::from_micros(num(val(i))),
+            "--latching" => {
+                cfg.latching = match val(i) {
+                    "learn" => strowger_media::Latching::Learn,
+                    "strict" => strowger_media::Latching::Strict,
+                    v => {
+                        eprintln!("--latching must be learn or strict, not {v:?}");
+                        std::process::exit(2)
+                    }
+                }
+            }
+            "--allowed-network" => {
+                cfg.allowed_networks
+                    .push(val(i).parse().unwrap_or_else(|e: String| {
+                        eprintln!("--allowed-network: {e}");
+                        std::process::exit(2)
+                    }))
+            }
             "--timeout-s" => {
                 let t: u64 = num(val(i));
                 cfg.timeout = (t > 0).then(|| Duration::from_secs(t));
             }
             "-h" | "--help" => {
                 eprintln!(
-                    "strowger-mediad --ng ADDR [--bind IP] [--advertise IP] [--port-min N] [--port-max N] [--workers N] [--timeout-s N] [--coalesce-us N]"
+                    "strowger-mediad --ng ADDR [--bind IP] [--advertise IP] [--port-min N] [--port-max N] [--workers N] [--timeout-s N] [--coalesce-us N] [--latching learn|strict] [--allowed-network CIDR]..."
                 );
                 return;
             }
