@@ -207,7 +207,12 @@ fn peer_that_does_not_read_is_disconnected_at_the_send_queue_cap() {
     // ~25 kB requests whose responses echo the Via headers; never read:
     // 600 of them (15 MB of responses) exceed the socket buffers and the cap
     let stuffing: String = (0..400)
-        .map(|j| format!("Via: SIP/2.0/TCP 192.0.2.{}:5060;branch=z9hG4bKst{j:08}\r\n", j % 250))
+        .map(|j| {
+            format!(
+                "Via: SIP/2.0/TCP 192.0.2.{}:5060;branch=z9hG4bKst{j:08}\r\n",
+                j % 250
+            )
+        })
         .collect();
     let mut write_failed = false;
     for i in 0..600 {
@@ -239,7 +244,10 @@ fn peer_that_does_not_read_is_disconnected_at_the_send_queue_cap() {
         closed,
         "connection of a non-reading peer stayed open (write failed: {write_failed}, read {total} bytes)"
     );
-    assert!(total < 600 * 25_000, "every response was delivered: {total}");
+    assert!(
+        total < 600 * 25_000,
+        "every response was delivered: {total}"
+    );
     assert!(sw.log().contains("sip.tcp_max_send_queue_bytes reached"));
     assert_eq!(sw.ping(T), Some(200));
 }
