@@ -615,11 +615,13 @@ impl ResponseCache {
     }
 
     /// Entries held.
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.map.len()
     }
 
     /// Bytes held (responses, keys and bookkeeping).
+    #[cfg(test)]
     pub(crate) fn bytes(&self) -> usize {
         self.bytes
     }

@@ -138,7 +138,7 @@ pub fn raise_nofile_limit() -> Option<u64> {
                     rl.rlim_cur = rl.rlim_max;
                 }
             }
-            Some(rl.rlim_cur as u64)
+            Some(rl.rlim_cur)
         }
     }
     #[cfg(not(unix))]
