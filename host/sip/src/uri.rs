@@ -265,6 +265,12 @@ impl Uri<'_> {
 fn params_equivalent(a: &Uri<'_>, b: &Uri<'_>, must: &[&str]) -> bool {
     let eq = |x: &str, y: &str| percent_decode(x).eq_ignore_ascii_case(&percent_decode(y));
     for (n, v) in a.params.iter() {
+        // a repeated name counts once, with its first value (as `get_raw`
+        // reads it on the other side): otherwise a URI that repeats a
+        // parameter with another value is not equivalent to itself
+        if a.params.get_raw(n) != Some(v) {
+            continue;
+        }
         match b.params.get_raw(n) {
             Some(w) if !eq(v.unwrap_or(""), w.unwrap_or("")) => return false,
             Some(_) => {}
@@ -404,6 +410,18 @@ mod tests {
         assert!(Uri::parse("sip:a b@c").is_err());
         assert!(Uri::parse("sip:host:99999").is_err());
         assert_eq!(percent_decode("a%00b%zz%4"), "a\0b%zz%4");
+    }
+
+    #[test]
+    fn a_uri_repeating_a_parameter_is_equivalent_to_itself() {
+        // found by the `parse` fuzz target
+        for raw in [
+            "tel:+15551234;phone-context=example.com;phone-context=other.net",
+            "sip:a@b;x=1;X=2;transport=udp;transport=tcp",
+        ] {
+            let u = Uri::parse(raw).unwrap();
+            assert!(u.equivalent(&u), "{raw}");
+        }
     }
 
     #[test]
