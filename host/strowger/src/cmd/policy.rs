@@ -233,26 +233,12 @@ pub fn list_table(r: &Value) -> String {
     out
 }
 
-/// Milliseconds since the Unix epoch as `YYYY-MM-DD HH:MM:SS` (UTC).
+/// Milliseconds since the Unix epoch as `YYYY-MM-DD HH:MM:SS` (UTC): the
+/// store's RFC 3339 form without the `T`, the milliseconds and the `Z`.
 pub fn utc_time(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // civil-from-days (H. Hinnant)
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    let mut t = strowger_store::format_utc_ms(ms);
+    t.truncate(19);
+    t.replace('T', " ")
 }
 
 fn load(a: &RepoArgs) -> anyhow::Result<Repo> {
