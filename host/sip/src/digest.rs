@@ -3,11 +3,19 @@
 //! Server side: [`DigestServer`] issues `WWW-Authenticate` /
 //! `Proxy-Authenticate` challenges offering SHA-256 and MD5 side by side
 //! (one header each, SHA-256 first), with **stateless nonces** (timestamp +
-//! salt + HMAC-SHA256 over them and the realm with a server secret) that
-//! expire after a configurable lifetime, and verifies [`Credentials`] with
-//! qop=auth or without qop (RFC 2069 clients). [`NonceTracker`] refuses
-//! replays: per nonce the highest nonce-count seen, bounded memory, pruned
-//! by expiry. Comparisons of secrets are constant-time.
+//! salt + HMAC-SHA256 over them, the realm and a caller-chosen binding such
+//! as the client's IP address, with a server secret) that expire after a
+//! configurable lifetime, and verifies [`Credentials`] with qop=auth (and,
+//! only when [`DigestServer::allow_no_qop`] is set, without qop for RFC 2069
+//! clients: then each nonce is good for one request). [`NonceTracker`]
+//! refuses replays: per nonce the highest nonce-count seen, bounded memory,
+//! pruned by expiry. Comparisons of secrets are constant-time.
+//!
+//! Binding nonces to the client's address means a nonce obtained from one
+//! address is worthless from another: a response captured on the path
+//! cannot be replayed from elsewhere, and a spoofed sender that never sees
+//! the challenge sent to the address it impersonates cannot present
+//! credentials that count as a failed attempt of that address.
 //!
 //! Client side: [`Challenge::parse`] + [`answer`] build the
 //! `Authorization` / `Proxy-Authorization` value.
@@ -465,8 +473,11 @@ pub enum Verdict {
     /// Credentials correct but the nonce expired: re-challenge with
     /// `stale=true`.
     Stale,
-    /// nonce-count not higher than the last one seen for this nonce.
+    /// nonce-count not higher than the last one seen for this nonce (or a
+    /// second use of a nonce answered without qop).
     Replay,
+    /// Answered without qop while [`DigestServer::allow_no_qop`] is off.
+    NoQop,
     /// Wrong password / response, unknown nonce, wrong realm, or a
     /// malformed credential.
     Invalid,
@@ -482,6 +493,10 @@ pub struct DigestServer {
     lifetime_secs: u64,
     /// Offer qop=auth in challenges (default true).
     pub offer_qop: bool,
+    /// Accept credentials without qop (RFC 2069 clients; default false).
+    /// Such a response carries no nonce-count, so with a tracker each nonce
+    /// is accepted once.
+    pub allow_no_qop: bool,
     /// Algorithms offered, most preferred first (default SHA-256, MD5).
     pub algorithms: Vec<Algorithm>,
 }
@@ -507,6 +522,7 @@ impl DigestServer {
             secret,
             lifetime_secs,
             offer_qop: true,
+            allow_no_qop: false,
             algorithms: vec![Algorithm::Sha256, Algorithm::Md5],
         }
     }
@@ -523,29 +539,33 @@ impl DigestServer {
         self.lifetime_secs
     }
 
-    fn mac(&self, ts_salt: &str, realm: &str) -> [u8; 32] {
+    fn mac(&self, ts_salt: &str, realm: &str, bind: &str) -> [u8; 32] {
         let mut m = <HmacSha256 as KeyInit>::new_from_slice(&self.secret)
             .expect("HMAC accepts any key length");
         m.update(ts_salt.as_bytes());
         m.update(b":");
         m.update(realm.as_bytes());
+        m.update(b"\0");
+        m.update(bind.as_bytes());
         m.finalize().into_bytes().into()
     }
 
-    /// A fresh nonce: hex(timestamp) + hex(random salt) + hex(HMAC)[..32].
-    pub fn make_nonce(&self, realm: &str, now: u64) -> String {
+    /// A fresh nonce for `realm`, valid only when checked with the same
+    /// `bind` (e.g. the client's IP address; `""` binds to nothing):
+    /// hex(timestamp) + hex(random salt) + hex(HMAC)[..32].
+    pub fn make_nonce(&self, realm: &str, now: u64, bind: &str) -> String {
         let salt: u64 = rand::random();
         let mut n = String::with_capacity(NONCE_TS_HEX + NONCE_SALT_HEX + NONCE_MAC_HEX);
         let _ = write!(n, "{now:016x}{salt:016x}");
-        let mac = self.mac(&n, realm);
+        let mac = self.mac(&n, realm, bind);
         n.push_str(&hex::encode(&mac[..NONCE_MAC_HEX / 2]));
         n
     }
 
-    /// Checks that `nonce` was issued by this server for `realm` and is not
-    /// older than the lifetime (nonces from the future beyond 5 s are
-    /// invalid).
-    pub fn check_nonce(&self, nonce: &str, realm: &str, now: u64) -> NonceStatus {
+    /// Checks that `nonce` was issued by this server for `realm` and `bind`
+    /// and is not older than the lifetime (nonces from the future beyond
+    /// 5 s are invalid).
+    pub fn check_nonce(&self, nonce: &str, realm: &str, now: u64, bind: &str) -> NonceStatus {
         if nonce.len() != NONCE_TS_HEX + NONCE_SALT_HEX + NONCE_MAC_HEX || !nonce.is_ascii() {
             return NonceStatus::Invalid;
         }
@@ -553,7 +573,7 @@ impl DigestServer {
         let Ok(given) = hex::decode(mac_hex) else {
             return NonceStatus::Invalid;
         };
-        let mac = self.mac(ts_salt, realm);
+        let mac = self.mac(ts_salt, realm, bind);
         if !bool::from(given.ct_eq(&mac[..NONCE_MAC_HEX / 2])) {
             return NonceStatus::Invalid;
         }
@@ -580,10 +600,10 @@ impl DigestServer {
     }
 
     /// Challenge header values (one per offered algorithm, most preferred
-    /// first), all sharing one fresh nonce. Put each in its own
-    /// `WWW-Authenticate` (401) or `Proxy-Authenticate` (407) line.
-    pub fn challenges(&self, realm: &str, now: u64, stale: bool) -> Vec<String> {
-        let nonce = self.make_nonce(realm, now);
+    /// first), all sharing one fresh nonce bound to `bind`. Put each in its
+    /// own `WWW-Authenticate` (401) or `Proxy-Authenticate` (407) line.
+    pub fn challenges(&self, realm: &str, now: u64, stale: bool, bind: &str) -> Vec<String> {
+        let nonce = self.make_nonce(realm, now, bind);
         self.algorithms
             .iter()
             .map(|a| {
@@ -606,7 +626,9 @@ impl DigestServer {
             .collect()
     }
 
-    /// Verifies credentials against a plaintext password.
+    /// Verifies credentials against a plaintext password; `bind` is what
+    /// the nonce was bound to (see [`DigestServer::make_nonce`]).
+    #[allow(clippy::too_many_arguments)]
     pub fn verify(
         &self,
         creds: &Credentials<'_>,
@@ -614,14 +636,16 @@ impl DigestServer {
         realm: &str,
         password: &str,
         now: u64,
+        bind: &str,
         tracker: Option<&mut NonceTracker>,
     ) -> Verdict {
         let h = ha1(creds.algorithm, &creds.username, realm, password);
-        self.verify_ha1(creds, method, realm, &h, now, tracker)
+        self.verify_ha1(creds, method, realm, &h, now, bind, tracker)
     }
 
     /// Verifies credentials against a stored HA1 (hex, computed with the
     /// algorithm the client used: see [`ha1`]).
+    #[allow(clippy::too_many_arguments)]
     pub fn verify_ha1(
         &self,
         creds: &Credentials<'_>,
@@ -629,6 +653,7 @@ impl DigestServer {
         realm: &str,
         ha1_hex: &str,
         now: u64,
+        bind: &str,
         tracker: Option<&mut NonceTracker>,
     ) -> Verdict {
         if creds.realm != realm || !self.algorithms.contains(&creds.algorithm) {
@@ -641,9 +666,12 @@ impl DigestServer {
         {
             return Verdict::Invalid;
         }
-        let status = self.check_nonce(&creds.nonce, realm, now);
+        let status = self.check_nonce(&creds.nonce, realm, now, bind);
         if status == NonceStatus::Invalid {
             return Verdict::Invalid;
+        }
+        if creds.qop.is_none() && !self.allow_no_qop {
+            return Verdict::NoQop;
         }
         let expected = compute_response(&ResponseInput {
             algorithm: creds.algorithm,
@@ -663,7 +691,13 @@ impl DigestServer {
         if status == NonceStatus::Stale {
             return Verdict::Stale;
         }
-        if let (Some(t), Some(nc)) = (tracker, creds.nc)
+        // without qop there is no nonce-count: the nonce is good once
+        let nc = if creds.qop.is_none() {
+            Some(1)
+        } else {
+            creds.nc
+        };
+        if let (Some(t), Some(nc)) = (tracker, nc)
             && !t.check(&creds.nonce, nc, self.nonce_expiry(&creds.nonce), now)
         {
             return Verdict::Replay;
@@ -853,7 +887,7 @@ mod tests {
     fn server_roundtrip_both_algorithms() {
         let srv = DigestServer::new([7u8; 32], 300);
         let now = 1_800_000_000;
-        let chs = srv.challenges("example.com", now, false);
+        let chs = srv.challenges("example.com", now, false, "192.0.2.1");
         assert_eq!(chs.len(), 2);
         assert!(chs[0].contains("algorithm=SHA-256"));
         assert!(chs[1].contains("algorithm=MD5"));
@@ -874,12 +908,28 @@ mod tests {
                 let cr = Credentials::parse(&a).unwrap();
                 assert_eq!(cr.algorithm, c.algorithm);
                 assert_eq!(
-                    srv.verify(&cr, "REGISTER", "example.com", "pw", now + 1, Some(&mut tr)),
+                    srv.verify(
+                        &cr,
+                        "REGISTER",
+                        "example.com",
+                        "pw",
+                        now + 1,
+                        "192.0.2.1",
+                        Some(&mut tr)
+                    ),
                     Verdict::Ok
                 );
                 // replay of the same nc
                 assert_eq!(
-                    srv.verify(&cr, "REGISTER", "example.com", "pw", now + 1, Some(&mut tr)),
+                    srv.verify(
+                        &cr,
+                        "REGISTER",
+                        "example.com",
+                        "pw",
+                        now + 1,
+                        "192.0.2.1",
+                        Some(&mut tr)
+                    ),
                     Verdict::Replay
                 );
                 assert_eq!(
@@ -889,65 +939,144 @@ mod tests {
                         "example.com",
                         "bad",
                         now + 1,
+                        "192.0.2.1",
                         Some(&mut tr)
                     ),
                     Verdict::Invalid
                 );
                 assert_eq!(
-                    srv.verify(&cr, "INVITE", "example.com", "pw", now + 1, None),
+                    srv.verify(
+                        &cr,
+                        "INVITE",
+                        "example.com",
+                        "pw",
+                        now + 1,
+                        "192.0.2.1",
+                        None
+                    ),
                     Verdict::Invalid
                 );
                 assert_eq!(
-                    srv.verify(&cr, "REGISTER", "example.com", "pw", now + 301, None),
+                    srv.verify(
+                        &cr,
+                        "REGISTER",
+                        "example.com",
+                        "pw",
+                        now + 301,
+                        "192.0.2.1",
+                        None
+                    ),
                     Verdict::Stale
                 );
                 assert_eq!(
-                    srv.verify(&cr, "REGISTER", "other.com", "pw", now + 1, None),
+                    srv.verify(
+                        &cr,
+                        "REGISTER",
+                        "other.com",
+                        "pw",
+                        now + 1,
+                        "192.0.2.1",
+                        None
+                    ),
                     Verdict::Invalid
                 );
             }
         }
-        // Old client without qop.
+        // Old client without qop: refused unless allowed, then good once.
         let mut tr = NonceTracker::new(100);
         let mut c = Challenge::parse(&chs[1]).unwrap();
         c.qop.clear();
         let a = answer(&c, "INVITE", "sip:x@example.com", "100", "pw", None, 1);
         assert!(!a.contains("qop"));
         let cr = Credentials::parse(&a).unwrap();
+        let b = "192.0.2.1";
         assert_eq!(
-            srv.verify(&cr, "INVITE", "example.com", "pw", now, Some(&mut tr)),
-            Verdict::Ok
+            srv.verify(&cr, "INVITE", "example.com", "pw", now, b, Some(&mut tr)),
+            Verdict::NoQop
         );
-        // HA1 storage.
+        let mut legacy = srv.clone();
+        legacy.allow_no_qop = true;
+        // HA1 storage (no tracker: stateless check).
         let h = ha1(Algorithm::Md5, "100", "example.com", "pw");
         assert_eq!(
-            srv.verify_ha1(&cr, "INVITE", "example.com", &h, now, None),
+            legacy.verify_ha1(&cr, "INVITE", "example.com", &h, now, b, None),
             Verdict::Ok
+        );
+        assert_eq!(
+            legacy.verify(&cr, "INVITE", "example.com", "pw", now, b, Some(&mut tr)),
+            Verdict::Ok
+        );
+        // the same response again: a replay, from anywhere
+        assert_eq!(
+            legacy.verify(&cr, "INVITE", "example.com", "pw", now, b, Some(&mut tr)),
+            Verdict::Replay
+        );
+        // and from another address the nonce is not ours at all
+        let mut tr2 = NonceTracker::new(100);
+        assert_eq!(
+            legacy.verify(
+                &cr,
+                "INVITE",
+                "example.com",
+                "pw",
+                now,
+                "198.51.100.7",
+                Some(&mut tr2)
+            ),
+            Verdict::Invalid
         );
     }
 
     #[test]
     fn nonce_forgery_and_expiry() {
         let srv = DigestServer::new([1u8; 32], 60);
-        let n = srv.make_nonce("r", 1000);
-        assert_eq!(srv.check_nonce(&n, "r", 1000), NonceStatus::Valid);
-        assert_eq!(srv.check_nonce(&n, "r", 1060), NonceStatus::Valid);
-        assert_eq!(srv.check_nonce(&n, "r", 1061), NonceStatus::Stale);
-        assert_eq!(srv.check_nonce(&n, "other", 1000), NonceStatus::Invalid);
+        let n = srv.make_nonce("r", 1000, "10.0.0.1");
+        assert_eq!(
+            srv.check_nonce(&n, "r", 1000, "10.0.0.1"),
+            NonceStatus::Valid
+        );
+        assert_eq!(
+            srv.check_nonce(&n, "r", 1060, "10.0.0.1"),
+            NonceStatus::Valid
+        );
+        assert_eq!(
+            srv.check_nonce(&n, "r", 1061, "10.0.0.1"),
+            NonceStatus::Stale
+        );
+        assert_eq!(
+            srv.check_nonce(&n, "other", 1000, "10.0.0.1"),
+            NonceStatus::Invalid
+        );
+        // bound to the address it was issued to
+        assert_eq!(
+            srv.check_nonce(&n, "r", 1000, "10.0.0.2"),
+            NonceStatus::Invalid
+        );
+        assert_eq!(srv.check_nonce(&n, "r", 1000, ""), NonceStatus::Invalid);
         let other = DigestServer::new([2u8; 32], 60);
-        assert_eq!(other.check_nonce(&n, "r", 1000), NonceStatus::Invalid);
+        assert_eq!(
+            other.check_nonce(&n, "r", 1000, "10.0.0.1"),
+            NonceStatus::Invalid
+        );
         // tamper with the timestamp
         let mut t = n.clone().into_bytes();
         t[15] = if t[15] == b'0' { b'1' } else { b'0' };
         assert_eq!(
-            srv.check_nonce(std::str::from_utf8(&t).unwrap(), "r", 1000),
+            srv.check_nonce(std::str::from_utf8(&t).unwrap(), "r", 1000, "10.0.0.1"),
             NonceStatus::Invalid
         );
-        assert_eq!(srv.check_nonce("short", "r", 1000), NonceStatus::Invalid);
+        assert_eq!(
+            srv.check_nonce("short", "r", 1000, ""),
+            NonceStatus::Invalid
+        );
         // from the future
-        let f = srv.make_nonce("r", 2000);
-        assert_eq!(srv.check_nonce(&f, "r", 1000), NonceStatus::Invalid);
-        assert_ne!(srv.make_nonce("r", 1000), n, "salted: unique per challenge");
+        let f = srv.make_nonce("r", 2000, "");
+        assert_eq!(srv.check_nonce(&f, "r", 1000, ""), NonceStatus::Invalid);
+        assert_ne!(
+            srv.make_nonce("r", 1000, "10.0.0.1"),
+            n,
+            "salted: unique per challenge"
+        );
     }
 
     #[test]
@@ -969,7 +1098,7 @@ mod tests {
     #[test]
     fn pick_best_prefers_sha256() {
         let srv = DigestServer::new([3u8; 32], 60);
-        let chs = srv.challenges("r", 10, true);
+        let chs = srv.challenges("r", 10, true, "");
         let mut rev: Vec<&str> = chs.iter().map(String::as_str).collect();
         rev.reverse();
         let best = Challenge::pick_best(rev).unwrap();

@@ -42,6 +42,7 @@
 //! [auth]
 //! algorithms = ["md5", "sha256"]     # offered side by side, in this order (docs/config.md)
 //! nonce_ttl_s = 300
+//! allow_no_qop = false              # RFC 2069 responses (no qop): refused
 //!
 //! [registrar]
 //! min_expires = 60
@@ -579,6 +580,10 @@ pub struct AuthConfig {
     pub algorithms: Vec<DigestAlgorithm>,
     /// Lifetime of a nonce, seconds; older ones get `stale=true`.
     pub nonce_ttl_s: u64,
+    /// Accept digest responses without `qop` (RFC 2069 clients). Off by
+    /// default: such a response has no nonce-count, so when allowed each
+    /// nonce is good for one request from the address it was issued to.
+    pub allow_no_qop: bool,
 }
 
 impl Default for AuthConfig {
@@ -586,6 +591,7 @@ impl Default for AuthConfig {
         AuthConfig {
             algorithms: vec![DigestAlgorithm::Md5, DigestAlgorithm::Sha256],
             nonce_ttl_s: 300,
+            allow_no_qop: false,
         }
     }
 }

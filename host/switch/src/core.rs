@@ -98,6 +98,8 @@ pub struct CoreConfig {
     pub algorithms: Vec<DigestAlgorithm>,
     /// Nonce lifetime.
     pub nonce_ttl: Duration,
+    /// Accept digest responses without qop (one use per nonce).
+    pub allow_no_qop: bool,
     /// Registrar limits (seconds).
     pub min_expires: u32,
     /// Largest granted expiry.
@@ -143,6 +145,7 @@ impl CoreConfig {
             protection: ProtectionInfo::default(),
             algorithms: vec![DigestAlgorithm::Sha256, DigestAlgorithm::Md5],
             nonce_ttl: Duration::from_secs(300),
+            allow_no_qop: false,
             min_expires: 60,
             max_expires: 3600,
             default_expires: 3600,
@@ -755,7 +758,7 @@ impl Core {
         location: Arc<RwLock<Location>>,
         media: Box<dyn MediaHandler>,
     ) -> Core {
-        let auth = DigestAuth::new(cfg.nonce_ttl);
+        let auth = DigestAuth::new(cfg.nonce_ttl, cfg.allow_no_qop);
         let trunks = crate::trunks::Trunks::new(cfg.trunks.len(), cfg.t1, cfg.t2, cfg.t4);
         let user_index = index_users(&cfg.users);
         let guard = Arc::new(crate::guard::GuardMetrics::default());
@@ -952,6 +955,10 @@ impl Core {
             Err(e) => {
                 self.stats.malformed += 1;
                 tracing::debug!(src = %inb.flow.remote, error = %e, "malformed SIP message");
+                // a banned or flooding source gets silence here too
+                if self.protection_drops(now, inb.flow.remote, None) {
+                    return;
+                }
                 if let Some(resp) = e.bad_request_response(Some(&strowger_sip::ids::tag())) {
                     self.send(Target::Flow(inb.flow), resp);
                 }

@@ -959,11 +959,14 @@ fn digest_register_sha256_and_md5_replay_and_wrong_password() {
         h.authorize_default();
         let r = h.take_sent().pop().unwrap().1;
         assert_eq!(r.status(), Some(200), "algorithm {}", c.algorithm.as_str());
-        // same credentials again on a new transaction: nonce-count replay
+        // same credentials again on a new transaction: nonce-count replay,
+        // refused with a fresh stale=true challenge (not a failed attempt)
         let replay = reg_with_auth("1001", 3 + i as u32 * 2, &format!("z9hG4bKd3{i}"), Some(&a));
         h.rx(PHONE, &replay);
         h.authorize_default();
-        assert_eq!(h.take_sent().pop().unwrap().1.status(), Some(403));
+        let r = h.take_sent().pop().unwrap().1;
+        assert_eq!(r.status(), Some(401));
+        assert!(r.www_authenticate().all(|v| v.contains("stale=true")));
     }
     // wrong password
     let c = strowger_sip::digest::Challenge::parse(&chs[0]).unwrap();

@@ -38,9 +38,11 @@ impl Core {
             req.headers("Proxy-Authorization").collect()
         };
         let (users, index) = (&self.cfg.users, &self.user_index);
-        let (credentials, auth_user) = self.auth.check(now, &method, &headers, &realm, |u| {
-            index.get(u).map(|&i| users[i].password.clone())
-        });
+        let (credentials, auth_user) =
+            self.auth
+                .check(now, &method, &headers, &realm, flow.remote.ip(), |u| {
+                    index.get(u).map(|&i| users[i].password.clone())
+                });
         // the credentials must be those of the AOR's user
         let credentials = match (&credentials, &auth_user) {
             (Credentials::Valid, Some(au)) if *au != user => Credentials::Invalid,
@@ -142,7 +144,9 @@ impl Core {
                     algorithms
                 };
                 let stale = p.facts.credentials == Credentials::Stale;
-                let values = self.auth.challenges(now, &realm, &algs, stale);
+                let values = self
+                    .auth
+                    .challenges(now, &realm, &algs, stale, p.flow.remote.ip());
                 let (code, name) = if is_register {
                     (401, "WWW-Authenticate")
                 } else {

@@ -333,6 +333,7 @@ pub async fn core_config(cfg: &Config, listeners: &[Listen]) -> CoreConfig {
             })
             .collect(),
         nonce_ttl: cfg.auth.nonce_ttl(),
+        allow_no_qop: cfg.auth.allow_no_qop,
         min_expires: cfg.registrar.min_expires,
         max_expires: cfg.registrar.max_expires,
         default_expires: cfg.registrar.default_expires,

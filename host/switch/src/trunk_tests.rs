@@ -361,6 +361,161 @@ Content-Length: 0
     assert!(h.take_sent().is_empty());
 }
 
+/// A malformed request that the parser answers with 400 (Content-Length
+/// beyond the body).
+const MALFORMED: &str = "INVITE sip:x@y SIP/2.0
+Via: SIP/2.0/UDP 127.0.0.1:7001;branch=z9hG4bKmal
+From: <sip:a@b>;tag=1
+To: <sip:c@d>
+Call-ID: bad
+CSeq: 1 INVITE
+Content-Length: 500
+
+";
+
+fn our_challenge(h: &mut H, from: &str, branch: &str) -> String {
+    h.rx(from, &reg_with_auth("1001", 1, branch, None));
+    h.authorize_default();
+    let r = h.take_sent().pop().unwrap().1;
+    assert_eq!(r.status(), Some(401));
+    r.www_authenticate().next().unwrap().to_string()
+}
+
+#[test]
+fn a_ban_means_silence_even_for_malformed_requests() {
+    let mut h = H::new();
+    // before the ban, malformed gets its 400
+    h.rx(PHONE, MALFORMED);
+    assert_eq!(h.take_sent().pop().unwrap().1.status(), Some(400));
+    let ch = our_challenge(&mut h, PHONE, "z9hG4bKs0");
+    let c = strowger_sip::digest::Challenge::parse(&ch).unwrap();
+    for i in 0..3 {
+        let a = strowger_sip::digest::answer(
+            &c,
+            "REGISTER",
+            "sip:test.local",
+            "1001",
+            "bad",
+            Some("cn"),
+            i + 1,
+        );
+        h.rx(
+            PHONE,
+            &reg_with_auth("1001", 2 + i, &format!("z9hG4bKs{}", i + 1), Some(&a)),
+        );
+        h.authorize_default();
+        assert_eq!(h.take_sent().pop().unwrap().1.status(), Some(403));
+    }
+    h.rx(PHONE, MALFORMED);
+    assert!(
+        h.take_sent().is_empty(),
+        "a banned source got an answer to a malformed request"
+    );
+}
+
+#[test]
+fn spoofed_failures_over_a_nonce_issued_elsewhere_do_not_ban_the_victim() {
+    let mut h = H::new();
+    let attacker = "127.0.0.66:5060";
+    // the attacker gets a nonce at its own address...
+    let ch = our_challenge(&mut h, attacker, "z9hG4bKa0");
+    let c = strowger_sip::digest::Challenge::parse(&ch).unwrap();
+    // ...and sends wrong credentials with the victim's source address
+    for i in 0..6 {
+        let a = strowger_sip::digest::answer(
+            &c,
+            "REGISTER",
+            "sip:test.local",
+            "1001",
+            "guess",
+            Some("cn"),
+            i + 1,
+        );
+        h.rx(
+            PHONE,
+            &reg_with_auth("1001", 2 + i, &format!("z9hG4bKa{}", i + 1), Some(&a)),
+        );
+        h.authorize_default();
+        // a nonce we did not give this address: challenged afresh
+        assert_eq!(h.take_sent().pop().unwrap().1.status(), Some(401));
+    }
+    assert_eq!(h.core.trunks.protection.bans, 0);
+    // the victim registers normally
+    let ch = our_challenge(&mut h, PHONE, "z9hG4bKv0");
+    let c = strowger_sip::digest::Challenge::parse(&ch).unwrap();
+    let a = strowger_sip::digest::answer(
+        &c,
+        "REGISTER",
+        "sip:test.local",
+        "1001",
+        "pw1001",
+        Some("cn"),
+        1,
+    );
+    h.rx(PHONE, &reg_with_auth("1001", 20, "z9hG4bKv1", Some(&a)));
+    h.authorize_default();
+    assert_eq!(h.take_sent().pop().unwrap().1.status(), Some(200));
+}
+
+fn no_qop_answer(ch: &str, pw: &str) -> String {
+    let mut c = strowger_sip::digest::Challenge::parse(ch).unwrap();
+    c.qop.clear();
+    strowger_sip::digest::answer(&c, "REGISTER", "sip:test.local", "1001", pw, None, 1)
+}
+
+#[test]
+fn digest_without_qop_is_refused_by_default() {
+    let mut h = H::new();
+    let ch = our_challenge(&mut h, PHONE, "z9hG4bKq0");
+    let a = no_qop_answer(&ch, "pw1001");
+    h.rx(PHONE, &reg_with_auth("1001", 2, "z9hG4bKq1", Some(&a)));
+    h.authorize_default();
+    assert_eq!(h.take_sent().pop().unwrap().1.status(), Some(403));
+    assert!(h.core.location.read().is_empty());
+}
+
+#[test]
+fn digest_without_qop_when_allowed_is_one_use_from_one_address() {
+    let mut h = H::with(|c| c.allow_no_qop = true);
+    let ch = our_challenge(&mut h, PHONE, "z9hG4bKn0");
+    let a = no_qop_answer(&ch, "pw1001");
+    h.rx(PHONE, &reg_with_auth("1001", 2, "z9hG4bKn1", Some(&a)));
+    h.authorize_default();
+    assert_eq!(h.take_sent().pop().unwrap().1.status(), Some(200));
+    // replayed from another address (the attacker's contact), and again
+    // from the same one: neither is accepted
+    for (i, from) in ["127.0.0.66:5060", "127.0.0.67:5060", PHONE]
+        .into_iter()
+        .enumerate()
+    {
+        let replay = reg_with_auth(
+            "1001",
+            3 + i as u32,
+            &format!("z9hG4bKn{}", 2 + i),
+            Some(&a),
+        )
+        .replace(
+            "Contact: <sip:1001@127.0.0.1:7001>",
+            "Contact: <sip:1001@127.0.0.66:5060>",
+        );
+        h.rx(from, &replay);
+        h.authorize_default();
+        let st = h.take_sent().pop().unwrap().1.status();
+        assert_eq!(st, Some(401), "replay from {from}");
+    }
+    let bound: Vec<String> = h
+        .core
+        .location
+        .read()
+        .iter()
+        .flat_map(|(_, v)| v.iter().map(|b| b.contact.clone()))
+        .collect();
+    assert!(
+        !bound.iter().any(|c| c.contains("127.0.0.66")),
+        "the replay bound the attacker's contact: {bound:?}"
+    );
+}
+
 #[test]
 fn trunk_challenge_on_invite_is_answered_once_with_its_credentials() {
     let mut h = H::with(|c| {
