@@ -5,13 +5,15 @@ type Credentials uint8
 
 // Credential states.
 const (
-	// CredentialsNone: no credentials for our realm.
+	// CredentialsNone: no credentials for our realm, or over a nonce not
+	// issued to this source address.
 	CredentialsNone Credentials = iota
 	// CredentialsValid: checked by the host and correct.
 	CredentialsValid
 	// CredentialsInvalid: wrong user or response.
 	CredentialsInvalid
-	// CredentialsStale: correct, over an expired nonce.
+	// CredentialsStale: correct, over an expired nonce or a nonce-count
+	// already used (a replay).
 	CredentialsStale
 )
 
