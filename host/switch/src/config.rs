@@ -1015,6 +1015,39 @@ impl std::fmt::Debug for TrunkConfig {
     }
 }
 
+/// Keys whose values are secrets (matched case-insensitively as a part of
+/// the key): their values never appear in error messages or logs.
+const SECRET_KEY_PARTS: [&str; 5] = ["password", "secret", "token", "register", "ha1"];
+
+fn is_secret_key(key: &str) -> bool {
+    let k = key.trim().trim_matches('"').to_ascii_lowercase();
+    SECRET_KEY_PARTS.iter().any(|p| k.contains(p))
+}
+
+/// A parser message for `text` with the value of every secret key in
+/// `text` replaced by `***` (the TOML parser quotes the offending line and
+/// sometimes the value itself).
+fn scrub_secrets(message: &str, text: &str) -> String {
+    let mut out = message.to_string();
+    for line in text.lines() {
+        let Some((key, value)) = line.split_once('=') else {
+            continue;
+        };
+        if !is_secret_key(key) {
+            continue;
+        }
+        let v = value.trim();
+        // the value as written, and without its quotes
+        let bare = v.trim_matches(|c| c == '"' || c == '\'');
+        for needle in [v, bare] {
+            if needle.len() >= 2 {
+                out = out.replace(needle, "***");
+            }
+        }
+    }
+    out
+}
+
 /// An Asterisk register string `user[:secret[:authuser]]@host...` with the
 /// secret replaced by `***` (for logs and error messages).
 pub fn redact_register_string(s: &str) -> String {
@@ -1399,7 +1432,7 @@ impl Config {
     fn parse_inner(text: &str, base: &Path) -> Result<Config, ConfigError> {
         let mut cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: None,
-            message: e.to_string().trim_end().to_string(),
+            message: scrub_secrets(e.to_string().trim_end(), text),
         })?;
         cfg.resolve_paths(base);
         let mut problems = Vec::new();
@@ -1997,6 +2030,21 @@ mod tests {
         match Config::parse(text, "/etc/strowger") {
             Err(ConfigError::Invalid { problems }) => problems,
             other => panic!("expected Invalid, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn parse_errors_never_quote_a_secret() {
+        for text in [
+            "[[users]]\nuser = \"1001\"\npassword = \"hunter2-secret\" x\n",
+            "[[users]]\nuser = \"1001\"\npassword = hunter2-secret\n",
+            "[[trunks]]\nname = \"p\"\nhost = \"h\"\nsecret = \"hunter2-secret\nx = 1\n",
+            "[admin]\ntoken = \"hunter2-secret\" ,\n",
+            "[[trunks]]\nname = \"p\"\nregister = \"u:hunter2-secret@h\" x\n",
+        ] {
+            let m = parse_err(text);
+            assert!(!m.contains("hunter2"), "{m}");
+            assert!(m.contains("line"), "still says where: {m}");
         }
     }
 
