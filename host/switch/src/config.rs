@@ -22,6 +22,7 @@
 //! response_cache_max_bytes = 67108864
 //! response_cache_max_entry_bytes = 16384
 //! max_tracked_sources = 100000       # rate-limit / auth-failure table size
+//! udp_recv_buffer_bytes = 8388608    # kernel receive buffer per UDP listener (0 = system default)
 //!
 //! [tls]                              # needed when a tls: listener is configured
 //! cert = "cert.pem"                  # paths relative to the config file's directory
@@ -395,6 +396,9 @@ pub struct SipConfig {
     /// Most source addresses tracked for the rate limit and for
     /// authentication failures.
     pub max_tracked_sources: usize,
+    /// Kernel receive buffer of each UDP listener, bytes (0 = the system
+    /// default, about 208 KiB on Linux).
+    pub udp_recv_buffer_bytes: usize,
 }
 
 impl Default for SipConfig {
@@ -426,6 +430,7 @@ impl Default for SipConfig {
             response_cache_max_bytes: 64 * 1024 * 1024,
             response_cache_max_entry_bytes: 16 * 1024,
             max_tracked_sources: 100_000,
+            udp_recv_buffer_bytes: 8 * 1024 * 1024,
         }
     }
 }
@@ -1548,6 +1553,12 @@ impl Config {
             p.push(format!(
                 "sip.response_cache_max_bytes ({}) must be >= sip.response_cache_max_entry_bytes ({})",
                 self.sip.response_cache_max_bytes, self.sip.response_cache_max_entry_bytes
+            ));
+        }
+        if self.sip.udp_recv_buffer_bytes > 1 << 30 {
+            p.push(format!(
+                "sip.udp_recv_buffer_bytes ({}) must be at most 1073741824",
+                self.sip.udp_recv_buffer_bytes
             ));
         }
         if self.sip.max_tracked_sources == 0 {

@@ -58,6 +58,11 @@ pub struct StreamLimits {
     /// Most bytes queued for a peer that does not read; above, the
     /// connection is closed.
     pub max_send_queue: usize,
+    /// Kernel receive buffer asked for on UDP listeners (`SO_RCVBUF`), so
+    /// that a burst of datagrams while the reader is not scheduled does
+    /// not make the kernel drop honest requests with the rest. 0 = the
+    /// system default.
+    pub udp_recv_buffer: usize,
 }
 
 impl Default for StreamLimits {
@@ -68,6 +73,7 @@ impl Default for StreamLimits {
             idle_timeout: Duration::from_secs(300),
             message_timeout: Duration::from_secs(20),
             max_send_queue: 1024 * 1024,
+            udp_recv_buffer: 0,
         }
     }
 }
@@ -104,6 +110,7 @@ impl StreamLimits {
             idle_timeout: Duration::from_secs(sip.tcp_idle_timeout_s),
             message_timeout: Duration::from_secs(sip.tcp_message_timeout_s),
             max_send_queue: sip.tcp_max_send_queue_bytes,
+            udp_recv_buffer: sip.udp_recv_buffer_bytes,
         }
     }
 }
@@ -293,7 +300,8 @@ impl Transports {
         for l in listens {
             match l.transport {
                 Transport::Udp => {
-                    let s = bind_udp(l.addr).with_context(|| format!("binding udp:{}", l.addr))?;
+                    let s = bind_udp(l.addr, limits.udp_recv_buffer)
+                        .with_context(|| format!("binding udp:{}", l.addr))?;
                     let a = s.local_addr()?;
                     bound.push(Listen {
                         transport: Transport::Udp,
@@ -840,8 +848,120 @@ impl Transports {
     }
 }
 
-fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
+fn bind_udp(addr: SocketAddr, recv_buffer: usize) -> io::Result<UdpSocket> {
     let std = std::net::UdpSocket::bind(addr)?;
     std.set_nonblocking(true)?;
+    if recv_buffer > 0 {
+        set_recv_buffer(&std, addr, recv_buffer);
+    }
     UdpSocket::from_std(std)
+}
+
+/// Asks for a `want`-byte kernel receive buffer: `SO_RCVBUF` (capped by
+/// `net.core.rmem_max`), then `SO_RCVBUFFORCE` when that fell short (allowed
+/// with `CAP_NET_ADMIN`). Logs what the kernel granted.
+fn set_recv_buffer(sock: &std::net::UdpSocket, addr: SocketAddr, want: usize) {
+    use std::os::fd::AsRawFd;
+    let fd = sock.as_raw_fd();
+    let val = want.min(i32::MAX as usize / 2) as libc::c_int;
+    let set = |opt: libc::c_int| {
+        // SAFETY: fd is a valid socket owned by `sock`; the option value
+        // is a c_int of the size passed.
+        unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                opt,
+                (&val as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        }
+    };
+    let get = || {
+        let mut v: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: as above; v and len are valid for writes of their size.
+        let r = unsafe {
+            libc::getsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUF,
+                (&mut v as *mut libc::c_int).cast(),
+                &mut len,
+            )
+        };
+        // Linux reports twice the size asked for (bookkeeping overhead)
+        if r == 0 { v.max(0) as usize / 2 } else { 0 }
+    };
+    set(libc::SO_RCVBUF);
+    if get() < want {
+        set(libc::SO_RCVBUFFORCE);
+    }
+    let got = get();
+    if got < want {
+        tracing::warn!(
+            listener = %addr,
+            asked = want,
+            granted = got,
+            "UDP receive buffer smaller than sip.udp_recv_buffer_bytes: raise \
+             net.core.rmem_max (or run with CAP_NET_ADMIN)"
+        );
+    } else {
+        tracing::info!(listener = %addr, bytes = got, "UDP receive buffer");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsRawFd;
+
+    fn rcvbuf(s: &UdpSocket) -> usize {
+        let mut v: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: valid socket; v/len valid for writes.
+        let r = unsafe {
+            libc::getsockopt(
+                s.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUF,
+                (&mut v as *mut libc::c_int).cast(),
+                &mut len,
+            )
+        };
+        assert_eq!(r, 0);
+        v as usize / 2
+    }
+
+    fn sysctl(name: &str) -> usize {
+        std::fs::read_to_string(format!("/proc/sys/net/core/{name}"))
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    #[tokio::test]
+    async fn udp_listeners_get_the_receive_buffer_asked_for() {
+        let want = 4 * 1024 * 1024;
+        let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let default = bind_udp(addr, 0).unwrap();
+        let big = bind_udp(addr, want).unwrap();
+        assert!(
+            rcvbuf(&default) < want,
+            "the system default is already large"
+        );
+        // root (CAP_NET_ADMIN) gets it all; others up to net.core.rmem_max
+        // SAFETY: geteuid has no preconditions.
+        let root = unsafe { libc::geteuid() } == 0;
+        let floor = if root {
+            want
+        } else {
+            want.min(sysctl("rmem_max"))
+        };
+        assert!(
+            rcvbuf(&big) >= floor,
+            "granted {} < {floor} (root: {root})",
+            rcvbuf(&big)
+        );
+    }
 }
