@@ -13,11 +13,13 @@
 //!   1–19 ASCII digits and there are at most 65,536 distinct values. Keys
 //!   are kept as integers in one sorted table per digit count (so `011` and
 //!   `11` stay different keys), values are interned once and each row holds
-//!   a `u16` value id. When a table's keys fit, they are split into a
-//!   `u32` low half plus a small bucket index on the high half: 6 bytes
-//!   per row for 11-digit numbers (4 key + 2 value id), 10 bytes per row
-//!   otherwise. Exact lookups are one binary search; longest-prefix lookups
-//!   one binary search per distinct key length, longest first.
+//!   a `u16` value id. A bucket index on the keys' high bits (about one
+//!   bucket per two keys) narrows every search to a few neighbouring keys;
+//!   when the buckets are at most 2^32 wide only the low 32 bits of each
+//!   key are kept: about 8 bytes per row for 11-digit numbers (4 key + 2
+//!   value id + ≤ 2 index), 12 bytes per row for keys spread over all 19
+//!   digits. Exact lookups search one bucket; longest-prefix lookups one
+//!   bucket per distinct key length, longest first.
 //! * **Generic** (anything else): keys and values live in one contiguous
 //!   byte arena; an open-addressing hash table of `u32` slots indexes it
 //!   (about 40 bytes per row for short keys plus the bytes themselves).
@@ -264,15 +266,22 @@ impl GenericBuilder {
 
 /// Sorted distinct keys of one digit count.
 enum Keys {
-    /// Plain `u64` keys.
-    Wide(Vec<u64>),
-    /// Keys split at bit 32: `lo[starts[h]..starts[h + 1]]` are the low
-    /// halves of the keys whose high half is `h`.
-    Split { starts: Vec<u32>, lo: Vec<u32> },
+    /// Low 32 bits of `key - base` (the bucket gives the rest: `shift` ≤ 32).
+    Lo(Vec<u32>),
+    /// Whole keys.
+    Full(Vec<u64>),
 }
 
+/// The keys of one digit count, sorted, with a bucket index on their high
+/// bits: the keys `k` with `(k - base) >> shift == h` are at
+/// `starts[h]..starts[h + 1]`, so a lookup reads one `starts` pair and
+/// searches a few neighbouring keys (one or two cache lines) instead of
+/// binary-searching the whole table.
 struct NumTable {
     digits: u8,
+    base: u64,
+    shift: u32,
+    starts: Vec<u32>,
     keys: Keys,
     /// Value id of each key, in key order.
     ids: Vec<u16>,
@@ -281,25 +290,79 @@ struct NumTable {
 impl NumTable {
     #[inline]
     fn find(&self, key: u64) -> Option<usize> {
-        match &self.keys {
-            Keys::Wide(k) => k.binary_search(&key).ok(),
-            Keys::Split { starts, lo } => {
-                let h = (key >> 32) as usize;
-                if h + 1 >= starts.len() {
-                    return None;
-                }
-                let (a, b) = (starts[h] as usize, starts[h + 1] as usize);
-                lo[a..b].binary_search(&(key as u32)).ok().map(|i| a + i)
-            }
+        let off = key.checked_sub(self.base)?;
+        let h = (off >> self.shift) as usize;
+        if h + 1 >= self.starts.len() {
+            return None;
         }
+        let (a, b) = (self.starts[h] as usize, self.starts[h + 1] as usize);
+        let i = match &self.keys {
+            Keys::Lo(k) => k[a..b].binary_search(&(off as u32)).ok()?,
+            Keys::Full(k) => k[a..b].binary_search(&key).ok()?,
+        };
+        Some(a + i)
     }
 
     fn heap_bytes(&self) -> usize {
         let k = match &self.keys {
-            Keys::Wide(k) => k.capacity() * 8,
-            Keys::Split { starts, lo } => starts.capacity() * 4 + lo.capacity() * 4,
+            Keys::Lo(k) => k.capacity() * 4,
+            Keys::Full(k) => k.capacity() * 8,
         };
-        k + self.ids.capacity() * 2
+        k + self.starts.capacity() * 4 + self.ids.capacity() * 2
+    }
+
+    /// The table of sorted `rows` of one digit count (runs of equal keys:
+    /// the last row wins).
+    fn build(digits: u8, group: &[NumRow]) -> (NumTable, u64) {
+        let last = |k: usize| k + 1 == group.len() || group[k + 1].key != group[k].key;
+        let distinct = (0..group.len()).filter(|&k| last(k)).count();
+        let (base, max) = (group[0].key, group[group.len() - 1].key);
+        // about one bucket per two keys (≤ 2 bytes per row of index)
+        let want = (distinct as u64 / 2).max(1);
+        let mut shift = 0u32;
+        while shift < 63 && ((max - base) >> shift) >= want {
+            shift += 1;
+        }
+        let buckets = ((max - base) >> shift) as usize + 1;
+        let mut starts = vec![0u32; buckets + 1];
+        let mut ids = Vec::with_capacity(distinct);
+        let mut lo = Vec::new();
+        let mut full = Vec::new();
+        if shift <= 32 {
+            lo.reserve_exact(distinct);
+        } else {
+            full.reserve_exact(distinct);
+        }
+        for (k, r) in group.iter().enumerate() {
+            if last(k) {
+                starts[((r.key - base) >> shift) as usize + 1] += 1;
+                if shift <= 32 {
+                    lo.push((r.key - base) as u32);
+                } else {
+                    full.push(r.key);
+                }
+                ids.push(r.id);
+            }
+        }
+        for h in 1..starts.len() {
+            starts[h] += starts[h - 1];
+        }
+        let keys = if shift <= 32 {
+            Keys::Lo(lo)
+        } else {
+            Keys::Full(full)
+        };
+        (
+            NumTable {
+                digits,
+                base,
+                shift,
+                starts,
+                keys,
+                ids,
+            },
+            (group.len() - distinct) as u64,
+        )
     }
 }
 
@@ -436,44 +499,10 @@ impl NumericBuilder {
             while j < rows.len() && rows[j].digits == d {
                 j += 1;
             }
-            let group = &rows[i..j];
-            // distinct keys, the last row of each run of equal keys
-            let distinct = group.windows(2).filter(|w| w[0].key != w[1].key).count() + 1;
-            duplicates += (group.len() - distinct) as u64;
-            let max = group[group.len() - 1].key;
-            let buckets = (max >> 32) as usize + 1;
-            let mut ids = Vec::with_capacity(distinct);
-            let last = |k: usize| k + 1 == group.len() || group[k + 1].key != group[k].key;
-            let keys = if buckets <= distinct / 2 + (1 << 16) {
-                let mut starts = vec![0u32; buckets + 1];
-                let mut lo = Vec::with_capacity(distinct);
-                for (k, r) in group.iter().enumerate() {
-                    if last(k) {
-                        starts[(r.key >> 32) as usize + 1] += 1;
-                        lo.push(r.key as u32);
-                        ids.push(r.id);
-                    }
-                }
-                for h in 1..starts.len() {
-                    starts[h] += starts[h - 1];
-                }
-                Keys::Split { starts, lo }
-            } else {
-                let mut keys = Vec::with_capacity(distinct);
-                for (k, r) in group.iter().enumerate() {
-                    if last(k) {
-                        keys.push(r.key);
-                        ids.push(r.id);
-                    }
-                }
-                Keys::Wide(keys)
-            };
-            by_digits[d as usize] = tables.len() as u8 + 1;
-            tables.push(NumTable {
-                digits: d,
-                keys,
-                ids,
-            });
+            let (table, dups) = NumTable::build(d, &rows[i..j]);
+            duplicates += dups;
+            tables.push(table);
+            by_digits[d as usize] = tables.len() as u8;
             i = j;
         }
         drop(rows);
@@ -1067,8 +1096,8 @@ mod tests {
             );
         }
         assert_eq!(t.get("55999999999"), None);
-        // 4-byte key + 2-byte value id per row, plus small tables
-        assert!(t.heap_bytes() < 200_000 * 7, "{}", t.heap_bytes());
+        // 4-byte key + 2-byte value id + ≤ 2-byte index per row
+        assert!(t.heap_bytes() <= 200_000 * 8 + 4096, "{}", t.heap_bytes());
     }
 
     /// A small deterministic generator (xorshift).
@@ -1167,7 +1196,7 @@ mod tests {
         }
     }
 
-    /// Keys spread over the whole 19-digit range use the wide key layout.
+    /// Keys spread over the whole 19-digit range keep whole `u64` keys.
     #[test]
     fn wide_keys() {
         let mut r = Rng(7);
@@ -1182,7 +1211,7 @@ mod tests {
         let g = generic_of(&rows);
         assert!(matches!(
             &n.layout,
-            Layout::Numeric(x) if matches!(x.tables[0].keys, Keys::Wide(_))
+            Layout::Numeric(x) if matches!(x.tables[0].keys, Keys::Full(_))
         ));
         for (k, _) in &rows {
             assert_eq!(n.get(k), g.get(k));
