@@ -734,16 +734,16 @@ impl DatasetBuilder {
             if self.rows > u32::MAX as u64 {
                 return Err(DatasetError::TooBig);
             }
-            if let Some(k) = digits(key.as_bytes()) {
-                if let Some(id) = nb.intern(value) {
-                    nb.rows.push(NumRow {
-                        key: k,
-                        seq: (self.rows - 1) as u32,
-                        id,
-                        digits: key.len() as u8,
-                    });
-                    return Ok(());
-                }
+            if let Some(k) = digits(key.as_bytes())
+                && let Some(id) = nb.intern(value)
+            {
+                nb.rows.push(NumRow {
+                    key: k,
+                    seq: (self.rows - 1) as u32,
+                    id,
+                    digits: key.len() as u8,
+                });
+                return Ok(());
             }
             // Not a numeric table (after all): replay what we have.
             let BuilderState::Numeric(nb) =
@@ -836,7 +836,7 @@ impl LoadProgress {
     #[inline]
     pub fn add_row(&self) {
         let n = self.rows.fetch_add(1, Ordering::Relaxed) + 1;
-        if self.log_every != 0 && n % self.log_every == 0 {
+        if self.log_every != 0 && n.is_multiple_of(self.log_every) {
             tracing::info!(
                 dataset = %self.name,
                 rows = n,
@@ -908,10 +908,13 @@ pub struct LoadInfo {
     pub elapsed_ms: u64,
 }
 
+/// Running loads by id.
+type LoadList = parking_lot::Mutex<Vec<(u64, Arc<LoadProgress>)>>;
+
 /// Registration of a running load; dropping it removes the entry from
 /// [`Datasets::loading`].
 pub struct LoadGuard {
-    registry: Arc<parking_lot::Mutex<Vec<(u64, Arc<LoadProgress>)>>>,
+    registry: Arc<LoadList>,
     id: u64,
     progress: Arc<LoadProgress>,
 }
@@ -951,7 +954,7 @@ pub struct DatasetInfo {
 pub struct Datasets {
     map: ArcSwap<HashMap<String, Arc<Dataset>>>,
     write: parking_lot::Mutex<()>,
-    loads: Arc<parking_lot::Mutex<Vec<(u64, Arc<LoadProgress>)>>>,
+    loads: Arc<LoadList>,
     next_load: AtomicU64,
 }
 
