@@ -16,7 +16,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use strowger_plugin::{
-    Binding, DatasetBuilder, Fallback, Generation, Hook, LoadError, Policy, Scope, json as pj,
+    Binding, DatasetBuilder, Fallback, Generation, Hook, LoadError, LoadPhase, LoadProgress,
+    Policy, Scope, json as pj,
 };
 use strowger_store::rusqlite::{OptionalExtension, params};
 use strowger_store::{AuditEntry, CdrFilter};
@@ -1507,8 +1508,9 @@ impl std::io::Read for ChunkReader {
 }
 
 struct Parsed {
-    builder: DatasetBuilder,
-    rows: Vec<(String, String)>,
+    dataset: strowger_plugin::Dataset,
+    /// Data rows read (duplicates included).
+    lines: u64,
     sha256: String,
 }
 
@@ -1519,18 +1521,25 @@ pub fn parse_dataset_csv(
     bytes: &[u8],
     version: impl Into<String>,
 ) -> Result<(strowger_plugin::Dataset, String), String> {
-    let p = parse_csv(bytes).map_err(|(e, _)| e)?;
-    Ok((p.builder.finish(version.into()), p.sha256))
+    let mut p = parse_csv(bytes, None, &LoadProgress::default()).map_err(|(e, _)| e)?;
+    p.dataset.set_version(version);
+    Ok((p.dataset, p.sha256))
 }
 
-fn parse_csv(reader: impl std::io::Read) -> Result<Parsed, (String, Option<u64>)> {
+/// Reads the CSV line by line into a data set (no copy of the input is
+/// kept in memory); every byte read is also written to `copy` when given.
+fn parse_csv(
+    reader: impl std::io::Read,
+    mut copy: Option<&mut dyn std::io::Write>,
+    progress: &LoadProgress,
+) -> Result<Parsed, (String, Option<u64>)> {
     use std::io::BufRead;
     let mut r = std::io::BufReader::with_capacity(1 << 16, reader);
     let mut builder = DatasetBuilder::new();
-    let mut rows = Vec::new();
     let mut hash = Sha256::new();
     let mut line = String::new();
     let mut n = 0u64;
+    let mut lines = 0u64;
     loop {
         line.clear();
         let got = r
@@ -1540,7 +1549,12 @@ fn parse_csv(reader: impl std::io::Read) -> Result<Parsed, (String, Option<u64>)
             break;
         }
         n += 1;
+        progress.add_bytes(got as u64);
         hash.update(line.as_bytes());
+        if let Some(w) = copy.as_mut() {
+            w.write_all(line.as_bytes())
+                .map_err(|e| (format!("saving the data set: {e}"), None))?;
+        }
         let t = line.trim();
         if t.is_empty() || t.starts_with('#') {
             continue;
@@ -1555,13 +1569,21 @@ fn parse_csv(reader: impl std::io::Read) -> Result<Parsed, (String, Option<u64>)
         builder
             .insert(k, v)
             .map_err(|e| (format!("line {n}: {e}"), Some(n)))?;
-        rows.push((k.to_string(), v.to_string()));
+        lines += 1;
+        progress.add_row();
     }
+    progress.set_phase(LoadPhase::Indexing);
     Ok(Parsed {
-        builder,
-        rows,
+        dataset: builder.finish(""),
+        lines,
         sha256: hex::encode(hash.finalize()),
     })
+}
+
+/// Where uploaded data-set versions are kept: one CSV file per content
+/// (`<sha256>.csv`) in a directory beside the store's database.
+fn dataset_dir(st: &AdminState) -> std::path::PathBuf {
+    st.inner.store.path().with_extension("datasets")
 }
 
 fn valid_name(s: &str) -> bool {
@@ -1571,6 +1593,23 @@ fn valid_name(s: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
 }
 
+/// Removes the temporary upload file unless it was kept.
+struct TempFile(Option<std::path::PathBuf>);
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if let Some(p) = self.0.take() {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+/// Upload a data-set version. The body is streamed: a blocking thread
+/// parses it line by line into the compact in-memory layout while writing
+/// it to a file in the data-set directory (its sha256 names it); then the
+/// version is recorded in the store and swapped in atomically. Calls keep
+/// flowing meanwhile (nothing of this runs on the async workers), and
+/// `GET /v1/datasets` lists the load and its progress.
 async fn upload_dataset(
     State(st): State<AdminState>,
     w: Writer,
@@ -1582,12 +1621,45 @@ async fn upload_dataset(
             ApiError::bad("data set name: letters, digits, - _ . only, at most 64").field("name"),
         );
     }
+    let dir = dataset_dir(&st);
+    static UPLOADS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let tmp = dir.join(format!(
+        ".upload-{}-{}.tmp",
+        std::process::id(),
+        UPLOADS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    let file = {
+        let (dir, tmp) = (dir.clone(), tmp.clone());
+        blocking(move || {
+            std::fs::create_dir_all(&dir)
+                .and_then(|()| std::fs::File::create(&tmp))
+                .map_err(|e| {
+                    ApiError::internal(format!("data set directory {}: {e}", dir.display()))
+                })
+        })
+        .await?
+    };
+    let tmp = TempFile(Some(tmp));
+    let load = st.inner.runtime.datasets().begin_load(&name);
+    let progress = load.progress().clone();
     let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Bytes, String>>(16);
     let parse = tokio::task::spawn_blocking(move || {
-        parse_csv(ChunkReader {
-            rx,
-            cur: Bytes::new(),
-        })
+        let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+        let parsed = parse_csv(
+            ChunkReader {
+                rx,
+                cur: Bytes::new(),
+            },
+            Some(&mut out),
+            &progress,
+        )?;
+        let file = out
+            .into_inner()
+            .map_err(|e| (format!("saving the data set: {e}"), None))?;
+        file.sync_all()
+            .map_err(|e| (format!("saving the data set: {e}"), None))?;
+        progress.set_phase(LoadPhase::Storing);
+        Ok(parsed)
     });
     let limit = st.inner.limits.max_dataset_bytes;
     let mut received = 0u64;
@@ -1635,11 +1707,23 @@ async fn upload_dataset(
             err
         })?;
     let Parsed {
-        builder,
-        rows,
+        mut dataset,
+        lines,
         sha256,
     } = parsed;
-    let count = rows.len();
+    // Keep the file under its content's name (the same content is kept once).
+    let kept = dir.join(format!("{sha256}.csv"));
+    let mut tmp = tmp;
+    let from = tmp.0.take().expect("temporary file");
+    blocking(move || {
+        if kept.exists() {
+            std::fs::remove_file(&from)
+        } else {
+            std::fs::rename(&from, &kept)
+        }
+        .map_err(|e| ApiError::internal(format!("saving the data set: {e}")))
+    })
+    .await?;
     let (n, sha, actor) = (name.clone(), sha256.clone(), w.actor.clone());
     let version = store_write(&st, move |c| {
         let now = now_ms();
@@ -1649,40 +1733,79 @@ async fn upload_dataset(
         )?;
         c.execute(
             "INSERT INTO dataset_versions (dataset, sha256, row_count, created_at_ms, created_by) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![n, sha, count as i64, now, actor],
+            params![n, sha, lines as i64, now, actor],
         )?;
         let id = c.last_insert_rowid();
-        {
-            let mut s = c.prepare_cached("INSERT OR REPLACE INTO dataset_rows (version_id, key, value) VALUES (?1, ?2, ?3)")?;
-            for (k, v) in &rows {
-                s.execute(params![id, k, v])?;
-            }
-        }
         c.execute("UPDATE datasets SET active_version = ?1 WHERE name = ?2", params![id, n])?;
         Ok(id as u64)
     })
     .await?;
-    let ds = builder.finish(version.to_string());
-    let distinct = ds.len();
-    st.inner.runtime.datasets().put_dataset(&name, Arc::new(ds));
+    dataset.set_version(version.to_string());
+    let distinct = dataset.len();
+    let layout = dataset.layout_name();
+    let bytes = dataset.heap_bytes();
+    st.inner
+        .runtime
+        .datasets()
+        .put_dataset(&name, Arc::new(dataset));
+    drop(load);
     w.audit(
         &st,
         "dataset.import",
         &name,
-        json!({"version": version, "rows": count, "sha256": sha256}),
+        json!({"version": version, "rows": lines, "sha256": sha256}),
     )
     .await?;
     Ok((
         StatusCode::CREATED,
         Json(
-            json!({"name": name, "version": version, "rows": distinct, "lines": count, "sha256": sha256, "active": true}),
+            json!({"name": name, "version": version, "rows": distinct, "lines": lines, "sha256": sha256, "active": true, "layout": layout, "bytes": bytes}),
         ),
     ))
 }
 
-/// The rows of a stored data-set version, built for the runtime.
-async fn stored_dataset(st: &AdminState, version: i64) -> ApiResult<strowger_plugin::Dataset> {
+/// A stored data-set version, built for the runtime: from its file (see
+/// [`upload_dataset`]) or, for versions stored row by row by older builds,
+/// from the store's rows.
+async fn stored_dataset(
+    st: &AdminState,
+    name: &str,
+    version: i64,
+) -> ApiResult<strowger_plugin::Dataset> {
     let store = st.inner.store.clone();
+    let found: Option<(String, i64)> = store_read(st, move |c| {
+        Ok(c.query_row(
+            "SELECT sha256, row_count FROM dataset_versions WHERE id = ?1",
+            [version],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?)
+    })
+    .await?;
+    let (sha, row_count) = found.unzip();
+    let file = sha
+        .as_ref()
+        .map(|s| dataset_dir(st).join(format!("{s}.csv")));
+    if let (Some(file), Some(sha)) = (file.clone().filter(|f| f.exists()), sha) {
+        let load = st.inner.runtime.datasets().begin_load(name);
+        return blocking(move || {
+            let f = std::fs::File::open(&file).map_err(|e| {
+                ApiError::internal(format!("data set file {}: {e}", file.display()))
+            })?;
+            let mut p = parse_csv(f, None, load.progress()).map_err(|(e, _)| {
+                ApiError::internal(format!("data set file {}: {e}", file.display()))
+            })?;
+            if p.sha256 != sha {
+                return Err(ApiError::internal(format!(
+                    "data set file {} does not match its sha256",
+                    file.display()
+                )));
+            }
+            p.dataset.set_version(version.to_string());
+            Ok(p.dataset)
+        })
+        .await;
+    }
     blocking(move || {
         store
             .read_blocking(|c| {
@@ -1697,6 +1820,14 @@ async fn stored_dataset(st: &AdminState, version: i64) -> ApiResult<strowger_plu
                 Ok(b.finish(version.to_string()))
             })
             .map_err(ApiError::from)
+            .and_then(|d| match (d.is_empty(), row_count, file) {
+                // stored as a file that is gone: say so instead of an empty table
+                (true, Some(n), Some(f)) if n > 0 => Err(ApiError::internal(format!(
+                    "data set version {version}: file {} is missing",
+                    f.display()
+                ))),
+                _ => Ok(d),
+            })
     })
     .await
 }
@@ -1731,7 +1862,7 @@ async fn activate_dataset(
                 .field("version"),
         );
     }
-    let ds = stored_dataset(&st, version).await?;
+    let ds = stored_dataset(&st, &name, version).await?;
     let rows = ds.len();
     let n = name.clone();
     store_write(&st, move |c| {
@@ -1780,7 +1911,7 @@ async fn dataset_versions(State(st): State<AdminState>, Path(name): Path<String>
 
 async fn list_datasets(State(st): State<AdminState>) -> ApiResult {
     Ok(Json(
-        json!({"datasets": st.inner.runtime.datasets().list()}),
+        json!({"datasets": st.inner.runtime.datasets().list(), "loading": st.inner.runtime.datasets().loading()}),
     ))
 }
 
@@ -2338,7 +2469,7 @@ pub(crate) async fn restore(st: &AdminState) -> ApiResult<Option<u64>> {
     })
     .await?;
     for (name, version) in sets {
-        let ds = stored_dataset(st, version).await?;
+        let ds = stored_dataset(st, &name, version).await?;
         st.inner.runtime.datasets().put_dataset(&name, Arc::new(ds));
     }
     let docs: Vec<(u64, String)> = store_read(st, |c| {

@@ -90,7 +90,7 @@ fn paths() -> Value {
             },
             "/v1/policies/shadow/diffs": {"get": op("Recent decisions where the shadow differed (newest first; ?limit=N)", None)},
             "/v1/policies/rollback": {"post": op("Roll back to the previous active version, or to {version}", j)},
-            "/v1/datasets": {"get": op("Data sets loaded in the runtime", None)},
+            "/v1/datasets": {"get": op("Data sets loaded in the runtime {datasets:[{name, version, rows, bytes, layout}], loading:[{name, rows, bytes, phase, elapsed_ms}]} (loads in progress)", None)},
             "/v1/datasets/{name}": {
                 "get": op("Versions of a data set", None),
                 "post": op("Import a new version (CSV key,value lines; # comments) and activate it atomically", Some("text/csv"))

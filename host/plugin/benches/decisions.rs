@@ -15,7 +15,9 @@
 //!
 //! Run: `scripts/build-guests.sh && cargo bench --workspace --bench decisions`
 //! (`STROWGER_BENCH_TABLE_ONLY=1` skips criterion; `STROWGER_BENCH_N` sets N;
-//! `STROWGER_BENCH_ONLY=<part of a subject name>` selects subjects).
+//! `STROWGER_BENCH_ONLY=<part of a subject name>` selects subjects;
+//! `STROWGER_BENCH_LNP_CSV=<file>` puts a national-scale ported-numbers
+//! table under br-portability, see [`big_ported`]).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -409,6 +411,38 @@ fn table(tok: &tokio::runtime::Runtime, rt: &Runtime, subjects: &[Subject]) {
     println!("load average after: {}\n", loadavg());
 }
 
+/// Replaces `br-ported` with the rows of `csv` (e.g. the national-scale
+/// table `benches/datasets.rs` writes) followed by the plugin's own sample
+/// rows, so br-portability's answers stay the same but each lookup searches
+/// the big table.
+fn big_ported(rt: &Runtime, csv: &Path) {
+    use std::io::BufRead;
+    let t = Instant::now();
+    let mut b = DatasetBuilder::new();
+    let sample = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../guest-examples/rust/br-portability/data/ported.csv");
+    for p in [csv, sample.as_path()] {
+        let f = std::io::BufReader::new(std::fs::File::open(p).unwrap());
+        for line in f.lines() {
+            let line = line.unwrap();
+            let t = line.trim();
+            if let Some((k, v)) = t.split_once(',').filter(|_| !t.starts_with('#')) {
+                b.insert(k.trim(), v.trim()).unwrap();
+            }
+        }
+    }
+    let ds = b.finish("big");
+    println!(
+        "br-ported: {} rows from {} ({} layout, {:.1} heap bytes/row, built in {:.1} s)",
+        ds.len(),
+        csv.display(),
+        ds.layout_name(),
+        ds.heap_bytes() as f64 / ds.len() as f64,
+        t.elapsed().as_secs_f64()
+    );
+    rt.datasets().put_dataset("br-ported", Arc::new(ds));
+}
+
 fn bench(c: &mut Criterion) {
     let tok = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -429,6 +463,9 @@ fn bench(c: &mut Criterion) {
     }
     let rt = Runtime::new(config).unwrap();
     let subjects = subjects(&rt, &tok);
+    if let Some(csv) = std::env::var_os("STROWGER_BENCH_LNP_CSV") {
+        big_ported(&rt, Path::new(&csv));
+    }
     table(&tok, &rt, &subjects);
     if std::env::var_os("STROWGER_BENCH_TABLE_ONLY").is_some() {
         return;

@@ -39,7 +39,9 @@ pub mod testing;
 pub mod types;
 mod validate;
 
-pub use datasets::{Dataset, DatasetBuilder, DatasetInfo, Datasets};
+pub use datasets::{
+    Dataset, DatasetBuilder, DatasetInfo, Datasets, LoadGuard, LoadInfo, LoadPhase, LoadProgress,
+};
 pub use host::{
     HostFuture, HostServices, LogLine, NoHostServices, datetime_from_unix_ms, datetime_now,
 };

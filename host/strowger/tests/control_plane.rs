@@ -1277,3 +1277,161 @@ fn a_switch_without_a_token_generates_a_private_token_file() {
     let err = String::from_utf8_lossy(&there.stderr);
     assert!(err.contains("401") && err.contains("--token"), "{err}");
 }
+
+/// A national-scale portability table loaded while calls flow: SIPp calls
+/// at 50/s go through the portability hook (br-portability: exact lookup
+/// of the number, else longest prefix, both in the data set `lnp`) and the
+/// route table sends each call to a callee as `<routing number>`; the
+/// callee fails any call whose number does not carry the expected routing
+/// number. Meanwhile a 1,000,000-row CSV (11-digit numbers and 7-digit
+/// ranges, 30 routing numbers) is uploaded over the admin API. Every load
+/// call completes; afterwards probe calls and simulated lookups give the
+/// exact and longest-prefix answers of the new version, and the version is
+/// held in the compact numeric layout (≤ 16 heap bytes per row).
+#[test]
+fn million_row_dataset_loads_while_calls_flow() {
+    const ROWS: u64 = 1_000_000;
+    // Calls go to 11 3333 4444: a range row `1133334` in both versions.
+    const LOAD_RN: &str = "55302";
+    let callee = Callee::start(&format!("{LOAD_RN}1133334444"));
+    let probe_callee = Callee::start("55");
+    let uac_ip = unique_loopback();
+    let probe_ip = unique_loopback();
+    let cfg = format!(
+        "[[trunks]]\nname = \"load\"\nhost = \"{uac_ip}\"\ninbound = \"ip\"\n\n\
+         [[trunks]]\nname = \"probe\"\nhost = \"{probe_ip}\"\ninbound = \"ip\"\n\n\
+         [admin]\ntoken = \"{TOKEN}\"\n"
+    );
+    let sw = Switch::start(&cfg);
+    let api = Api::connect(&sw);
+    api.upload_plugin("br-portability");
+    api.upload_plugin("route-table");
+    let upload = |csv: String| -> (u16, Value) {
+        Api::answer(
+            api.http
+                .post(format!("{}/v1/datasets/lnp", api.base))
+                .bearer_auth(TOKEN)
+                .body(csv)
+                .send()
+                .unwrap(),
+        )
+    };
+    let (c, v) = upload(format!("1133334,{LOAD_RN}\n"));
+    assert_eq!(c, 201, "{v}");
+    let route = |trunk: &str, uas: SocketAddr| {
+        json!({"name": trunk, "source": [format!("trunk:{trunk}")], "b": ["_X."],
+               "destination": {"uri": format!("sip:${{RN}}@{uas}")}})
+    };
+    let (c, p) = api.post(
+        "/v1/policies",
+        &json!({"activate": true, "bindings": [
+            {"hook": "portability", "plugin": "br-portability", "deadline_ms": 1000,
+             "config": {"ported_dataset": "lnp", "ranges_dataset": "lnp"}, "datasets": ["lnp"]},
+            {"hook": "route", "plugin": "route-table", "deadline_ms": 1000,
+             "config": {"routes": [route("load", callee.addr()), route("probe", probe_callee.addr())]}}]}),
+    );
+    assert_eq!(c, 201, "{p}");
+
+    // The big version: row i is a number (or every 100th a 7-digit range)
+    // with routing number 55300 + i % 30; the load calls' range keeps its value.
+    let number = |i: u64| {
+        format!(
+            "{}9{:08}",
+            11 + (i * 7) % 89,
+            (i * 2_654_435_761) % 100_000_000
+        )
+    };
+    let rn = |i: u64| format!("{}", 55300 + i % 30);
+    let mut csv = String::with_capacity(ROWS as usize * 18);
+    csv.push_str("# key,value\n");
+    for i in 0..ROWS {
+        let n = number(i);
+        let k = if i % 100 == 0 { &n[..7] } else { &n[..] };
+        csv.push_str(&format!("{k},{}\n", rn(i)));
+    }
+    csv.push_str(&format!("1133334,{LOAD_RN}\n"));
+
+    const CALLS: u64 = 1000;
+    let load = Sipp::scenario(scenario("uac_bye.xml"))
+        .local(uac_ip, None)
+        .remote(sw.addr())
+        .service("5511333344444")
+        .key("caller", "5511999990000")
+        .arg("-d")
+        .arg("500")
+        .calls(CALLS)
+        .rate(50)
+        .limit(200)
+        .recv_timeout(Duration::from_secs(30))
+        .timeout(Duration::from_secs(120))
+        .spawn();
+    std::thread::sleep(Duration::from_secs(2));
+    let (c, up) = upload(csv);
+    assert_eq!(c, 201, "{up}");
+    let r = load.wait();
+    let (done, _) = callee.finish();
+    eprintln!(
+        "1 M-row upload under load: {up}; calls {} ok / {} failed; callee {} ok / {} failed",
+        r.successful, r.failed, done.successful, done.failed
+    );
+    r.assert_ok(CALLS);
+    assert_eq!(done.failed, 0, "a call got a wrong routing number");
+
+    assert_eq!(up["lines"], ROWS + 1);
+    assert_eq!(up["layout"], "numeric", "{up}");
+    let rows = up["rows"].as_u64().unwrap();
+    assert!(rows > ROWS * 99 / 100, "{up}");
+    let bytes = up["bytes"].as_u64().unwrap();
+    assert!(bytes <= 16 * rows, "{bytes} heap bytes for {rows} rows");
+    let listed = api.get("/v1/datasets");
+    assert_eq!(listed["loading"], json!([]), "{listed}");
+    assert_eq!(listed["datasets"][0]["layout"], "numeric", "{listed}");
+
+    // The answer the new version must give for row i (a later duplicate wins).
+    let mut last = std::collections::HashMap::new();
+    for i in 0..ROWS {
+        let n = number(i);
+        let k = if i % 100 == 0 { n[..7].to_string() } else { n };
+        last.insert(k, i);
+    }
+    let simulate = |national: &str| {
+        let (c, s) = api.post(
+            "/v1/simulate",
+            &json!({"hook": "portability", "input": {"number": format!("55{national}")}}),
+        );
+        assert_eq!(c, 200, "{s}");
+        s["decision"].clone()
+    };
+    let mut probes = Vec::new();
+    for i in (1..ROWS).step_by(99_991).take(10) {
+        let n = number(i);
+        if i % 100 == 0 {
+            continue;
+        }
+        // exact: a number of the table
+        let d = simulate(&n);
+        assert_eq!(d["carrier"], rn(last[&n]), "exact {n}: {d}");
+        assert_eq!(d["ported"], true, "{d}");
+        probes.push((n.clone(), format!("{}{n}", rn(last[&n]))));
+    }
+    for i in (0..ROWS).step_by(100_000) {
+        // prefix: another number in the range of row i
+        let range = number(i)[..7].to_string();
+        let other = format!("{range}0000");
+        if last.contains_key(&other) {
+            continue;
+        }
+        let d = simulate(&other);
+        assert_eq!(d["carrier"], rn(last[&range]), "prefix {other}: {d}");
+        assert_eq!(d["ported"], false, "{d}");
+        probes.push((other.clone(), format!("{}{other}", rn(last[&range]))));
+    }
+    assert!(probes.len() >= 15, "{probes:?}");
+    for (n, _) in probes.iter().take(4) {
+        call(&sw, probe_ip, &format!("55{n}"), 100).assert_ok(1);
+    }
+    let (_, seen) = probe_callee.finish();
+    for (_, expect) in probes.iter().take(4) {
+        assert!(seen.contains(expect), "{expect} not among {seen:?}");
+    }
+}

@@ -1321,15 +1321,65 @@ pub struct DatasetConfig {
 impl DatasetConfig {
     /// Read and parse the file into `(key, value)` rows, in file order.
     pub fn load_rows(&self) -> Result<Vec<(String, String)>, ConfigError> {
-        let text = std::fs::read_to_string(&self.file).map_err(|source| ConfigError::Io {
+        let mut rows = Vec::new();
+        self.read_rows(|k, v| {
+            rows.push((k.to_string(), v.to_string()));
+            Ok(())
+        })?;
+        Ok(rows)
+    }
+
+    /// Read the file line by line, calling `row` with each `(key, value)`
+    /// in file order (nothing else is kept in memory); `row`'s error stops
+    /// the read and names the line. Returns the bytes read.
+    pub fn read_rows(
+        &self,
+        mut row: impl FnMut(&str, &str) -> Result<(), String>,
+    ) -> Result<u64, ConfigError> {
+        use std::io::BufRead;
+        let io = |source| ConfigError::Io {
             path: self.file.clone(),
             source,
-        })?;
-        parse_dataset_csv(&text).map_err(|message| ConfigError::Parse {
+        };
+        let parse = |message| ConfigError::Parse {
             path: Some(self.file.clone()),
             message,
-        })
+        };
+        let f = std::fs::File::open(&self.file).map_err(io)?;
+        let mut r = std::io::BufReader::with_capacity(1 << 16, f);
+        let mut line = String::new();
+        let (mut n, mut bytes) = (0u64, 0u64);
+        loop {
+            line.clear();
+            let got = r.read_line(&mut line).map_err(io)?;
+            if got == 0 {
+                return Ok(bytes);
+            }
+            n += 1;
+            bytes += got as u64;
+            if let Some((k, v)) =
+                parse_dataset_line(&line).map_err(|e| parse(format!("line {n}: {e}")))?
+            {
+                row(&k, &v).map_err(|e| parse(format!("line {n}: {e}")))?;
+            }
+        }
     }
+}
+
+/// One line of a `[[datasets]]` CSV file: None for blank lines and comments.
+fn parse_dataset_line(line: &str) -> Result<Option<(String, String)>, &'static str> {
+    let line = line.trim();
+    if line.is_empty() || line.starts_with('#') {
+        return Ok(None);
+    }
+    let (k, v) = match line.split_once(',') {
+        Some((k, v)) => (unquote(k), unquote(v)),
+        None => (unquote(line), String::new()),
+    };
+    if k.is_empty() {
+        return Err("empty key");
+    }
+    Ok(Some((k, v)))
 }
 
 fn unquote(s: &str) -> String {
@@ -1344,18 +1394,9 @@ fn unquote(s: &str) -> String {
 pub fn parse_dataset_csv(text: &str) -> Result<Vec<(String, String)>, String> {
     let mut rows = Vec::new();
     for (n, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
+        if let Some(kv) = parse_dataset_line(line).map_err(|e| format!("line {}: {e}", n + 1))? {
+            rows.push(kv);
         }
-        let (k, v) = match line.split_once(',') {
-            Some((k, v)) => (unquote(k), unquote(v)),
-            None => (unquote(line), String::new()),
-        };
-        if k.is_empty() {
-            return Err(format!("line {}: empty key", n + 1));
-        }
-        rows.push((k, v));
     }
     Ok(rows)
 }

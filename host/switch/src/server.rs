@@ -460,12 +460,25 @@ pub async fn build_runtime(cfg: &Config) -> anyhow::Result<Arc<Runtime>> {
     cfg.plugins.apply_limits(&mut rc);
     let rt = Arc::new(Runtime::new(rc).context("starting the plugin runtime")?);
     for d in &cfg.datasets {
-        let rows = d
-            .load_rows()
-            .with_context(|| format!("data set {}", d.name))?;
-        rt.datasets()
-            .put(&d.name, "initial", rows)
-            .map_err(|e| anyhow::anyhow!("data set {}: {e}", d.name))?;
+        // Streamed from the file into the compact layout, off the async workers.
+        let (d, load) = (d.clone(), rt.datasets().begin_load(&d.name));
+        let name = d.name.clone();
+        let ds = tokio::task::spawn_blocking(move || {
+            let mut b = strowger_plugin::DatasetBuilder::new();
+            let p = load.progress();
+            let bytes = d.read_rows(|k, v| {
+                p.add_row();
+                b.insert(k, v).map_err(|e| e.to_string())
+            })?;
+            p.add_bytes(bytes);
+            p.set_phase(strowger_plugin::LoadPhase::Indexing);
+            Ok::<_, config::ConfigError>(b.finish("initial"))
+        })
+        .await
+        .context("loading a data set")?
+        .with_context(|| format!("data set {name}"))?;
+        tracing::info!(dataset = %name, rows = ds.len(), layout = ds.layout_name(), bytes = ds.heap_bytes(), "data set loaded");
+        rt.datasets().put_dataset(&name, Arc::new(ds));
     }
     let mut loaded: HashMap<PathBuf, Arc<strowger_plugin::PluginVersion>> = HashMap::new();
     let mut bindings = Vec::new();
