@@ -330,9 +330,8 @@ def w_udp_mutator(dst, end, rate, n_ips, seed, q) -> None:
             except OSError:
                 errors += 1
         pacer.took(n)
-        if i % 64 < n or n == 0:
-            for s in socks:
-                answers += drain_udp(s)
+        for s in socks:
+            answers += drain_udp(s)
         time.sleep(0.01)
     for s in socks:
         answers += drain_udp(s)
