@@ -1661,8 +1661,8 @@ fn rate_limit_drops_are_counted_on_metrics() {
         text.contains("strowger_sip_requests_dropped_total{reason=\"rate_limit\"} 7\n"),
         "{text}"
     );
-    // another source is not limited and not counted
-    h.rx(PHONE2, &stuffed_options(100, 0));
+    // another source address is not limited and not counted
+    h.rx("127.0.0.2:7001", &stuffed_options(100, 0));
     assert_eq!(h.take_sent().len(), 1);
     let text = h.core.guard_metrics().render();
     assert!(
