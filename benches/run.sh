@@ -4,24 +4,40 @@
 #
 #   benches/run.sh [--smoke] [--only calls,registrations,concurrent,media,decisions]
 #                  [--no-build] [--profile] [other options of benches/harness/bench.py]
+#   benches/run.sh --soak [--smoke] [--no-build] [options of benches/soak/soak.py]
 #
 # Installs what is missing (Debian sip-tester, kamailio, kamailio-lua-modules,
 # rtpengine-daemon), builds the release binary and the plugins, then writes
 # benches/results/<timestamp>.{md,json} and latest.md (latest-smoke.md for
 # --smoke). See benches/README.md.
+#
+# --soak instead runs the 10-minute attack soak (benches/soak/soak.py; 20 s
+# with --smoke): it only builds the release binary and needs no package.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/env.sh"
 cd "$STROWGER_ROOT"
 
 build=1
+soak=0
 args=()
 for a in "$@"; do
     case "$a" in
         --no-build) build=0 ;;
+        --soak) soak=1 ;;
         -h|--help) exec python3 benches/harness/bench.py --help ;;
         *) args+=("$a") ;;
     esac
 done
+
+if [ "$soak" -eq 1 ]; then
+    if [ "$build" -eq 1 ]; then
+        echo "== building strowger (release)"
+        cargo build --release -p strowger
+    fi
+    exec python3 benches/soak/soak.py \
+        --strowger-bin "$CARGO_TARGET_DIR/release/strowger" \
+        "${args[@]}"
+fi
 
 # --- packages (idempotent: apt only runs when something is missing) -------
 need_apt=()

@@ -1650,6 +1650,31 @@ fn response_larger_than_the_entry_cap_is_not_cached() {
 }
 
 #[test]
+fn rate_limit_drops_are_counted_on_metrics() {
+    let mut h = H::with(|c| c.protection.rate_limit = 5);
+    // 12 requests in the same instant from one source: a burst of 5 passes
+    let mut answered = 0;
+    for i in 0..12 {
+        h.rx(PHONE, &stuffed_options(i, 0));
+        answered += h.take_sent().len();
+    }
+    assert_eq!(answered, 5);
+    let text = h.core.guard_metrics().render();
+    assert!(
+        text.contains("strowger_sip_requests_dropped_total{reason=\"rate_limit\"} 7\n"),
+        "{text}"
+    );
+    // another source address is not limited and not counted
+    h.rx("127.0.0.2:7001", &stuffed_options(100, 0));
+    assert_eq!(h.take_sent().len(), 1);
+    let text = h.core.guard_metrics().render();
+    assert!(
+        text.contains("strowger_sip_requests_dropped_total{reason=\"rate_limit\"} 7\n"),
+        "{text}"
+    );
+}
+
+#[test]
 fn rate_limit_table_is_bounded_under_a_flood_of_sources() {
     let mut h = H::with(|c| {
         c.protection.rate_limit = 5;

@@ -310,6 +310,9 @@ pub(crate) struct Protection {
     buckets_pruned: Option<Instant>,
     /// Last time "table full" was logged.
     sources_full_logged: Option<Instant>,
+    /// Last time a rate-limit drop was logged, and drops since.
+    rate_logged: Option<Instant>,
+    rate_suppressed: u64,
     /// Requests dropped because the source is banned.
     pub(crate) banned_drops: u64,
     /// Requests dropped by the rate limit.
@@ -917,6 +920,7 @@ impl Core {
             && re.is_match(ua)
         {
             self.trunks.protection.scanner_drops += 1;
+            self.guard.dropped_scanner.fetch_add(1, Ordering::Relaxed);
             return true;
         }
         if self.trunk_by_source(now, src).is_some() {
@@ -927,6 +931,7 @@ impl Core {
         if let Some(until) = p.banned.get(&ip) {
             if *until > now.mono {
                 p.banned_drops += 1;
+                self.guard.dropped_banned.fetch_add(1, Ordering::Relaxed);
                 return true;
             }
             p.banned.remove(&ip);
@@ -968,6 +973,22 @@ impl Core {
             *last = now.mono;
             if *tokens < 1.0 {
                 p.rate_drops += 1;
+                p.rate_suppressed += 1;
+                self.guard
+                    .dropped_rate_limit
+                    .fetch_add(1, Ordering::Relaxed);
+                // one line per 10 s for a flood, with the count since
+                if p.rate_logged
+                    .is_none_or(|t| now.mono >= t + Duration::from_secs(10))
+                {
+                    p.rate_logged = Some(now.mono);
+                    tracing::warn!(
+                        source = %ip,
+                        rate_limit = rate,
+                        dropped = std::mem::take(&mut p.rate_suppressed),
+                        "requests dropped: protection.rate_limit reached"
+                    );
+                }
                 return true;
             }
             *tokens -= 1.0;
@@ -997,6 +1018,7 @@ impl Core {
             v.clear();
             p.banned.insert(src.ip(), now.mono + cfg.ban_time);
             p.bans += 1;
+            self.guard.bans.fetch_add(1, Ordering::Relaxed);
         }
     }
 }
