@@ -250,7 +250,7 @@ pub(crate) fn plugins(e: &mut Exposition, m: &MetricsSnapshot) {
         let (pl, v) = lv(p);
         e.sample(name, &[("plugin", &pl), ("version", &v)], p.logs_suppressed);
     }
-    let name = "strowger_plugin_counter_total";
+    let name = "strowger_plugin_events_total";
     e.family(
         name,
         "counter",

@@ -427,10 +427,10 @@ impl Core {
         );
         tracing::info!(
             call = %host_id,
-            ingress = ?facts.ingress,
+            ingress = ingress_text(&facts.ingress).as_str(),
             source = %flow.remote,
-            a = ?facts.a_number,
-            b = ?facts.b_number,
+            a = facts.a_number.as_str(),
+            b = facts.b_number.as_str(),
             "call started"
         );
         self.out.push(Action::PlanCall {
@@ -1610,10 +1610,10 @@ impl Core {
             call = %cdr.call_id,
             cause,
             code,
-            reason = ?reason,
+            reason,
             hangup = by,
-            ingress = %cdr.ingress,
-            egress = ?cdr.egress,
+            ingress = cdr.ingress.as_str(),
+            egress = cdr.egress.as_deref(),
             duration_s = cdr.answer_ms.map(|a| (cdr.end_ms - a).max(0) as f64 / 1000.0),
             "call ended"
         );

@@ -943,17 +943,17 @@ impl Core {
         let aor = req.to_str_raw();
         match code {
             200..=299 => tracing::info!(
-                aor = ?aor,
+                aor,
                 source = %flow.remote,
-                transport = ?flow.transport,
+                transport = %flow.transport,
                 code,
-                expires = ?req.expires(),
+                expires = req.expires(),
                 "REGISTER accepted"
             ),
             401 | 407 => {
-                tracing::debug!(aor = ?aor, source = %flow.remote, code, "REGISTER challenged")
+                tracing::debug!(aor, source = %flow.remote, code, "REGISTER challenged")
             }
-            _ => tracing::info!(aor = ?aor, source = %flow.remote, code, "REGISTER refused"),
+            _ => tracing::info!(aor, source = %flow.remote, code, "REGISTER refused"),
         }
     }
 

@@ -566,3 +566,60 @@ pub fn cause_label(cause: &str) -> &'static str {
         .copied()
         .unwrap_or("other")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_are_counted_from_their_first_line() {
+        let mut c = SipCounters::default();
+        c.sent(b"INVITE sip:1@x SIP/2.0\r\n");
+        c.sent(b"SIP/2.0 486 Busy Here\r\n");
+        c.sent(b"FOO sip:1@x SIP/2.0\r\n");
+        c.sent(b"SIP/2.0 99x\r\n");
+        c.sent(b"");
+        c.received(Some("REGISTER"), None);
+        c.received(None, Some(200));
+        c.received(None, Some(700));
+        assert_eq!(c.tx.requests[method_index(b"INVITE")], 1);
+        assert_eq!(c.tx.requests[METHODS.len() - 1], 1);
+        assert_eq!(c.tx.responses[486 - 100], 1);
+        assert_eq!(c.tx.responses.iter().sum::<u64>(), 1);
+        assert_eq!(c.rx.requests[method_index(b"REGISTER")], 1);
+        assert_eq!(c.rx.responses.iter().sum::<u64>(), 1);
+    }
+
+    #[test]
+    fn rendering_escapes_labels_and_names_every_family() {
+        let mut m = SwitchMetrics::default();
+        m.sip.call_ended(Some("a\"b"), None, cause_label("busy"));
+        m.sip.call_ended(None, None, cause_label("made-up"));
+        m.sip.register_result(401);
+        let mut e = Exposition::default();
+        m.render(&mut e);
+        let t = e.finish();
+        assert!(
+            t.contains(
+                "strowger_calls_ended_total{ingress_trunk=\"a\\\"b\",egress_trunk=\"\",cause=\"busy\"} 1"
+            ),
+            "{t}"
+        );
+        assert!(t.contains("cause=\"other\"} 1"), "{t}");
+        assert!(
+            t.contains("strowger_register_results_total{code=\"401\"} 1"),
+            "{t}"
+        );
+        // every sample belongs to a family announced with HELP and TYPE
+        let mut family = "";
+        for l in t.lines() {
+            if let Some(r) = l.strip_prefix("# TYPE ") {
+                family = r.split(' ').next().unwrap();
+                assert!(t.contains(&format!("# HELP {family} ")), "{family}");
+            } else {
+                let name = l.split(['{', ' ']).next().unwrap();
+                assert_eq!(name, family, "{l}");
+            }
+        }
+    }
+}
