@@ -3,7 +3,8 @@
 # there it only runs a few `command -v` / version checks (well under a second).
 #
 #   scripts/install-deps.sh          everything: --build, plus SIPp, Kamailio
-#                                    (with its Lua modules), rtpengine, openssl
+#                                    (with its Lua modules), rtpengine, openssl,
+#                                    promtool (Debian `prometheus`), python3
 #                                    (scripts/test.sh, .ci/run) and the rustfmt
 #                                    and clippy components (.ci/run)
 #   scripts/install-deps.sh --build  what building the switch and its plugins
@@ -27,6 +28,7 @@ esac
 have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/sbin/$1" ]; }
 
 need_apt=()
+need_apt_norec=()
 if [ "$mode" = all ]; then
     have sipp || need_apt+=(sip-tester)
     have kamailio || need_apt+=(kamailio)
@@ -37,18 +39,29 @@ if [ "$mode" = all ]; then
         || need_apt+=(kamailio-lua-modules)
     have rtpengine || need_apt+=(rtpengine-daemon)
     have openssl || need_apt+=(openssl) # test certificates (host/testkit)
+    # `promtool check metrics` checks /metrics (host/switch/tests/blackbox_observability.rs);
+    # only promtool is used: the package is installed without its recommends
+    # (node exporter), and its server is not needed
+    have promtool || need_apt_norec+=(prometheus)
+    # applies the fail2ban filter's regex with fail2ban's engine (same test)
+    have python3 || need_apt+=(python3)
 fi
-if [ "${#need_apt[@]}" -gt 0 ]; then
-    echo "install-deps: installing ${need_apt[*]} with apt-get"
+if [ "$((${#need_apt[@]} + ${#need_apt_norec[@]}))" -gt 0 ]; then
+    echo "install-deps: installing ${need_apt[*]} ${need_apt_norec[*]} with apt-get"
     command -v apt-get >/dev/null || {
-        echo "install-deps: no apt-get; install these yourself: ${need_apt[*]}" >&2
+        echo "install-deps: no apt-get; install these yourself: ${need_apt[*]} ${need_apt_norec[*]}" >&2
         exit 1
     }
     sudo=()
     if [ "$(id -u)" -ne 0 ]; then sudo=(sudo); fi
     export DEBIAN_FRONTEND=noninteractive
     "${sudo[@]}" apt-get update -q
-    "${sudo[@]}" apt-get install -y -q "${need_apt[@]}"
+    if [ "${#need_apt[@]}" -gt 0 ]; then
+        "${sudo[@]}" apt-get install -y -q "${need_apt[@]}"
+    fi
+    if [ "${#need_apt_norec[@]}" -gt 0 ]; then
+        "${sudo[@]}" apt-get install -y -q --no-install-recommends "${need_apt_norec[@]}"
+    fi
 fi
 
 # The plugins' Rust target. The sysroot check is cheaper than asking rustup.

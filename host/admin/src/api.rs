@@ -98,6 +98,7 @@ pub(crate) fn routes(state: AdminState) -> axum::Router {
         .route("/v1/cdrs", get(cdrs))
         .route("/v1/cdrs.csv", get(cdrs_csv))
         .route("/v1/audit", get(audit))
+        .route("/v1/log/level", get(get_log_level).put(put_log_level))
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         // Outermost last: the token is checked before any body is read,
         // then the size limit of the route applies.
@@ -255,19 +256,6 @@ async fn limit_body(
         return too_large(&st, limit, key, &path).into_response();
     }
     resp
-}
-
-/// Counters of refused admin API requests (OpenMetrics text).
-fn admin_metrics_text(st: &AdminState) -> String {
-    use std::sync::atomic::Ordering::Relaxed;
-    format!(
-        "# HELP strowger_admin_refused Admin API requests refused before their handler ran.\n\
-         # TYPE strowger_admin_refused counter\n\
-         strowger_admin_refused_total{{reason=\"unauthorized\"}} {}\n\
-         strowger_admin_refused_total{{reason=\"too_large\"}} {}\n",
-        st.inner.refused_unauthorized.load(Relaxed),
-        st.inner.refused_too_large.load(Relaxed),
-    )
 }
 
 // ---- secrets ------------------------------------------------------------
@@ -505,40 +493,85 @@ async fn readyz(State(st): State<AdminState>) -> Response {
     (code, Json(body)).into_response()
 }
 
-async fn metrics(State(st): State<AdminState>) -> Response {
-    let mut reg = prometheus_client::registry::Registry::default();
-    st.inner.runtime.register_metrics(&mut reg);
-    st.inner.store.register_metrics(&mut reg);
-    let mut out = String::new();
-    if let Err(e) = prometheus_client::encoding::text::encode_registry(&mut out, &reg) {
-        return ApiError::internal(e).into_response();
-    }
-    let snap = st.inner.runtime.metrics_snapshot();
-    out.push_str(&format!(
-        "# TYPE strowger_policy_generation gauge\nstrowger_policy_generation {}\n",
-        snap.generation
-    ));
+async fn metrics(State(st): State<AdminState>, headers: axum::http::HeaderMap) -> Response {
+    use crate::exposition as x;
+    let mut e = x::Exposition::default();
+    x::plugins(&mut e, &st.inner.runtime.metrics_snapshot());
+    x::store(&mut e, &st.inner.store.stats());
     let sc = st.inner.runtime.shadow_log().counts();
-    out.push_str(&format!(
-        "# HELP strowger_shadow_decisions Shadow-mode decisions compared with the active ones.\n\
-         # TYPE strowger_shadow_decisions counter\n\
-         strowger_shadow_decisions_total{{result=\"same\"}} {}\n\
-         strowger_shadow_decisions_total{{result=\"differ\"}} {}\n\
-         strowger_shadow_decisions_total{{result=\"error\"}} {}\n\
-         strowger_shadow_decisions_total{{result=\"dropped\"}} {}\n",
-        sc.same, sc.differ, sc.error, sc.dropped
-    ));
-    out.push_str(&admin_metrics_text(&st));
-    out.push_str(&st.inner.switch.metrics_text().await);
-    out.push_str("# EOF\n");
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        out,
+    let name = "strowger_shadow_decisions_total";
+    e.family(
+        name,
+        "counter",
+        "Shadow-mode decisions compared with the active ones.",
     )
-        .into_response()
+    .sample(name, &[("result", "same")], sc.same)
+    .sample(name, &[("result", "differ")], sc.differ)
+    .sample(name, &[("result", "error")], sc.error)
+    .sample(name, &[("result", "dropped")], sc.dropped);
+    {
+        use std::sync::atomic::Ordering::Relaxed;
+        let name = "strowger_admin_refused_total";
+        e.family(
+            name,
+            "counter",
+            "Admin API requests refused before their handler ran.",
+        )
+        .sample(
+            name,
+            &[("reason", "unauthorized")],
+            st.inner.refused_unauthorized.load(Relaxed),
+        )
+        .sample(
+            name,
+            &[("reason", "too_large")],
+            st.inner.refused_too_large.load(Relaxed),
+        );
+    }
+    let mut text = e.finish();
+    text.push_str(&st.inner.switch.metrics_text().await);
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    if x::wants_openmetrics(accept) {
+        (
+            [(header::CONTENT_TYPE, x::OPENMETRICS_CONTENT_TYPE)],
+            x::to_openmetrics(&text),
+        )
+            .into_response()
+    } else {
+        ([(header::CONTENT_TYPE, x::TEXT_CONTENT_TYPE)], text).into_response()
+    }
+}
+
+// ---- log level ----------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LogLevelBody {
+    level: String,
+}
+
+/// The log filter in force (`null` when this process cannot change it).
+async fn get_log_level(State(st): State<AdminState>) -> ApiResult {
+    Ok(Json(json!({ "level": st.inner.switch.log_filter() })))
+}
+
+async fn put_log_level(State(st): State<AdminState>, w: Writer, body: Bytes) -> ApiResult {
+    let b: LogLevelBody = json_body(&body)?;
+    let before = st.inner.switch.log_filter();
+    let level = st
+        .inner
+        .switch
+        .set_log_filter(&b.level)
+        .map_err(|e| ApiError::bad(e).field("level"))?;
+    tracing::info!(level = %level, previous = ?before, "log filter changed from the admin API");
+    w.audit(
+        &st,
+        "log.level",
+        "log",
+        json!({ "level": level, "previous": before }),
+    )
+    .await?;
+    Ok(Json(json!({ "level": level })))
 }
 
 // ---- plugins ------------------------------------------------------------

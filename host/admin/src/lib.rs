@@ -29,6 +29,7 @@
 
 mod api;
 mod error;
+mod exposition;
 mod openapi;
 mod switch;
 

@@ -60,7 +60,11 @@ fn paths() -> Value {
         "paths": {
             "/healthz": {"get": op("Liveness", None)},
             "/readyz": {"get": op("Readiness (store reachable)", None)},
-            "/metrics": {"get": op("Prometheus/OpenMetrics: plugin decisions, fallbacks, latency per plugin version; switch gauges", None)},
+            "/metrics": {"get": op("Metrics in the Prometheus text format 0.0.4, or OpenMetrics 1.0.0 when the Accept header asks for application/openmetrics-text: SIP requests and responses, transactions, retransmissions, calls by trunk and cause, registrations, failed authentications, bans, trunk state and latency, media relay, store, plugins", None)},
+            "/v1/log/level": {
+                "get": op("The log filter in force {level} (null when the process cannot change it)", None),
+                "put": op("Change the log filter at run time {level}: a level (error, warn, info, debug, trace) or tracing directives like `info,strowger_switch=debug`; 400 with the reason when it does not parse (nothing changed)", j)
+            },
             "/openapi.json": {"get": op("This document", None)},
             "/v1/plugins": {
                 "get": op("List stored plugin artifacts", None),

@@ -120,9 +120,22 @@ pub trait SwitchControl: Send + Sync {
     fn failure(&self) -> Option<String> {
         None
     }
-    /// Extra Prometheus text-format metrics appended to `/metrics`.
+    /// Extra metrics appended to `/metrics`, in the Prometheus text format
+    /// 0.0.4 (`# HELP` and `# TYPE` for each family; counters named
+    /// `<name>_total` there too); the API derives OpenMetrics from it.
     fn metrics_text(&self) -> SwitchFuture<'_, String> {
         Box::pin(async { String::new() })
+    }
+    /// The log filter in force (`GET /v1/log/level`); `None` when this
+    /// process cannot change its log filter.
+    fn log_filter(&self) -> Option<String> {
+        None
+    }
+    /// Replaces the log filter (`PUT /v1/log/level`); the error says what
+    /// is wrong with it, and nothing changed then.
+    fn set_log_filter(&self, filter: &str) -> Result<String, String> {
+        let _ = filter;
+        Err("this process cannot change its log filter".into())
     }
     /// The users stored over the API, every time they change (and after a
     /// restart): the switch lets them register and call.
@@ -177,7 +190,8 @@ impl SwitchControl for MemorySwitch {
     }
     fn metrics_text(&self) -> SwitchFuture<'_, String> {
         let text = format!(
-            "# TYPE strowger_calls_active gauge\nstrowger_calls_active {}\n# TYPE strowger_registrations gauge\nstrowger_registrations {}\n",
+            "# HELP strowger_calls_active Calls in progress.\n# TYPE strowger_calls_active gauge\nstrowger_calls_active {}\n\
+             # HELP strowger_registrations Registered contacts.\n# TYPE strowger_registrations gauge\nstrowger_registrations {}\n",
             self.calls.lock().len(),
             self.registrations.lock().len()
         );

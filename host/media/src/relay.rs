@@ -264,6 +264,13 @@ pub struct RelayStats {
     /// SDP bodies refused for a media address (multicast, broadcast,
     /// unspecified outside hold, outside `allowed_networks`).
     pub addresses_refused: u64,
+    /// Streams (RTP port pairs) of open sessions.
+    pub streams: usize,
+    /// RTP packets received on streams that have ended (both legs).
+    pub ended_rtp_packets: u64,
+    /// RTP packets lost (RFC 3550 A.3, never negative) on streams that
+    /// have ended (both legs).
+    pub ended_rtp_lost: u64,
 }
 
 pub(crate) struct Shared {
@@ -280,6 +287,9 @@ pub(crate) struct Shared {
     latch: LatchPolicy,
     relay_on_loopback: bool,
     addresses_refused: AtomicU64,
+    /// RTP received / lost on ended streams (counted when a session closes).
+    ended_rtp_packets: AtomicU64,
+    ended_rtp_lost: AtomicU64,
 }
 
 /// The media relay: owns the port pool, the worker threads and the
@@ -333,6 +343,8 @@ impl MediaRelay {
             latch,
             relay_on_loopback,
             addresses_refused: AtomicU64::new(0),
+            ended_rtp_packets: AtomicU64::new(0),
+            ended_rtp_lost: AtomicU64::new(0),
             cfg,
             advertise,
             pool,
@@ -420,8 +432,18 @@ impl MediaRelay {
             ports_free: self.shared.pool.available(),
             ports_total: self.shared.pool.capacity(),
             addresses_refused: self.shared.addresses_refused.load(Ordering::Relaxed),
+            ended_rtp_packets: self.shared.ended_rtp_packets.load(Ordering::Relaxed),
+            ended_rtp_lost: self.shared.ended_rtp_lost.load(Ordering::Relaxed),
             ..Default::default()
         };
+        // the session list is copied first: a closing session takes its
+        // own lock before the list's
+        let open: Vec<_> = self.shared.sessions.lock().values().cloned().collect();
+        s.streams = open
+            .iter()
+            .filter_map(|w| w.upgrade())
+            .map(|inner| inner.state.lock().streams.iter().flatten().count())
+            .sum();
         for w in &self.shared.workers {
             let c = &w.counters;
             s.received += c.received.load(Ordering::Relaxed);
@@ -895,6 +917,20 @@ impl SessionInner {
         }
         st.closed = true;
         for s in st.streams.drain(..).flatten() {
+            {
+                let ss = s.state.lock();
+                let (mut packets, mut lost) = (0u64, 0u64);
+                for l in &ss.legs {
+                    packets += l.rtp.packets;
+                    lost += l.rtp.lost().max(0) as u64;
+                }
+                self.shared
+                    .ended_rtp_packets
+                    .fetch_add(packets, Ordering::Relaxed);
+                self.shared
+                    .ended_rtp_lost
+                    .fetch_add(lost, Ordering::Relaxed);
+            }
             self.shared.workers[s.worker].send(Cmd::Remove(s));
         }
         let mut map = self.shared.sessions.lock();

@@ -234,7 +234,7 @@ impl prometheus_client::collector::Collector for Collector {
                 let buckets: Vec<(f64, u64)> = s
                     .latency_buckets_us
                     .iter()
-                    .map(|(b, n)| (b.map(|b| b as f64 / 1e6).unwrap_or(f64::MAX), *n))
+                    .map(|(b, n)| (b.map(|b| b as f64 / 1e6).unwrap_or(f64::INFINITY), *n))
                     .collect();
                 let labels = [("plugin", s.plugin.clone()), ("version", s.version.clone())];
                 e.encode_family(&labels)?.encode_histogram::<NoLabelSet>(

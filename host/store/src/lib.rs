@@ -253,6 +253,8 @@ pub struct StoreStats {
     pub dropped_writes: u64,
     /// Writes waiting for a retry now.
     pub retry_queue: u64,
+    /// Writes queued for the writer and not yet taken into a transaction.
+    pub write_queue: u64,
 }
 
 #[derive(Default)]
@@ -263,6 +265,8 @@ struct Counters {
     retried: AtomicU64,
     dropped: AtomicU64,
     queued: AtomicU64,
+    /// Writes sent to the writer and not yet taken by it.
+    pending: AtomicU64,
 }
 
 struct Inner {
@@ -380,6 +384,7 @@ impl Store {
             retried_writes: c.retried.load(Ordering::Relaxed),
             dropped_writes: c.dropped.load(Ordering::Relaxed),
             retry_queue: c.queued.load(Ordering::Relaxed),
+            write_queue: c.pending.load(Ordering::Relaxed),
         }
     }
 
@@ -416,6 +421,8 @@ impl Store {
         let (reply, rx) = oneshot::channel();
         let job = Job { run, reply };
         let what = job.what().to_string();
+        let pending = &self.inner.counters.pending;
+        pending.fetch_add(1, Ordering::Relaxed);
         let sent = match self.inner.tx.lock() {
             Ok(guard) => match guard.as_ref() {
                 Some(tx) => tx.send(job).is_ok(),
@@ -423,6 +430,9 @@ impl Store {
             },
             Err(_) => false,
         };
+        if !sent {
+            pending.fetch_sub(1, Ordering::Relaxed);
+        }
         // When not sent, `job` (and its reply sender) is dropped: the Ack
         // resolves to `Closed`. A record is never dropped unseen.
         if !sent {
@@ -695,6 +705,7 @@ fn writer_loop(
         };
         let closing = !open;
         // Retries go first: a write never overtakes an older one that failed.
+        let retried = retries.jobs.len();
         batch.extend(retries.jobs.drain(..));
         batch.extend(first);
         while open && batch.len() < MAX_BATCH {
@@ -707,6 +718,9 @@ fn writer_loop(
                 }
             }
         }
+        counters
+            .pending
+            .fetch_sub((batch.len() - retried) as u64, Ordering::Relaxed);
         let outcome = commit_batch(&mut conn, &mut batch, &mut results);
         let mut failed = false;
         match outcome {

@@ -21,8 +21,8 @@ pub const TOKEN_ENV: &str = "STROWGER_ADMIN_TOKEN";
 /// How long `/readyz` waits for the core loop's answer.
 const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// [`SwitchControl`] over a running switch.
-pub struct SwitchHandle(pub Control);
+/// [`SwitchControl`] over a running switch, and the process's log filter.
+pub struct SwitchHandle(pub Control, pub Option<Arc<crate::logging::LogHandle>>);
 
 impl SwitchControl for SwitchHandle {
     fn registrations(&self) -> Vec<RegistrationInfo> {
@@ -114,26 +114,17 @@ impl SwitchControl for SwitchHandle {
             Ok(())
         })
     }
+    fn log_filter(&self) -> Option<String> {
+        self.1.as_ref().map(|l| l.filter())
+    }
+    fn set_log_filter(&self, filter: &str) -> Result<String, String> {
+        match &self.1 {
+            Some(l) => l.set_filter(filter),
+            None => Err("this process cannot change its log filter".into()),
+        }
+    }
     fn metrics_text(&self) -> SwitchFuture<'_, String> {
-        Box::pin(async move {
-            let calls = self.0.calls().await;
-            let trunks = self.0.trunks().await;
-            let mut out = format!(
-                "# HELP strowger_calls_active Calls in progress.\n# TYPE strowger_calls_active gauge\nstrowger_calls_active {}\n\
-                 # HELP strowger_registrations Registered contacts.\n# TYPE strowger_registrations gauge\nstrowger_registrations {}\n",
-                calls.len(),
-                self.0.registrations().len()
-            );
-            out.push_str("# HELP strowger_trunk_calls_active Calls in progress per trunk.\n# TYPE strowger_trunk_calls_active gauge\n");
-            for t in &trunks {
-                out.push_str(&format!(
-                    "strowger_trunk_calls_active{{trunk=\"{}\",state=\"{}\"}} {}\n",
-                    t.name, t.state, t.active_calls
-                ));
-            }
-            out.push_str(&self.0.guard_metrics_text());
-            out
-        })
+        Box::pin(self.0.metrics_text())
     }
 }
 
@@ -170,7 +161,7 @@ pub fn resolve_token(cfg: &AdminConfig, file: &Path) -> anyhow::Result<(String, 
                     "the admin API token file {shown} holds no token of at least 8 characters (delete it to get a new one)"
                 );
             }
-            eprintln!("admin API token read from {shown}");
+            tracing::info!("admin API token read from {shown}");
             Ok((t, Some(shown)))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -194,7 +185,7 @@ pub fn resolve_token(cfg: &AdminConfig, file: &Path) -> anyhow::Result<(String, 
                 .with_context(|| format!("creating the admin API token file {shown}"))?;
             std::io::Write::write_all(&mut f, format!("{t}\n").as_bytes())
                 .with_context(|| format!("writing {shown}"))?;
-            eprintln!(
+            tracing::info!(
                 "admin API token generated into {shown} (mode 0600; `strowger` commands run from that directory read it, \
                  or pass --token-file {shown}; set [admin] token or {TOKEN_ENV} to choose one)"
             );
@@ -216,6 +207,7 @@ pub async fn start(
     cfg: &AdminConfig,
     token_file: &Path,
     running: &Running,
+    log: Arc<crate::logging::LogHandle>,
 ) -> anyhow::Result<Option<SocketAddr>> {
     if !cfg.enabled {
         return Ok(None);
@@ -224,7 +216,7 @@ pub async fn start(
     let mut state = AdminState::new(
         (*running.runtime).clone(),
         running.store.clone(),
-        Arc::new(SwitchHandle(running.control.clone())),
+        Arc::new(SwitchHandle(running.control.clone(), Some(log))),
     )
     .with_token("admin", token)
     .with_limits(Limits {

@@ -10,6 +10,7 @@ mod asterisk;
 mod client;
 mod cmd;
 mod control;
+mod logging;
 mod policy_repo;
 
 #[derive(Parser)]

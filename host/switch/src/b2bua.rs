@@ -425,6 +425,14 @@ impl Core {
                 side: Side::A,
             },
         );
+        tracing::info!(
+            call = %host_id,
+            ingress = ingress_text(&facts.ingress).as_str(),
+            source = %flow.remote,
+            a = facts.a_number.as_str(),
+            b = facts.b_number.as_str(),
+            "call started"
+        );
         self.out.push(Action::PlanCall {
             call: id,
             facts: Box::new(facts.clone()),
@@ -985,6 +993,7 @@ impl Core {
                 {
                     l.retrans = Some(nt);
                 }
+                self.sip.request_retransmissions += 1;
                 self.send(target, data);
             }
             CallTimer::ProxyFallback(leg, next) => {
@@ -1060,6 +1069,7 @@ impl Core {
                 if let Some(c) = self.calls.get_mut(&call) {
                     c.ok_timer = Some(nt);
                 }
+                self.sip.response_retransmissions += 1;
                 self.send(Target::Flow(flow), data);
             }
             CallTimer::AckTimeout => {
@@ -1590,6 +1600,23 @@ impl Core {
         let c = &self.calls[&call];
         let mut cdr = build_cdr(c, now, code, reason, by);
         cdr.media = self.media.cdr_media(call);
+        let cause = crate::metrics::cause_label(&cdr.cause);
+        self.sip.call_ended(
+            cdr.ingress_trunk.as_deref(),
+            cdr.egress_trunk.as_deref(),
+            cause,
+        );
+        tracing::info!(
+            call = %cdr.call_id,
+            cause,
+            code,
+            reason,
+            hangup = by,
+            ingress = cdr.ingress.as_str(),
+            egress = cdr.egress.as_deref(),
+            duration_s = cdr.answer_ms.map(|a| (cdr.end_ms - a).max(0) as f64 / 1000.0),
+            "call ended"
+        );
         self.out.push(Action::Cdr(Box::new(cdr)));
         self.out.push(Action::CallEnded { call });
         self.media.release(call);

@@ -320,6 +320,8 @@ pub struct Config {
     pub datasets: Vec<DatasetConfig>,
     /// `[admin]`: the admin HTTP API.
     pub admin: AdminConfig,
+    /// `[log]`: log format and level (`strowger serve`).
+    pub log: LogConfig,
     /// Directory relative paths were resolved against (the config file's
     /// directory; the working directory for [`Config::parse`] callers that
     /// pass `.`). Not part of the file.
@@ -345,6 +347,7 @@ impl Default for Config {
             bindings: Vec::new(),
             datasets: Vec::new(),
             admin: AdminConfig::default(),
+            log: LogConfig::default(),
             base_dir: PathBuf::from("."),
         }
     }
@@ -605,6 +608,52 @@ impl AuthConfig {
     /// Nonce lifetime as a duration.
     pub fn nonce_ttl(&self) -> Duration {
         Duration::from_secs(self.nonce_ttl_s)
+    }
+}
+
+/// `[log]`: how `strowger serve` writes its log (stderr).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `text` (one human-readable line per event; ANSI colours only when
+    /// stderr is a terminal) or `json` (one JSON object per line).
+    /// `$STROWGER_LOG_FORMAT` overrides it.
+    pub format: LogFormat,
+    /// Filter in `tracing` directive syntax (`info`,
+    /// `warn,strowger_switch=debug`). `$STROWGER_LOG` overrides it; the
+    /// admin API's `PUT /v1/log/level` changes it at run time.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable text.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            other => Err(format!(
+                "log format \"{other}\": expected \"text\" or \"json\""
+            )),
+        }
     }
 }
 

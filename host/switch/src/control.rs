@@ -88,6 +88,8 @@ pub(crate) enum Command {
     SetTrunks(Vec<TrunkInfo>, Vec<GroupInfo>, oneshot::Sender<usize>),
     /// A round trip through the core loop (readiness probe).
     Ping(oneshot::Sender<()>),
+    /// A copy of the core's counters (`/metrics`).
+    Metrics(oneshot::Sender<Box<crate::metrics::SwitchMetrics>>),
 }
 
 /// Handle on a running switch for the control plane. Cheap to clone.
@@ -107,6 +109,8 @@ pub struct Control {
     health: crate::server::Health,
     /// Limit counters of the transports and the core.
     guard: Arc<std::sync::OnceLock<Arc<crate::guard::GuardMetrics>>>,
+    /// The media relay, when it runs (its counters for `/metrics`).
+    relay: Arc<std::sync::OnceLock<std::sync::Weak<strowger_media::MediaRelay>>>,
 }
 
 impl Control {
@@ -127,6 +131,7 @@ impl Control {
                 domain,
                 managed: Arc::new(parking_lot::Mutex::new((Vec::new(), file.clone()))),
                 guard: Arc::default(),
+                relay: Arc::default(),
                 file,
             },
             rx,
@@ -159,6 +164,38 @@ impl Control {
     /// Uses `m` for [`Control::guard_metrics_text`] (set once at start).
     pub(crate) fn use_guard_metrics(&self, m: Arc<crate::guard::GuardMetrics>) {
         let _ = self.guard.set(m);
+    }
+
+    /// Uses `r` for the relay's metrics (set once at start).
+    pub(crate) fn use_relay(&self, r: &Arc<strowger_media::MediaRelay>) {
+        let _ = self.relay.set(Arc::downgrade(r));
+    }
+
+    /// A copy of the core's counters; `None` once the switch stopped.
+    pub async fn metrics(&self) -> Option<crate::metrics::SwitchMetrics> {
+        self.ask(Command::Metrics).await.map(|b| *b)
+    }
+
+    /// Prometheus text (format 0.0.4) of the switch: SIP, registrations,
+    /// authentication, protection, calls, trunks, media relay and the
+    /// limit counters.
+    pub async fn metrics_text(&self) -> String {
+        let mut e = crate::metrics::Exposition::default();
+        if let Some(m) = self.metrics().await {
+            m.render(&mut e);
+        }
+        e.single(
+            "strowger_registrations",
+            "gauge",
+            "Registered contacts.",
+            self.location.read().len(),
+        );
+        if let Some(r) = self.relay.get().and_then(|w| w.upgrade()) {
+            crate::metrics::render_relay(&mut e, &r.stats());
+        }
+        let mut out = e.finish();
+        out.push_str(&self.guard_metrics_text());
+        out
     }
 
     /// Prometheus text of the limit counters (connection caps, stream
@@ -381,6 +418,9 @@ impl Core {
             Command::Ping(tx) => {
                 let _ = tx.send(());
             }
+            Command::Metrics(tx) => {
+                let _ = tx.send(Box::new(self.metrics_snapshot(now)));
+            }
         }
     }
 
@@ -527,6 +567,39 @@ impl Core {
                 self.fail_call(now, call, 480, "Hung up by operator", "admin");
                 true
             }
+        }
+    }
+
+    /// A copy of the counters (`/metrics`).
+    pub fn metrics_snapshot(&self, now: Now) -> crate::metrics::SwitchMetrics {
+        let p = &self.trunks.protection;
+        let uac = self.trunks.uac.stats();
+        let trunks = self
+            .trunk_summaries()
+            .into_iter()
+            .zip(&self.trunks.rt)
+            .map(|(t, rt)| crate::metrics::TrunkMetrics {
+                name: t.name,
+                state: t.state,
+                latency_ms: t.latency_ms,
+                active_calls: t.active_calls,
+                state_changes: rt.state_changes,
+            })
+            .collect();
+        crate::metrics::SwitchMetrics {
+            stats: self.stats.clone(),
+            sip: self.sip.clone(),
+            protection: crate::metrics::ProtectionCounters {
+                banned_drops: p.banned_drops,
+                rate_drops: p.rate_drops,
+                scanner_drops: p.scanner_drops,
+                bans: p.bans,
+                banned_now: p.banned_count(now.mono) as u64,
+            },
+            uac_retransmissions: uac.retransmissions,
+            uac_timeouts: uac.timeouts,
+            calls_active: self.stats.active_calls,
+            trunks,
         }
     }
 

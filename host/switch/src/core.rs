@@ -733,6 +733,8 @@ pub struct Core {
     /// Host call ids (ULIDs from the injected time and a seeded RNG).
     pub(crate) call_ids: crate::call_id::CallIds,
     pub(crate) stats: Stats,
+    /// SIP counters for `/metrics`.
+    pub(crate) sip: crate::metrics::SipCounters,
     pub(crate) started: bool,
     pub(crate) trunks: crate::trunks::Trunks,
     /// `cfg.users` by user name (the registrar looks users up per request;
@@ -780,6 +782,7 @@ impl Core {
             media,
             next_id: 0,
             stats: Stats::default(),
+            sip: crate::metrics::SipCounters::default(),
             started: false,
         }
     }
@@ -909,6 +912,7 @@ impl Core {
     }
 
     pub(crate) fn send(&mut self, target: Target, data: Bytes) {
+        self.sip.sent(&data);
         self.out.push(Action::Send { target, data });
     }
 
@@ -926,8 +930,34 @@ impl Core {
                     Some((Target::Flow(flow), data.clone())),
                 );
             }
+            if let Some(code) = status.filter(|s| *s >= 200)
+                && matches!(req.method(), Some(Method::Register))
+            {
+                self.register_result(req, flow, code);
+            }
         }
         self.send(Target::Flow(flow), data);
+    }
+
+    /// Counts and logs the final response to a REGISTER: one line per
+    /// result (a challenge at debug: it is a step, not a result).
+    fn register_result(&mut self, req: &Message, flow: Flow, code: u16) {
+        self.sip.register_result(code);
+        let aor = req.to_str_raw();
+        match code {
+            200..=299 => tracing::info!(
+                aor,
+                source = %flow.remote,
+                transport = %flow.transport,
+                code,
+                expires = req.expires(),
+                "REGISTER accepted"
+            ),
+            401 | 407 => {
+                tracing::debug!(aor, source = %flow.remote, code, "REGISTER challenged")
+            }
+            _ => tracing::info!(aor, source = %flow.remote, code, "REGISTER refused"),
+        }
     }
 
     /// Builds and sends a simple response.
@@ -965,6 +995,8 @@ impl Core {
                 return;
             }
         };
+        self.sip
+            .received(msg.method().map(|m| m.as_str()), msg.status());
         if msg.is_response() {
             if matches!(msg.cseq().method, Method::Options | Method::Register)
                 && self.uac_response(now, &msg, inb.flow.remote, inb.flow.transport)
@@ -995,6 +1027,9 @@ impl Core {
                 }
                 return;
             }
+        }
+        if method != Method::Ack {
+            self.sip.server_transactions += 1;
         }
         // RFC 3261 §8.2.2.1: a Request-URI scheme we do not understand gets
         // 416 (an ACK gets no response).

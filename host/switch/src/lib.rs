@@ -21,6 +21,7 @@ pub mod flow;
 pub mod guard;
 pub mod location;
 pub mod media;
+pub mod metrics;
 mod registrar;
 pub mod server;
 pub mod session_timer;

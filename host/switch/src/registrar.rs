@@ -105,6 +105,9 @@ impl Core {
     /// Parks the request and asks the shell for the authorize decision.
     pub(crate) fn ask_authorize(&mut self, now: Now, req: Message, flow: Flow, facts: AuthFacts) {
         if facts.credentials == Credentials::Invalid {
+            // fail2ban reads this line (docs/fail2ban/strowger.conf): the
+            // address comes first; user-sent text only as escaped fields
+            tracing::warn!(user = facts.user.as_str(), method = %facts.method, source = %flow.remote, "authentication failed from {}", flow.remote.ip());
             self.auth_failed(now, flow.remote);
         }
         let pending = self.next_id();

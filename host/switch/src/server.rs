@@ -644,7 +644,10 @@ pub async fn start_with(cfg: Config, opts: StartOptions) -> anyhow::Result<Runni
         Some(m) => (m, None),
         None => match crate::media::start_relay(&cfg.media, sip_ip)? {
             Some(r) => (
-                Box::new(crate::media::RelayMedia::new(r.relay, cfg.media.mode)),
+                {
+                    control.use_relay(&r.relay);
+                    Box::new(crate::media::RelayMedia::new(r.relay, cfg.media.mode))
+                },
                 Some(r.events),
             ),
             None => (Box::new(crate::media::PassThrough), None),

@@ -245,6 +245,8 @@ pub(crate) struct TrunkRt {
     pub(crate) qualify_tx: Option<(TxId, Instant)>,
     /// Calls forwarded so far (group algorithm `calls`).
     pub(crate) forwarded: u64,
+    /// Up/down changes (`/metrics`).
+    pub(crate) state_changes: u64,
     pub(crate) reg: RegStatus,
     pub(crate) reg_tx: Option<TxId>,
     reg_call_id: String,
@@ -265,6 +267,7 @@ impl TrunkRt {
             latency_ms: None,
             qualify_tx: None,
             forwarded: 0,
+            state_changes: 0,
             reg: RegStatus::Unregistered,
             reg_tx: None,
             reg_call_id: strowger_sip::ids::call_id(None),
@@ -324,6 +327,11 @@ pub(crate) struct Protection {
 }
 
 impl Protection {
+    /// Sources banned at `now`.
+    pub(crate) fn banned_count(&self, now: Instant) -> usize {
+        self.banned.values().filter(|until| **until > now).count()
+    }
+
     /// Sources tracked (rate buckets, failure lists, bans).
     #[cfg(test)]
     pub(crate) fn tracked(&self) -> (usize, usize, usize) {
@@ -434,7 +442,13 @@ impl Core {
     fn set_trunk_up(&mut self, i: usize, up: bool, latency_ms: Option<u32>) {
         let rt = &mut self.trunks.rt[i];
         if rt.up != up {
-            tracing::info!(trunk = %self.cfg.trunks[i].name, up, "trunk state changed");
+            rt.state_changes += 1;
+            let state = if up { "up" } else { "down" };
+            if up {
+                tracing::info!(trunk = %self.cfg.trunks[i].name, state, latency_ms = ?latency_ms, "trunk state changed");
+            } else {
+                tracing::warn!(trunk = %self.cfg.trunks[i].name, state, "trunk state changed");
+            }
         }
         rt.up = up;
         if latency_ms.is_some() {
@@ -999,6 +1013,7 @@ impl Core {
     /// Records a failed authentication (wrong credentials) from `src`;
     /// bans the address when it reaches the threshold.
     pub(crate) fn auth_failed(&mut self, now: Now, src: SocketAddr) {
+        self.sip.auth_failures += 1;
         let cfg = &self.cfg.protection;
         if cfg.ban_time.is_zero() || self.trunk_by_source(now, src).is_some() {
             return;

@@ -66,6 +66,10 @@
 //! enabled = true
 //! listen = "127.0.0.1:8080"
 //! token = "..."                      # or $STROWGER_ADMIN_TOKEN; neither = token_file (generated, 0600)
+//!
+//! [log]                              # stderr log (docs/config.md)
+//! format = "text"                    # or "json"; $STROWGER_LOG_FORMAT overrides
+//! level = "info"                     # tracing filter; $STROWGER_LOG overrides; PUT /v1/log/level
 //! ```
 //! CLI: `strowger serve [--config FILE] [--demo] [--plugin-dir DIR]`. `--demo` without a file = built-in demo config: listen udp+tcp 127.0.0.1:5060 only, users 1001–1010 with password `demo<ext>`, store in `./strowger-demo.db` (or a data dir), route binding `route-table` with `guest-examples/rust/route-table/demo-config.json` (embedded into the binary with `include_str!`), prints a clear warning that demo credentials are active. On start the switch logs (stderr) `listening on <transport>:<addr>` per listener; SIGTERM/SIGINT shut it down cleanly (flush the store).
 //!
@@ -91,25 +95,19 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("STROWGER_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .try_init();
     let mut cfg = match (&args.config, args.demo) {
         (Some(path), _) => Config::from_file(path).map_err(|e| anyhow::anyhow!("{e}"))?,
-        (None, true) => {
-            eprintln!("WARNING: {}", config::DEMO_WARNING);
-            Config::demo()
-        }
+        (None, true) => Config::demo(),
         (None, false) => anyhow::bail!("give --config FILE or --demo"),
     };
     if let Some(dir) = args.plugin_dir {
         cfg.plugins.dir = Some(dir);
     }
     cfg.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let log = crate::logging::init(&cfg.log)?;
+    if args.config.is_none() && args.demo {
+        tracing::warn!("WARNING: {}", config::DEMO_WARNING);
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("strowger")
@@ -120,19 +118,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let admin = cfg.admin.clone();
         let token_file = cfg.admin_token_file();
         let running = strowger_switch::server::start_with(cfg, opts).await?;
-        let admin_addr = crate::control::start(&admin, &token_file, &running).await?;
-        for l in &running.listeners {
-            eprintln!("listening on {}:{}", l.transport, l.addr);
-        }
+        let admin_addr = crate::control::start(&admin, &token_file, &running, log).await?;
+        // the listeners were logged by the switch (`listening on <transport>:<addr>`)
         if let Some(a) = admin_addr {
-            eprintln!("admin API on http://{a}");
+            tracing::info!("admin API on http://{a}");
         }
         let failed = tokio::select! {
             _ = wait_for_signal() => None,
             why = running.failed() => Some(why),
         };
         match &failed {
-            None => eprintln!("shutting down"),
+            None => tracing::info!("shutting down"),
             Some(why) => {
                 // already logged by the supervisor; say what happens next
                 tracing::error!(failure = %why, exit_code = EXIT_FAILED, "the switch failed: flushing the store and exiting");
