@@ -876,6 +876,22 @@ def summarize(xs: list[float]) -> dict:
 # --------------------------------------------------------------------------
 
 
+def udp_drops(port: int) -> int | None:
+    """Kernel drops of the UDP socket(s) bound to `port` (/proc/net/udp:
+    datagrams the receive buffer had no room for)."""
+    total = None
+    for f in ("/proc/net/udp", "/proc/net/udp6"):
+        try:
+            lines = open(f).read().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            cols = line.split()
+            if len(cols) >= 13 and int(cols[1].rsplit(":", 1)[1], 16) == port:
+                total = (total or 0) + int(cols[12])
+    return total
+
+
 def main() -> int:
     tgt = os.environ.get("CARGO_TARGET_DIR", str(ROOT / "target"))
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -992,6 +1008,7 @@ def main() -> int:
     if not alive_end and died_at is None:
         died_at = round(wall, 1)
     st_end = proc_status(sw.pid) if alive_end else {}
+    kernel_drops_end = udp_drops(port)
     m_end = fetch_metrics(admin) if alive_end else {}
     ping_after = sip_ping(dst, 1.0) if alive_end else None
     switch_cpu = proc_cpu_s(sw.pid) - cpu0 if alive_end else None
@@ -1094,6 +1111,7 @@ def main() -> int:
             "vmhwm_mb": round(st_end.get("VmHWM", 0) / 1024, 1) if st_end else None,
             "fds_max": max(fds) if fds else None,
             "fds_end": fds[-1] if fds else None,
+            "udp_kernel_drops": kernel_drops_end,
             "cpu_s": round(switch_cpu, 1) if switch_cpu is not None else None,
             "cpu_pct_of_one_core": round(100 * switch_cpu / wall, 1) if switch_cpu else None,
             "crashes": crashes,
@@ -1193,6 +1211,7 @@ def render_md(r: dict) -> str:
         f"| RSS start / max / end (MiB) | {fmt(s['rss_start_mb'])} / {fmt(s['rss_max_mb'])} / {fmt(s['rss_end_mb'])} |",
         f"| VmHWM at end (MiB) | {fmt(s['vmhwm_mb'])} |",
         f"| file descriptors max / end | {fmt(s['fds_max'])} / {fmt(s['fds_end'])} |",
+        f"| SIP UDP socket: datagrams dropped by the kernel (receive buffer full) | {fmt(s.get('udp_kernel_drops'))} |",
         f"| CPU (s, % of one core) | {fmt(s['cpu_s'])} ({fmt(s['cpu_pct_of_one_core'])} %) |",
         f"| crashes | {s['crashes']} |",
         f"| exit code after SIGTERM | {s['exit_code']} |",

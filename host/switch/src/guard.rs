@@ -38,14 +38,6 @@ pub struct GuardMetrics {
     /// Per-source protection entries (rate buckets, failures, bans) dropped
     /// because the table was full.
     pub sources_dropped: AtomicU64,
-    /// Requests dropped: the source exceeded `[protection] rate_limit`.
-    pub dropped_rate_limit: AtomicU64,
-    /// Requests dropped: the source is banned.
-    pub dropped_banned: AtomicU64,
-    /// Requests dropped: scanner User-Agent.
-    pub dropped_scanner: AtomicU64,
-    /// Bans issued (wrong credentials `ban_failures` times).
-    pub bans: AtomicU64,
 }
 
 impl GuardMetrics {
@@ -123,22 +115,6 @@ impl GuardMetrics {
             "counter",
             "Responses not cached because they exceed the per-entry cap.",
             &[("", g(&self.cache_oversize))],
-        );
-        metric(
-            "strowger_sip_requests_dropped_total",
-            "counter",
-            "SIP requests dropped without an answer by [protection].",
-            &[
-                ("{reason=\"rate_limit\"}", g(&self.dropped_rate_limit)),
-                ("{reason=\"banned\"}", g(&self.dropped_banned)),
-                ("{reason=\"scanner\"}", g(&self.dropped_scanner)),
-            ],
-        );
-        metric(
-            "strowger_sip_bans_total",
-            "counter",
-            "Source addresses banned after repeated authentication failures.",
-            &[("", g(&self.bans))],
         );
         metric(
             "strowger_sip_sources_dropped_total",

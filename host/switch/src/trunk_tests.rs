@@ -360,12 +360,12 @@ Content-Length: 0
     h.rx("127.0.0.3:5070", scan);
     assert!(h.take_sent().is_empty());
     // each drop is counted on /metrics
-    let text = h.core.guard_metrics().render();
+    let text = switch_metrics_text(&h);
     for line in [
-        "strowger_sip_bans_total 1\n",
-        "strowger_sip_requests_dropped_total{reason=\"banned\"} 1\n",
-        "strowger_sip_requests_dropped_total{reason=\"scanner\"} 1\n",
-        "strowger_sip_requests_dropped_total{reason=\"rate_limit\"} 0\n",
+        "strowger_protection_bans_total 1\n",
+        "strowger_protection_dropped_total{reason=\"banned\"} 1\n",
+        "strowger_protection_dropped_total{reason=\"scanner\"} 1\n",
+        "strowger_protection_dropped_total{reason=\"rate_limit\"} 0\n",
     ] {
         assert!(text.contains(line), "no `{}` in:\n{text}", line.trim());
     }

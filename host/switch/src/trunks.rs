@@ -934,7 +934,6 @@ impl Core {
             && re.is_match(ua)
         {
             self.trunks.protection.scanner_drops += 1;
-            self.guard.dropped_scanner.fetch_add(1, Ordering::Relaxed);
             return true;
         }
         if self.trunk_by_source(now, src).is_some() {
@@ -945,7 +944,6 @@ impl Core {
         if let Some(until) = p.banned.get(&ip) {
             if *until > now.mono {
                 p.banned_drops += 1;
-                self.guard.dropped_banned.fetch_add(1, Ordering::Relaxed);
                 return true;
             }
             p.banned.remove(&ip);
@@ -988,9 +986,6 @@ impl Core {
             if *tokens < 1.0 {
                 p.rate_drops += 1;
                 p.rate_suppressed += 1;
-                self.guard
-                    .dropped_rate_limit
-                    .fetch_add(1, Ordering::Relaxed);
                 // one line per 10 s for a flood, with the count since
                 if p.rate_logged
                     .is_none_or(|t| now.mono >= t + Duration::from_secs(10))
@@ -1033,7 +1028,6 @@ impl Core {
             v.clear();
             p.banned.insert(src.ip(), now.mono + cfg.ban_time);
             p.bans += 1;
-            self.guard.bans.fetch_add(1, Ordering::Relaxed);
         }
     }
 }
