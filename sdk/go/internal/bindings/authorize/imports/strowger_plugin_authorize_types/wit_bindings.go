@@ -16,14 +16,17 @@ type Datetime = strowger_plugin_types.Datetime
 type Reject = strowger_plugin_types.Reject
 
 const (
-	// No Authorization/Proxy-Authorization header for our realm.
+	// No Authorization/Proxy-Authorization header for our realm, or
+	// one over a nonce the host did not issue to this source address
+	// (the client gets a fresh challenge; it is not a failed attempt).
 	Credentials_None uint8 = 0
 	// Credentials checked by the host and correct (the plugin never
 	// sees passwords).
 	Credentials_Valid uint8 = 1
 	// Credentials present and wrong (unknown user or bad response).
 	Credentials_Invalid uint8 = 2
-	// Correct credentials computed over an expired nonce.
+	// Correct credentials computed over an expired nonce, or with a
+	// nonce-count already used (a replay): challenge with stale=true.
 	Credentials_Stale uint8 = 3
 )
 
