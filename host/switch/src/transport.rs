@@ -877,22 +877,7 @@ fn set_recv_buffer(sock: &std::net::UdpSocket, addr: SocketAddr, want: usize) {
             )
         }
     };
-    let get = || {
-        let mut v: libc::c_int = 0;
-        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-        // SAFETY: as above; v and len are valid for writes of their size.
-        let r = unsafe {
-            libc::getsockopt(
-                fd,
-                libc::SOL_SOCKET,
-                libc::SO_RCVBUF,
-                (&mut v as *mut libc::c_int).cast(),
-                &mut len,
-            )
-        };
-        // Linux reports twice the size asked for (bookkeeping overhead)
-        if r == 0 { v.max(0) as usize / 2 } else { 0 }
-    };
+    let get = || recv_buffer_len(fd);
     set(libc::SO_RCVBUF);
     if get() < want {
         set(libc::SO_RCVBUFFORCE);
@@ -911,26 +896,32 @@ fn set_recv_buffer(sock: &std::net::UdpSocket, addr: SocketAddr, want: usize) {
     }
 }
 
+/// The usable kernel receive buffer of socket `fd`, bytes (0 if unknown).
+fn recv_buffer_len(fd: std::os::fd::RawFd) -> usize {
+    let mut v: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: fd is a socket the caller owns; v and len are valid for
+    // writes of their size.
+    let r = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            (&mut v as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    // Linux reports twice the size asked for (bookkeeping overhead)
+    if r == 0 { v.max(0) as usize / 2 } else { 0 }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::os::fd::AsRawFd;
 
     fn rcvbuf(s: &UdpSocket) -> usize {
-        let mut v: libc::c_int = 0;
-        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-        // SAFETY: valid socket; v/len valid for writes.
-        let r = unsafe {
-            libc::getsockopt(
-                s.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVBUF,
-                (&mut v as *mut libc::c_int).cast(),
-                &mut len,
-            )
-        };
-        assert_eq!(r, 0);
-        v as usize / 2
+        recv_buffer_len(s.as_raw_fd())
     }
 
     fn sysctl(name: &str) -> usize {
@@ -946,6 +937,7 @@ mod tests {
         let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
         let default = bind_udp(addr, 0).unwrap();
         let big = bind_udp(addr, want).unwrap();
+        assert!(rcvbuf(&default) > 0, "SO_RCVBUF unreadable");
         assert!(
             rcvbuf(&default) < want,
             "the system default is already large"
