@@ -383,6 +383,11 @@ Content-Length: 500
 
 ";
 
+/// 1001's answer (qop=auth, cnonce "cn") to challenge `c`.
+fn answer_1001(c: &strowger_sip::digest::Challenge<'_>, pw: &str, nc: u32) -> String {
+    strowger_sip::digest::answer(c, "REGISTER", "sip:test.local", "1001", pw, Some("cn"), nc)
+}
+
 fn our_challenge(h: &mut H, from: &str, branch: &str) -> String {
     h.rx(from, &reg_with_auth("1001", 1, branch, None));
     h.authorize_default();
@@ -400,15 +405,7 @@ fn a_ban_means_silence_even_for_malformed_requests() {
     let ch = our_challenge(&mut h, PHONE, "z9hG4bKs0");
     let c = strowger_sip::digest::Challenge::parse(&ch).unwrap();
     for i in 0..3 {
-        let a = strowger_sip::digest::answer(
-            &c,
-            "REGISTER",
-            "sip:test.local",
-            "1001",
-            "bad",
-            Some("cn"),
-            i + 1,
-        );
+        let a = answer_1001(&c, "bad", i + 1);
         h.rx(
             PHONE,
             &reg_with_auth("1001", 2 + i, &format!("z9hG4bKs{}", i + 1), Some(&a)),
@@ -432,15 +429,7 @@ fn spoofed_failures_over_a_nonce_issued_elsewhere_do_not_ban_the_victim() {
     let c = strowger_sip::digest::Challenge::parse(&ch).unwrap();
     // ...and sends wrong credentials with the victim's source address
     for i in 0..6 {
-        let a = strowger_sip::digest::answer(
-            &c,
-            "REGISTER",
-            "sip:test.local",
-            "1001",
-            "guess",
-            Some("cn"),
-            i + 1,
-        );
+        let a = answer_1001(&c, "guess", i + 1);
         h.rx(
             PHONE,
             &reg_with_auth("1001", 2 + i, &format!("z9hG4bKa{}", i + 1), Some(&a)),
@@ -453,15 +442,7 @@ fn spoofed_failures_over_a_nonce_issued_elsewhere_do_not_ban_the_victim() {
     // the victim registers normally
     let ch = our_challenge(&mut h, PHONE, "z9hG4bKv0");
     let c = strowger_sip::digest::Challenge::parse(&ch).unwrap();
-    let a = strowger_sip::digest::answer(
-        &c,
-        "REGISTER",
-        "sip:test.local",
-        "1001",
-        "pw1001",
-        Some("cn"),
-        1,
-    );
+    let a = answer_1001(&c, "pw1001", 1);
     h.rx(PHONE, &reg_with_auth("1001", 20, "z9hG4bKv1", Some(&a)));
     h.authorize_default();
     assert_eq!(h.take_sent().pop().unwrap().1.status(), Some(200));
