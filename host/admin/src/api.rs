@@ -263,19 +263,7 @@ async fn limit_body(
 /// Keys whose values are secrets: never answered, never audited.
 const SECRET_KEYS: [&str; 5] = ["password", "secret", "ha1", "token", "auth_password"];
 
-/// An Asterisk register string `user[:secret[:authuser]]@host...` with the
-/// secret replaced by `***` (unchanged when it has none).
-pub fn redact_register_string(s: &str) -> String {
-    let Some((cred, rest)) = s.rsplit_once('@') else {
-        // not a register string the switch accepts: nothing of it is shown
-        return "***".into();
-    };
-    let mut parts: Vec<&str> = cred.splitn(3, ':').collect();
-    if parts.len() >= 2 {
-        parts[1] = "***";
-    }
-    format!("{}@{rest}", parts.join(":"))
-}
+pub use strowger_types::redact_register_string;
 
 /// Removes every secret from a JSON value, at any depth: a key of
 /// `password`, `secret`, `ha1`, `token`, `auth_password` is replaced by

@@ -171,30 +171,7 @@ pub enum MediaEvent {
     },
 }
 
-/// The `application/dtmf-relay` `Signal` of an RFC 4733 event code
-/// (`0`-`9`, `*`, `#`, `A`-`D`, `!` for flash); `None` for other events.
-pub fn dtmf_signal(event: u8) -> Option<char> {
-    match event {
-        0..=9 => Some(char::from(b'0' + event)),
-        10 => Some('*'),
-        11 => Some('#'),
-        12..=15 => Some(char::from(b'A' + event - 12)),
-        16 => Some('!'),
-        _ => None,
-    }
-}
-
-/// Inverse of [`dtmf_signal`] (letters in either case).
-pub fn dtmf_event(signal: char) -> Option<u8> {
-    match signal.to_ascii_uppercase() {
-        c @ '0'..='9' => Some(c as u8 - b'0'),
-        '*' => Some(10),
-        '#' => Some(11),
-        c @ 'A'..='D' => Some(c as u8 - b'A' + 12),
-        '!' => Some(16),
-        _ => None,
-    }
-}
+pub use strowger_types::{dtmf_event, dtmf_signal};
 
 /// Per-session options.
 #[derive(Debug, Clone, Default)]

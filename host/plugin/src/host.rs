@@ -248,30 +248,17 @@ impl InstanceState {
 /// Converts a Unix time in milliseconds to the plugin's [`Datetime`], with
 /// the broken-down fields in the zone `utc_offset_minutes` east of UTC.
 pub fn datetime_from_unix_ms(unix_ms: i64, utc_offset_minutes: i32) -> Datetime {
-    let local_ms = unix_ms + utc_offset_minutes as i64 * 60_000;
-    let days = local_ms.div_euclid(86_400_000);
-    let sod = local_ms.rem_euclid(86_400_000) / 1000;
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    let weekday = (days + 3).rem_euclid(7) + 1;
+    let c = strowger_types::civil(unix_ms, utc_offset_minutes);
     Datetime {
         unix_ms,
         utc_offset_minutes,
-        year: y.clamp(0, u16::MAX as i64) as u16,
-        month: m as u8,
-        day: d as u8,
-        weekday: weekday as u8,
-        hour: (sod / 3600) as u8,
-        minute: (sod / 60 % 60) as u8,
-        second: (sod % 60) as u8,
+        year: c.year,
+        month: c.month,
+        day: c.day,
+        weekday: c.weekday,
+        hour: c.hour,
+        minute: c.minute,
+        second: c.second,
     }
 }
 

@@ -820,18 +820,7 @@ pub enum Inbound {
     None,
 }
 
-/// DTMF transport on a trunk.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum DtmfMode {
-    /// RFC 2833 / 4733 telephone-event in RTP.
-    #[default]
-    Rfc2833,
-    /// SIP INFO (application/dtmf-relay).
-    Info,
-    /// In-band audio tones.
-    Inband,
-}
+pub use strowger_types::DtmfMode;
 
 /// Media handling default of a trunk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -1102,18 +1091,7 @@ fn scrub_secrets(message: &str, text: &str) -> String {
     out
 }
 
-/// An Asterisk register string `user[:secret[:authuser]]@host...` with the
-/// secret replaced by `***` (for logs and error messages).
-pub fn redact_register_string(s: &str) -> String {
-    let Some((cred, rest)) = s.rsplit_once('@') else {
-        return "***".into();
-    };
-    let mut parts: Vec<&str> = cred.splitn(3, ':').collect();
-    if parts.len() >= 2 {
-        parts[1] = "***";
-    }
-    format!("{}@{rest}", parts.join(":"))
-}
+pub use strowger_types::redact_register_string;
 
 impl TrunkConfig {
     /// True for `host = "dynamic"`.

@@ -13,7 +13,7 @@
 pub mod auth;
 mod b2bua;
 pub mod call_id;
-pub mod civil;
+pub use strowger_types::civil;
 pub mod config;
 pub use b2bua::control;
 pub mod core;

@@ -63,6 +63,21 @@ pub fn civil(unix_ms: i64, utc_offset_minutes: i32) -> Civil {
     }
 }
 
+/// Format Unix milliseconds as RFC 3339 UTC, e.g. `2026-11-23T09:00:00.123Z`.
+pub fn format_utc_ms(ms: i64) -> String {
+    let c = civil(ms, 0);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        c.year,
+        c.month,
+        c.day,
+        c.hour,
+        c.minute,
+        c.second,
+        ms.rem_euclid(1000)
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -80,5 +95,7 @@ mod tests {
         assert_eq!((c.day, c.hour), (23, 6));
         let c = civil(0, 0);
         assert_eq!((c.year, c.month, c.day, c.weekday), (1970, 1, 1, 4));
+        assert_eq!(format_utc_ms(1_795_424_400_123), "2026-11-23T09:00:00.123Z");
+        assert_eq!(format_utc_ms(-1), "1969-12-31T23:59:59.999Z");
     }
 }
